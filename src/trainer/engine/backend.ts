@@ -1,0 +1,107 @@
+// Backend choice. tfjs keeps one global backend per process; this module is the only place that sets it.
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+
+export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface BackendInfo {
+  /** The tfjs backend now in use. */
+  readonly name: Exclude<BackendName, 'auto'>;
+  /** For webgpu: the adapter's description ("nvidia-h100", "llvmpipe", …). */
+  readonly adapter?: string;
+}
+
+let current: BackendInfo | undefined;
+const require = createRequire(import.meta.url);
+
+/** Sets up the named backend, or for `auto` the fastest that works here. Throws with the reason when a named one is unavailable. */
+export async function initBackend(name: BackendName = 'auto'): Promise<BackendInfo> {
+  if (current && (name === 'auto' || name === current.name)) return current;
+  if (name === 'auto') {
+    // A native TensorFlow the user installed beats everything; a WebGPU adapter backed by real hardware
+    // next; a software adapter (lavapipe, SwiftShader) is slower than wasm, so it is not chosen here.
+    if (tensorflowInstalled()) return (current = await initTensorflow());
+    const adapter = await tryWebgpuAdapter();
+    if (adapter && !adapter.software) return (current = await initWebgpu());
+    return (current = await initSimple('wasm'));
+  }
+  if (name === 'webgpu') return (current = await initWebgpu());
+  if (name === 'tensorflow') return (current = await initTensorflow());
+  return (current = await initSimple(name));
+}
+
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
+  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
+  await tf.ready();
+  return { name };
+}
+
+function tensorflowInstalled(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node-gpu');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function initTensorflow(): Promise<BackendInfo> {
+  if (!tensorflowInstalled()) {
+    throw new Error('backend "tensorflow" needs @tensorflow/tfjs-node-gpu: install it (npm install @tensorflow/tfjs-node-gpu, which downloads libtensorflow with CUDA) or choose webgpu, wasm or cpu');
+  }
+  // Loading tfjs-node-gpu registers its "tensorflow" backend on the tfjs instance it shares with us.
+  require('@tensorflow/tfjs-node-gpu');
+  if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend failed to initialise');
+  return { name: 'tensorflow' };
+}
+
+interface AdapterProbe {
+  readonly description: string;
+  readonly software: boolean;
+}
+
+let gpuInstalled = false;
+/** Installs Dawn's navigator.gpu (tfjs-backend-webgpu looks for it when it is imported). */
+async function installNavigatorGpu(): Promise<GPU | undefined> {
+  const g = globalThis as { navigator?: { gpu?: GPU } };
+  if (!gpuInstalled) {
+    let create: (flags: string[]) => GPU;
+    try {
+      ({ create } = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU });
+    } catch {
+      return undefined;
+    }
+    const gpu = create([]);
+    if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+    else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    gpuInstalled = true;
+  }
+  return g.navigator?.gpu;
+}
+
+async function tryWebgpuAdapter(): Promise<AdapterProbe | undefined> {
+  const gpu = await installNavigatorGpu();
+  const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) return undefined;
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+  const description = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const software = /llvmpipe|lavapipe|swiftshader|software/i.test(description) || (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  return { description, software };
+}
+
+async function initWebgpu(): Promise<BackendInfo> {
+  const probe = await tryWebgpuAdapter();
+  if (!probe) {
+    throw new Error('backend "webgpu": no WebGPU adapter found (Dawn needs a Vulkan, Metal or D3D12 driver; on Linux without a GPU install Mesa lavapipe: apt-get install mesa-vulkan-drivers)');
+  }
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend failed to initialise');
+  await tf.ready();
+  return { name: 'webgpu', adapter: probe.description };
+}
