@@ -71,13 +71,15 @@ let gpuInstalled = false;
 async function installNavigatorGpu(): Promise<GPU | undefined> {
   const g = globalThis as { navigator?: { gpu?: GPU } };
   if (!gpuInstalled) {
-    let create: (flags: string[]) => GPU;
+    let dawn: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
     try {
-      ({ create } = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU });
+      dawn = (await import('webgpu')) as unknown as typeof dawn;
     } catch {
       return undefined;
     }
-    const gpu = create([]);
+    // tfjs-backend-webgpu reads GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
     if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
     else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
     gpuInstalled = true;
