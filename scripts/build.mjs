@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// Bundles with esbuild: each room of the product is its own bundle, sharing only typed protocol modules.
+//   dist/trainer.mjs    the engine + CLI (child process of the extension, or `lora-studio` on a terminal)
+//   dist/extension.cjs  the VS Code extension host side
+//   dist/server.cjs     the language server for *.lora.yaml
+//   dist/webview/*.js   browser code: the training dashboard and the notebook renderer
+import * as esbuild from 'esbuild';
+import fs from 'node:fs';
+
+const watch = process.argv.includes('--watch');
+const production = process.argv.includes('--production');
+// Native and wasm-carrying packages stay outside the bundle and ship in node_modules.
+const nodeExternals = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-wasm', 'sharp', 'webgpu'];
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'info', legalComments: 'none' };
+
+const bundles = [
+  { entryPoints: ['src/trainer/cli.ts'], outfile: 'dist/trainer.mjs', platform: 'node', format: 'esm', target: 'node20', external: nodeExternals,
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },
+  { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.cjs', platform: 'node', format: 'cjs', target: 'node20', external: ['vscode'] },
+  { entryPoints: ['src/server/server.ts'], outfile: 'dist/server.cjs', platform: 'node', format: 'cjs', target: 'node20' },
+  { entryPoints: ['webview/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js', platform: 'browser', format: 'iife', target: 'es2022' },
+  { entryPoints: ['webview/renderer/main.ts'], outfile: 'dist/webview/renderer.js', platform: 'browser', format: 'esm', target: 'es2022' },
+].filter((b) => fs.existsSync(b.entryPoints[0]));
+
+for (const b of bundles) {
+  const options = { ...common, ...b };
+  if (watch) await (await esbuild.context(options)).watch();
+  else await esbuild.build(options);
+}
