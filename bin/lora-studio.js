@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `lora-studio` command: the bundled trainer/engine CLI (build it first with `npm run build`).
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const bundle = fileURLToPath(new URL('../dist/trainer.mjs', import.meta.url));
+if (!existsSync(bundle)) {
+  console.error('lora-studio: dist/trainer.mjs is missing — run `npm run build` in the project folder first.');
+  process.exit(1);
+}
+await import(bundle);
