@@ -1,0 +1,147 @@
+// CLIP text encoder vs transformers' CLIPTextModel (golden `text_encoder`: input_ids → last_hidden_state,
+// hidden_states[-2], pooler_output), on the backend named by LORA_STUDIO_BACKEND.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { CLIPTextModel, clipTextConfigFromJson, expectedParamShapes } from '../../src/trainer/models/clip_text_model.js';
+import { readJson } from '../../src/trainer/io/diffusers_folder.js';
+import { readAllFloat32, writeSafetensors } from '../../src/trainer/io/safetensors.js';
+import { MODEL_DIR, TINY_SHAPES, golden, goldenTensor, useTestBackend, assertClose } from '../helpers/fixtures.js';
+
+// Tolerance: everything is f32 on both sides; the error is rounding that accumulates through the layers
+// (K ≤ intermediate_size dot products, softmax over ≤ 77 keys, LayerNorm's mean/variance over hidden_size)
+// and is then amplified by each LayerNorm's 1/σ. On the fixture (5 layers, hidden 32) the measured error
+// is ~1e-6 on cpu, wasm and webgpu (lavapipe) against values of magnitude ~1–4. 1e-5 absolute
+// + 1e-5 × max|ref| leaves room for other summation orders (tiled GPU matmuls, XNNPACK) and deeper
+// fixtures, while a real mistake (no causal mask, gelu for quick_gelu, LayerNorm eps 1e-6 for 1e-5)
+// shows up as 2e-2 or more (measured).
+const ATOL = 1e-5;
+const RTOL = 1e-5;
+
+let model: CLIPTextModel;
+before(async () => {
+  await useTestBackend();
+  model = CLIPTextModel.fromPretrained(MODEL_DIR);
+});
+after(() => model?.dispose());
+
+test('matches transformers: last_hidden_state, hidden_states[-2], pooler_output', async () => {
+  const g = golden('text_encoder');
+  const ids = tf.tidy(() => goldenTensor(g, 'input_ids').round().cast('int32')) as tf.Tensor2D;
+  const out = model.forward(ids);
+  try {
+    await assertClose(out.lastHiddenState, goldenTensor(g, 'last_hidden_state'), ATOL, 'text_encoder last_hidden_state', RTOL);
+    await assertClose(out.penultimateHiddenState, goldenTensor(g, 'penultimate_hidden_state'), ATOL, 'text_encoder penultimate_hidden_state', RTOL);
+    await assertClose(out.poolerOutput, goldenTensor(g, 'pooler_output'), ATOL, 'text_encoder pooler_output', RTOL);
+  } finally {
+    tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
+  }
+});
+
+test("legacy eos_token_id 2 pools at the ids' argmax, which is the same eos token here", async () => {
+  const g = golden('text_encoder');
+  const legacy = new CLIPTextModel({ ...model.config, eosTokenId: 2 }, model.params);
+  const ids = tf.tidy(() => goldenTensor(g, 'input_ids').round().cast('int32')) as tf.Tensor2D;
+  const out = legacy.forward(ids);
+  try {
+    await assertClose(out.poolerOutput, goldenTensor(g, 'pooler_output'), ATOL, 'text_encoder pooler_output (argmax rule)', RTOL);
+  } finally {
+    tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
+  }
+});
+
+test('loads the same weights from the pipeline folder and from its text_encoder/ folder', async () => {
+  const direct = CLIPTextModel.fromPretrained(path.join(MODEL_DIR, 'text_encoder'));
+  try {
+    assert.deepEqual(direct.config, model.config);
+    for (const name of expectedParamShapes(model.config).keys()) {
+      // await data(), not arraySync(): WebGPU tensors cannot be read synchronously in Node.
+      const diff = tf.tidy(() => tf.max(tf.abs(direct.params.get(name).sub(model.params.get(name)))));
+      assert.equal((await diff.data())[0], 0, name);
+      diff.dispose();
+    }
+  } finally {
+    direct.dispose();
+  }
+});
+
+test('loads fp16 weights (examples/tiny-shapes) as f32 and runs', async () => {
+  const dir = path.join(TINY_SHAPES, 'model', 'text_encoder');
+  const fp16 = CLIPTextModel.fromPretrained(dir);
+  const ids = tf.tensor2d([[49406, 320, 1125, 49407, 49407]], [1, 5], 'int32');
+  const out = fp16.forward(ids);
+  try {
+    const h = fp16.config.hiddenSize;
+    assert.equal(h, (readJson(path.join(dir, 'config.json')) as { hidden_size: number }).hidden_size);
+    assert.deepEqual(out.lastHiddenState.shape, [1, 5, h]);
+    assert.deepEqual(out.poolerOutput.shape, [1, h]);
+    const pooled = await out.poolerOutput.data();
+    const atEos = (await out.lastHiddenState.data()).slice(3 * h, 4 * h);
+    assert.deepEqual([...pooled], [...atEos], 'pooled output is the hidden state at the first eos');
+    assert.ok([...pooled].every(Number.isFinite));
+  } finally {
+    tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
+    fp16.dispose();
+  }
+});
+
+test('weights that do not fit config.json are refused, naming the keys', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clip-te-'));
+  try {
+    const config = readJson(path.join(MODEL_DIR, 'text_encoder', 'config.json')) as Record<string, number>;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, hidden_size: config.hidden_size * 2, num_hidden_layers: config.num_hidden_layers + 1 }));
+    fs.copyFileSync(path.join(MODEL_DIR, 'text_encoder', 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    assert.throws(
+      () => CLIPTextModel.fromPretrained(dir),
+      (e: Error) => /missing encoder\.layers\.\d+\.layer_norm1\.weight/.test(e.message) && /wrong shape embeddings\.token_embedding\.weight/.test(e.message) && e.message.includes(dir),
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('config.json is read, not assumed', () => {
+  const cfg = clipTextConfigFromJson(readJson(path.join(MODEL_DIR, 'text_encoder', 'config.json')) as Record<string, unknown>);
+  assert.equal(expectedParamShapes(cfg).size, 4 + cfg.numHiddenLayers * 16);
+  assert.throws(() => clipTextConfigFromJson({ hidden_act: 'relu6' }), /hidden_act "relu6" is not supported/);
+  assert.throws(() => clipTextConfigFromJson({ hidden_size: 30, num_attention_heads: 4 }), /not divisible/);
+});
+
+test('randomInit makes weights of the expected shapes (for benchmarks)', async () => {
+  const rnd = CLIPTextModel.randomInit(model.config, 3);
+  const ids = tf.tensor2d([[49406, 320, 49407]], [1, 3], 'int32');
+  const out = rnd.forward(ids);
+  try {
+    for (const [name, shape] of expectedParamShapes(model.config)) assert.deepEqual(rnd.params.get(name).shape, shape, name);
+    assert.deepEqual(out.penultimateHiddenState.shape, [1, 3, model.config.hiddenSize]);
+    assert.ok([...(await out.lastHiddenState.data())].every(Number.isFinite));
+  } finally {
+    tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
+    rnd.dispose();
+  }
+});
+
+test("loads transformers ≤ 4 files, whose names start with 'text_model.'", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clip-te-'));
+  try {
+    const src = path.join(MODEL_DIR, 'text_encoder');
+    fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+    const { tensors } = readAllFloat32(path.join(src, 'model.safetensors'));
+    writeSafetensors(path.join(dir, 'model.safetensors'), new Map([...tensors].map(([k, t]) => [`text_model.${k}`, t])));
+    const prefixed = CLIPTextModel.fromPretrained(dir);
+    try {
+      for (const name of expectedParamShapes(model.config).keys()) {
+        const diff = tf.tidy(() => tf.max(tf.abs(prefixed.params.get(name).sub(model.params.get(name)))));
+        assert.equal((await diff.data())[0], 0, name);
+        diff.dispose();
+      }
+    } finally {
+      prefixed.dispose();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
