@@ -2,20 +2,12 @@
 import path from 'node:path';
 import { readLoraFile } from '../lora/lora_file.js';
 import { LoraSet } from '../lora/lora_set.js';
+export { parseLoraArg as parseLoraSpec } from '../lora/lora_set.js';
 import type { StableDiffusion } from './stable_diffusion.js';
 
 export interface LoraSpec {
   readonly file: string;
   readonly scale: number;
-}
-
-/** "FILE[:SCALE]" — the scale is the part after the last colon when it is a number (so C:\… paths work). */
-export function parseLoraSpec(spec: string): LoraSpec {
-  const m = /^(.*):(-?\d+(?:\.\d+)?|-?\.\d+)$/.exec(spec);
-  const file = m ? m[1] : spec;
-  const scale = m ? Number(m[2]) : 1;
-  if (!file) throw new Error(`--lora "${spec}": expected FILE[:SCALE]`);
-  return { file, scale };
 }
 
 export function loadLoras(sd: StableDiffusion, specs: readonly LoraSpec[]): LoraSet {

@@ -1,0 +1,354 @@
+// Reading and writing LoRA files. Reading checks every key against the model it is meant for, so a LoRA
+// for another model fails with the key that does not fit, instead of producing garbage images.
+import fs from 'node:fs';
+import path from 'node:path';
+import { SafetensorsFile, writeSafetensors, type TensorInfo, type TensorToWrite } from '../io/safetensors.js';
+import {
+  adapterConfigFromHeader,
+  alphaFromAdapterConfig,
+  diffusersKeys,
+  guessPathFromKohya,
+  isOtherUnetLayer,
+  kohyaName,
+  moduleKind,
+  parseLoraKey,
+  usesLdmBlockNames,
+  ATTENTION_PROJECTIONS,
+  type AdapterConfig,
+  type LoraFormat,
+  type LoraTarget,
+} from './formats.js';
+
+/** One module's LoRA: y += (alpha / rank) · up · down · x. Row-major f32, PyTorch layout. */
+export interface LoraModule {
+  /** [rank, in] */
+  readonly down: Float32Array;
+  /** [out, rank] */
+  readonly up: Float32Array;
+  readonly rank: number;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** alpha / rank is the module's scale; alpha = rank (scale 1) when the file stores none. */
+  readonly alpha: number;
+}
+
+/** A module to write; alpha defaults to rank. */
+export type LoraModuleToWrite = Omit<LoraModule, 'alpha'> & { readonly alpha?: number };
+
+export interface LoraWeights {
+  readonly file: string;
+  readonly format: LoraFormat;
+  /** By UNet module path (`down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q`). */
+  readonly modules: Map<string, LoraModule>;
+  readonly metadata: Record<string, string>;
+  /** Keys that were recognised but left out (text-encoder parts, layers that are not LoRA targets here). */
+  readonly skipped: string[];
+  /** One sentence per kind of skipped part, for the user. */
+  readonly warnings: string[];
+}
+
+export class LoraFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly key: string | undefined,
+    problem: string,
+  ) {
+    super(key === undefined ? `${file}: ${problem}` : `${file}: key "${key}" ${problem}`);
+    this.name = 'LoraFileError';
+  }
+}
+
+interface Found {
+  key: string;
+  info: TensorInfo;
+}
+interface Pending {
+  target: LoraTarget;
+  format?: LoraFormat;
+  down?: Found;
+  up?: Found;
+  alpha?: Found;
+}
+
+/**
+ * Reads a LoRA in diffusers, PEFT or kohya/A1111 layout and checks it against the model's LoRA targets
+ * (see loraTargetsFromUnetWeights, or the UNet's loraTargets()). Text-encoder parts and LoRA parts on UNet
+ * layers that are not targets are skipped with a warning; anything that does not fit the model is an error
+ * naming the key.
+ */
+export function readLoraFile(file: string, targets: readonly LoraTarget[]): LoraWeights {
+  if (targets.length === 0) throw new LoraFileError(file, undefined, 'the model offers no LoRA targets to apply this LoRA to');
+  const f = SafetensorsFile.open(file);
+  try {
+    return readOpen(f, targets);
+  } finally {
+    f.close();
+  }
+}
+
+function readOpen(f: SafetensorsFile, targets: readonly LoraTarget[]): LoraWeights {
+  const file = f.path;
+  // Annotated so that TypeScript narrows after a call (control flow needs an explicit `never` type).
+  const fail: (key: string | undefined, problem: string) => never = (key, problem) => {
+    throw new LoraFileError(file, key, problem);
+  };
+  const byPath = new Map(targets.map((t) => [t.path, t]));
+  // kohya names are matched by building each target's name: the underscores cannot be undone reliably.
+  const byKohya = new Map(targets.map((t) => [kohyaName(t.path, ''), t]));
+
+  const pending = new Map<string, Pending>();
+  const skippedTextEncoder: string[] = [];
+  const skippedLayers = new Map<string, string[]>(); // layer kind → keys
+  const formatCount = new Map<LoraFormat, number>();
+
+  for (const key of f.names()) {
+    const parsed = parseLoraKey(key);
+    if (parsed.kind === 'unknown') {
+      fail(
+        key,
+        'is not a LoRA weight name LoRA Studio knows. Expected diffusers (`unet.<module>.lora.down.weight`), ' +
+          'PEFT (`<module>.lora_A.weight`) or kohya/A1111 (`lora_unet_<module>.lora_down.weight`) keys — is this a LoRA file at all? (`lora-studio inspect` tells what a file is)',
+      );
+    }
+    if (parsed.kind === 'unsupported') fail(key, `belongs to a ${parsed.what} adapter, which LoRA Studio cannot apply yet (plain LoRA only)`);
+    if (parsed.kind !== 'lora') continue;
+    if (parsed.component !== 'unet') {
+      skippedTextEncoder.push(key);
+      continue;
+    }
+    const target = parsed.naming === 'kohya' ? byKohya.get(parsed.module) : byPath.get(parsed.module);
+    if (!target) {
+      const modulePath = parsed.naming === 'kohya' ? guessPathFromKohya(parsed.module) : parsed.module;
+      if (usesLdmBlockNames(modulePath)) {
+        fail(
+          key,
+          'uses the original Stable Diffusion (LDM) block names input_blocks/middle_block/output_blocks; LoRA Studio reads LoRAs ' +
+            'with diffusers block names (down_blocks/mid_block/up_blocks). Convert it first, e.g. load it with diffusers `load_lora_weights` and save it with `save_lora_weights`.',
+        );
+      }
+      if (isOtherUnetLayer(modulePath)) {
+        const kind = moduleKind(modulePath);
+        skippedLayers.set(kind, [...(skippedLayers.get(kind) ?? []), key]);
+        continue;
+      }
+      fail(
+        key,
+        `is for UNet module "${modulePath}", which this model does not have — is this a LoRA for another model? ` +
+          `(this model takes LoRAs on ${targets.length} attention projections, e.g. "${targets[0].path}")`,
+      );
+    }
+    const entry = pending.get(target.path) ?? { target };
+    pending.set(target.path, entry);
+    const slot = parsed.part;
+    if (entry[slot]) fail(key, `gives the ${slot} weight of module "${target.path}" a second time (also in "${entry[slot].key}")`);
+    entry[slot] = { key, info: f.info(key) };
+    if (parsed.format) {
+      if (entry.format && entry.format !== parsed.format) fail(key, `mixes ${parsed.format} and ${entry.format} keys for module "${target.path}"`);
+      entry.format = parsed.format;
+      formatCount.set(parsed.format, (formatCount.get(parsed.format) ?? 0) + 1);
+    }
+  }
+
+  const warnings: string[] = [];
+  if (skippedTextEncoder.length) {
+    warnings.push(
+      `${file}: ${skippedTextEncoder.length} text-encoder LoRA keys skipped — LoRA Studio applies LoRAs to the UNet only for now, ` +
+        'so the part of this LoRA that changes how prompts are encoded is left out and images can differ from other tools.',
+    );
+  }
+  if (skippedLayers.size) {
+    const n = [...skippedLayers.values()].reduce((a, k) => a + k.length, 0);
+    const kinds = [...skippedLayers.entries()].map(([k, keys]) => `${k} ×${keys.length}`).join(', ');
+    warnings.push(
+      `${file}: ${n} LoRA keys on UNet layers other than attention projections skipped (${kinds}) — LoRA Studio applies ` +
+        `LoRAs to ${ATTENTION_PROJECTIONS.join(', ')} only, so images can differ from tools that apply these too.`,
+    );
+  }
+  const skipped = [...skippedTextEncoder, ...[...skippedLayers.values()].flat()];
+
+  if (pending.size === 0) {
+    fail(undefined, `holds no UNet LoRA weights this model can use${warnings.length ? ` (${skipped.length} keys skipped: ${warnings.map((w) => w.slice(file.length + 2)).join(' ')})` : ''}`);
+  }
+
+  const format = [...formatCount.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'diffusers';
+  const config = format === 'kohya' ? undefined : adapterConfigFor(f, format);
+  const modules = new Map<string, LoraModule>();
+  for (const [modulePath, e] of pending) {
+    if (!e.down || !e.up) {
+      const have = (e.down ?? e.up ?? e.alpha)!.key;
+      fail(have, `has no matching ${e.down ? 'up' : 'down'} weight for module "${modulePath}" (a LoRA needs both down/lora_A and up/lora_B) — the file is incomplete`);
+    }
+    modules.set(modulePath, readModule(f, e as Required<Pending>, config, fail));
+  }
+  return { file, format, modules, metadata: { ...f.metadata }, skipped, warnings };
+}
+
+/** Hyper-parameters stored beside the weights: diffusers' header entry, or PEFT's adapter_config.json. */
+function adapterConfigFor(f: SafetensorsFile, format: LoraFormat): AdapterConfig | undefined {
+  const fromHeader = adapterConfigFromHeader(f.metadata, 'unet');
+  if (fromHeader) return fromHeader;
+  const configFile = path.join(path.dirname(f.path), 'adapter_config.json');
+  if (format === 'peft' && fs.existsSync(configFile)) {
+    try {
+      return JSON.parse(fs.readFileSync(configFile, 'utf8')) as AdapterConfig;
+    } catch (e) {
+      throw new LoraFileError(configFile, undefined, `is not valid JSON (${(e as Error).message})`);
+    }
+  }
+  return undefined;
+}
+
+/** A 2-D [rows, cols] view of a linear LoRA weight stored as [rows, cols] or as a 1×1 conv [rows, cols, 1, 1]. */
+function matrixShape(found: Found, fail: (key: string, problem: string) => never): [number, number] {
+  const s = found.info.shape;
+  if (s.length === 2) return [s[0], s[1]];
+  if (s.length === 4 && s[2] === 1 && s[3] === 1) return [s[0], s[1]];
+  if (s.length === 4) fail(found.key, `has shape ${JSON.stringify(s)}: a ${s[2]}×${s[3]} convolution LoRA, which cannot apply to a linear attention projection`);
+  return fail(found.key, `has shape ${JSON.stringify(s)}; a LoRA weight is 2-D ([rank, in] or [out, rank])`);
+}
+
+function readModule(
+  f: SafetensorsFile,
+  e: Pending & { down: Found; up: Found },
+  config: AdapterConfig | undefined,
+  fail: (key: string | undefined, problem: string) => never,
+): LoraModule {
+  const t = e.target;
+  const [rank, inFeatures] = matrixShape(e.down, fail);
+  const [outFeatures, upRank] = matrixShape(e.up, fail);
+  if (inFeatures !== t.inFeatures) {
+    fail(e.down.key, `has shape [${rank}, ${inFeatures}] but module "${t.path}" takes ${t.inFeatures} input features (expected [rank, ${t.inFeatures}]) — is this a LoRA for another model?`);
+  }
+  if (outFeatures !== t.outFeatures) {
+    fail(e.up.key, `has shape [${outFeatures}, ${upRank}] but module "${t.path}" has ${t.outFeatures} output features (expected [${t.outFeatures}, rank]) — is this a LoRA for another model?`);
+  }
+  if (upRank !== rank) fail(e.up.key, `has rank ${upRank} but its down weight "${e.down.key}" has rank ${rank}`);
+  if (rank === 0) fail(e.down.key, 'has rank 0');
+
+  let alpha: number | undefined;
+  if (e.alpha) {
+    const n = e.alpha.info.shape.reduce((a, b) => a * b, 1);
+    if (n !== 1) fail(e.alpha.key, `should be a single number but has shape ${JSON.stringify(e.alpha.info.shape)}`);
+    alpha = f.readFloat32(e.alpha.key)[0];
+    if (!Number.isFinite(alpha)) fail(e.alpha.key, `is ${alpha}, not a finite number`);
+    // sd-scripts and A1111 treat a zero alpha as "no alpha": scale 1.
+    if (alpha === 0) alpha = undefined;
+  }
+  alpha ??= config ? alphaFromAdapterConfig(config, t.path, rank) : undefined;
+  return {
+    down: f.readFloat32(e.down.key),
+    up: f.readFloat32(e.up.key),
+    rank,
+    inFeatures,
+    outFeatures,
+    alpha: alpha ?? rank,
+  };
+}
+
+function checkModule(modulePath: string, m: LoraModuleToWrite): void {
+  if (m.down.length !== m.rank * m.inFeatures || m.up.length !== m.outFeatures * m.rank) {
+    throw new Error(
+      `LoRA module "${modulePath}": down has ${m.down.length} values and up ${m.up.length}, but rank ${m.rank}, in ${m.inFeatures}, out ${m.outFeatures} need ${m.rank * m.inFeatures} and ${m.outFeatures * m.rank}`,
+    );
+  }
+}
+
+/**
+ * Writes `pytorch_lora_weights.safetensors` as diffusers' `save_lora_weights` does (`unet.<module>.lora.down.weight`
+ * [r, in], `.lora.up.weight` [out, r], header `{"format": "pt"}` plus `metadata`), atomically.
+ * The layout has no alpha (loaders assume alpha = rank), so a module with alpha ≠ rank is written with
+ * alpha / rank folded into its up weight: the file then means the same in every loader.
+ */
+export function writeDiffusersLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, dtype: 'F32' | 'F16' = 'F32'): void {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [modulePath, m] of modules) {
+    checkModule(modulePath, m);
+    const scale = (m.alpha ?? m.rank) / m.rank;
+    const keys = diffusersKeys(modulePath);
+    tensors.set(keys.down, { dtype, shape: [m.rank, m.inFeatures], data: m.down });
+    tensors.set(keys.up, { dtype, shape: [m.outFeatures, m.rank], data: scale === 1 ? m.up : m.up.map((v) => v * scale) });
+  }
+  writeSafetensors(file, tensors, { format: 'pt', ...metadata });
+}
+
+/**
+ * Writes a kohya/A1111 LoRA (`lora_unet_<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`), the layout
+ * A1111, sd-scripts and most LoRA sites expect, atomically.
+ */
+export function writeKohyaLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, dtype: 'F32' | 'F16' = 'F32'): void {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [modulePath, m] of modules) {
+    checkModule(modulePath, m);
+    const name = kohyaName(modulePath);
+    tensors.set(`${name}.lora_down.weight`, { dtype, shape: [m.rank, m.inFeatures], data: m.down });
+    tensors.set(`${name}.lora_up.weight`, { dtype, shape: [m.outFeatures, m.rank], data: m.up });
+    tensors.set(`${name}.alpha`, { dtype, shape: [], data: [m.alpha ?? m.rank] });
+  }
+  writeSafetensors(file, tensors, metadata);
+}
+
+/** What LoRA Studio records about a training run in a LoRA file's header. All fields optional but rank/alpha. */
+export interface TrainingInfo {
+  readonly rank: number;
+  readonly alpha: number;
+  /** The base model's name (folder name or hub id). */
+  readonly baseModel?: string;
+  /** sd-scripts' model family name: `sd_v1`, `sd_v2`, … (A1111 hides LoRAs of another family). */
+  readonly baseModelVersion?: string;
+  readonly vPrediction?: boolean;
+  readonly outputName?: string;
+  readonly steps?: number;
+  readonly epochs?: number;
+  readonly learningRate?: number;
+  readonly resolution?: number;
+  readonly numTrainImages?: number;
+  readonly seed?: number;
+  readonly startedAt?: Date;
+  readonly finishedAt?: Date;
+  readonly targetModules?: readonly string[];
+  /** The run config, stored as JSON so a LoRA says how it was made. */
+  readonly runConfig?: unknown;
+  readonly version?: string;
+}
+
+/**
+ * Header metadata for a trained LoRA. Values are strings (the safetensors rule).
+ *
+ * - `ss_*`: the keys kohya's sd-scripts writes, which A1111 (and civitai) read to show a LoRA's training
+ *   details and to tell SD1 from SD2 LoRAs (`ss_base_model_version`, `ss_v2`). Only a modest subset:
+ *   ss_network_module, ss_network_dim (rank), ss_network_alpha, ss_base_model_version, ss_v2,
+ *   ss_v_parameterization, ss_sd_model_name, ss_output_name, ss_steps, ss_epoch, ss_learning_rate,
+ *   ss_resolution ("(512, 512)"), ss_num_train_images, ss_seed, ss_training_started_at /
+ *   ss_training_finished_at (Unix seconds).
+ * - `lora_studio.*`: ours — version, target_modules (comma-separated), run_config (JSON).
+ *
+ * Readers never take alpha from ss_network_alpha: in a diffusers-layout file alpha is already folded into
+ * the weights, and kohya files carry their `.alpha` tensors.
+ */
+export function loraTrainingMetadata(info: TrainingInfo): Record<string, string> {
+  const m: Record<string, string> = {
+    ss_network_module: 'networks.lora',
+    ss_network_dim: String(info.rank),
+    ss_network_alpha: String(info.alpha),
+  };
+  const set = (k: string, v: string | number | boolean | undefined) => {
+    if (v !== undefined) m[k] = typeof v === 'boolean' ? (v ? 'True' : 'False') : String(v);
+  };
+  set('ss_base_model_version', info.baseModelVersion);
+  if (info.baseModelVersion !== undefined) set('ss_v2', info.baseModelVersion.startsWith('sd_v2'));
+  set('ss_v_parameterization', info.vPrediction);
+  set('ss_sd_model_name', info.baseModel);
+  set('ss_output_name', info.outputName);
+  set('ss_steps', info.steps);
+  set('ss_epoch', info.epochs);
+  set('ss_learning_rate', info.learningRate);
+  if (info.resolution !== undefined) set('ss_resolution', `(${info.resolution}, ${info.resolution})`);
+  set('ss_num_train_images', info.numTrainImages);
+  set('ss_seed', info.seed);
+  if (info.startedAt) set('ss_training_started_at', info.startedAt.getTime() / 1000);
+  if (info.finishedAt) set('ss_training_finished_at', info.finishedAt.getTime() / 1000);
+  set('lora_studio.version', info.version);
+  set('lora_studio.target_modules', (info.targetModules ?? ATTENTION_PROJECTIONS).join(','));
+  if (info.runConfig !== undefined) set('lora_studio.run_config', JSON.stringify(info.runConfig));
+  return m;
+}
