@@ -9,6 +9,7 @@ import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
 import { createScheduler, type SchedulerName } from '../schedulers/index.js';
 import { noLora, type LoraLookup } from '../engine/ops.js';
+import { torchRandn } from '../engine/torch_random.js';
 
 export interface StableDiffusion {
   readonly dir: string;
@@ -93,7 +94,11 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     if (o.latents.shape.join() !== shape.join()) throw new Error(`latents have shape ${JSON.stringify(o.latents.shape)} (NHWC), expected ${JSON.stringify(shape)} for ${width}×${height}`);
     latents = o.latents.mul(scheduler.initNoiseSigma);
   } else {
-    latents = tf.tidy(() => tf.randomNormal(shape, 0, 1, 'float32', o.seed ?? 0).mul(scheduler.initNoiseSigma));
+    // Drawn NCHW with torch's CPU generator, so a seed gives the same image as diffusers with
+    // generator=torch.Generator().manual_seed(seed).
+    const [b, h, w, c] = shape;
+    const noise = torchRandn(o.seed ?? 0, [b, c, h, w]);
+    latents = tf.tidy(() => tf.tensor4d(noise, [b, c, h, w]).transpose<tf.Tensor4D>([0, 2, 3, 1]).mul(scheduler.initNoiseSigma));
   }
 
   const total = scheduler.timesteps.length;
