@@ -1,0 +1,122 @@
+// Turns a pasted training command — `accelerate launch train_text_to_image_lora.py --… \` with its
+// `export MODEL_NAME=…` lines, quotes and continuations — into the text of a commented `*.lora.yaml`.
+// Settings LoRA Studio ignores become comments saying why; hub ids get a note on downloading them.
+import { looksLikeLocalPath } from './check_entries.js';
+import { parseFlags } from './flags.js';
+import { formatValue, GUIDE_ONLY, KEY_SPECS, RUN_CONFIG_KEYS, type KeySpec } from './schema.js';
+import { parseShell, type ShellCommand } from './shell_words.js';
+
+/** accelerate launch options, with what becomes of them. */
+const LAUNCHER_NOTES: Record<string, string> = {
+  mixed_precision: GUIDE_ONLY.get('mixed_precision')!.reason,
+  multi_gpu: 'training runs on one device',
+  num_processes: 'training runs on one device',
+  num_machines: 'training runs on one device',
+  gpu_ids: 'the backend picks the GPU (WebGPU: the default adapter)',
+  main_process_port: 'training runs in one process',
+  config_file: 'accelerate is not used',
+  dynamo_backend: 'a PyTorch setting',
+};
+const LAUNCHER_SWITCHES = new Set(['multi_gpu', 'cpu', 'mps', 'use_deepspeed', 'use_fsdp', 'quiet', 'debug']);
+
+export function importAccelerateCommand(cmd: string): string {
+  const commands = parseShell(cmd);
+  const chosen = pickTrainingCommand(commands);
+  const out: string[] = [
+    '# LoRA Studio run config, imported from a diffusers training command.',
+    "# Keys not listed keep diffusers' defaults; hover a key for its documentation. Run it with:",
+    '#   lora-studio train <this file>',
+  ];
+  if (!chosen) {
+    out.push('#', '# No training command was found in the pasted text (expected `accelerate launch train_text_to_image_lora.py --…`).');
+    return out.join('\n') + '\n';
+  }
+  const { command, scriptIndex } = chosen;
+  const notes: string[] = [];
+  const script = scriptIndex >= 0 ? command.words[scriptIndex] : undefined;
+  if (script && !/train_text_to_image_lora\.py$/.test(script)) {
+    notes.push(`# Note: the command ran ${script}; LoRA Studio reproduces train_text_to_image_lora.py — check the settings below.`);
+  }
+  for (const [name, value] of Object.entries(command.env)) notes.push(`# Environment ${name}=${value} is not used.`);
+  if (scriptIndex > 0) notes.push(...launcherNotes(command.words.slice(0, scriptIndex)));
+  for (const v of command.unresolved) notes.push(`# TODO: $${v} is not set in the pasted text; replace it below.`);
+
+  const parsed = parseFlags(command.words.slice(scriptIndex + 1));
+  const last = new Map<string, unknown>();
+  const ignored: string[] = [];
+  const unknown: string[] = [];
+  for (const e of parsed.entries) {
+    const rawValue = parsed.raw.get(e)!;
+    if (KEY_SPECS.has(e.key)) last.set(e.key, e.value);
+    else if (e.key === 'dataset_name' && typeof rawValue === 'string') last.set('train_data_dir', { fromDataset: rawValue });
+    else if (GUIDE_ONLY.has(e.key)) ignored.push(`# ${e.key}${rawValue === true ? '' : `: ${e.key === 'hub_token' ? '<removed>' : rawValue}`} — ignored: ${GUIDE_ONLY.get(e.key)!.reason}`);
+    else unknown.push(`# --${e.key}${rawValue === true ? '' : `=${rawValue}`} — unknown flag, not imported`);
+  }
+  for (const p of parsed.positionals) unknown.push(`# ${p} — unexpected argument, not imported`);
+  if (notes.length) out.push('#', ...notes);
+
+  let group = '';
+  for (const spec of RUN_CONFIG_KEYS) {
+    if (!last.has(spec.key) && !spec.required) continue;
+    if (spec.group !== group) {
+      group = spec.group;
+      out.push('', `# ── ${group} ──`);
+    }
+    out.push(...keyLines(spec, last.get(spec.key), last.has(spec.key)));
+  }
+  if (ignored.length || unknown.length) out.push('', '# ── from the command, not used by LoRA Studio ──', ...ignored, ...unknown);
+  return out.join('\n') + '\n';
+}
+
+function keyLines(spec: KeySpec, value: unknown, given: boolean): string[] {
+  const comment = `  # ${spec.summary}`;
+  if (spec.key === 'train_data_dir' && value && typeof value === 'object' && 'fromDataset' in value) {
+    const ds = (value as { fromDataset: string }).fromDataset;
+    if (looksLikeLocalPath(ds)) return [`train_data_dir: ${formatValue(ds)}  # was --dataset_name`];
+    const local = `./${ds.split('/').pop()}`;
+    return [
+      `# TODO: the command trained on the Hub dataset ${ds}. Hub datasets cannot be downloaded here: save it as an image`,
+      `# folder (the images + metadata.jsonl with {"file_name": …, "text": …} lines) at ${local}, or point to your own images.`,
+      `train_data_dir: ${local}`,
+    ];
+  }
+  if (!given) return [`# TODO: ${spec.summary}`, `${spec.key}: ${spec.placeholder ?? formatValue(spec.default)}`];
+  const text = formatValue(value);
+  if (spec.key === 'pretrained_model_name_or_path' && typeof value === 'string' && !looksLikeLocalPath(value)) {
+    const local = `./${value.split('/').pop()}`;
+    return [
+      `# TODO: ${value} is a Hugging Face Hub id; LoRA Studio reads local folders. Download it once:`,
+      `#   huggingface-cli download ${value} --local-dir ${local}`,
+      `# and set the path below to ${local}.`,
+      `${spec.key}: ${text}`,
+    ];
+  }
+  return [`${spec.key}: ${text}${comment}`];
+}
+
+function launcherNotes(words: string[]): string[] {
+  const notes: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (!w.startsWith('-')) continue;
+    const eq = w.indexOf('=');
+    const name = (eq < 0 ? w : w.slice(0, eq)).replace(/^-+/, '').replace(/-/g, '_');
+    let value = eq < 0 ? undefined : w.slice(eq + 1);
+    if (value === undefined && !LAUNCHER_SWITCHES.has(name) && i + 1 < words.length && !words[i + 1].startsWith('-')) value = words[++i];
+    const why = LAUNCHER_NOTES[name] ?? 'an accelerate option with no equivalent here';
+    notes.push(`# accelerate ${w.startsWith('--') ? '--' : '-'}${name}${value !== undefined ? `=${value}` : ''} — ignored: ${why}.`);
+  }
+  return notes;
+}
+
+/** The command that runs a training script (a *.py word), else the first made only of --flags. */
+function pickTrainingCommand(commands: ShellCommand[]): { command: ShellCommand; scriptIndex: number } | undefined {
+  for (const command of commands) {
+    const scriptIndex = command.words.findIndex((w) => /\.py$/.test(w));
+    if (scriptIndex >= 0 && command.words.slice(scriptIndex + 1).some((w) => w.startsWith('--'))) return { command, scriptIndex };
+  }
+  for (const command of commands) {
+    if (command.words[0]?.startsWith('--')) return { command, scriptIndex: -1 };
+  }
+  return undefined;
+}
