@@ -63,7 +63,7 @@ export class DiffusersFolder {
  * With variant fp16 the `*.fp16.safetensors` files are preferred; without, the plain files are, and the
  * fp16 variant is used when it is the only one there.
  */
-function findWeights(dir: string, variant: Variant | undefined): string[] {
+export function findWeights(dir: string, variant: Variant | undefined): string[] {
   const files = fs.readdirSync(dir);
   const st = files.filter((f) => f.endsWith('.safetensors'));
   const isFp16 = (f: string) => /\.fp16\.safetensors$/.test(f);

@@ -1,0 +1,215 @@
+// The torch.nn building blocks the diffusers models are made of (Linear, Conv2d, GroupNorm, LayerNorm),
+// each holding its parameters and running through ops() so a backend can swap the kernels.
+//
+// A model is built once against a ParamSource, which every layer asks for its parameters by full
+// state-dict name and PyTorch shape. The same construction code therefore
+//   - loads a file and checks it (CheckedParams: a missing or wrong-shaped key is reported by name),
+//   - lists the parameters a config needs (ShapeRecorder, for expectedParamShapes), and
+//   - builds random weights of the right shapes (randomParams),
+// so the parameter names and shapes are written down in exactly one place: the modules themselves.
+import * as tf from '@tensorflow/tfjs';
+import { ops, type LoraAdapter } from '../engine/ops.js';
+import { Params } from './params.js';
+
+export interface ParamSource {
+  /** The tensor stored as `name`; `torchShape` is its PyTorch shape (OIHW for conv weights). */
+  take(name: string, torchShape: readonly number[]): tf.Tensor;
+}
+
+/** Params keeps conv weights HWIO (transposed once at load); every other tensor as PyTorch has it. */
+export const storedShape = (torchShape: readonly number[]): number[] =>
+  torchShape.length === 4 ? [torchShape[2], torchShape[3], torchShape[1], torchShape[0]] : [...torchShape];
+const torchShapeOfStored = (s: readonly number[]): number[] => (s.length === 4 ? [s[3], s[2], s[0], s[1]] : [...s]);
+
+/** Hands out the tensors of loaded Params, collecting every missing or wrong-shaped key for one error. */
+export class CheckedParams implements ParamSource {
+  private readonly problems: string[] = [];
+
+  constructor(
+    readonly params: Params,
+    /** What is being built, for the message ("UNet2DConditionModel"). */
+    readonly what: string,
+  ) {}
+
+  take(name: string, torchShape: readonly number[]): tf.Tensor {
+    if (!this.params.has(name)) {
+      this.problems.push(`missing "${name}" (expected shape ${JSON.stringify(torchShape)})`);
+      return undefined as unknown as tf.Tensor; // never run: throwIfProblems() stops the build
+    }
+    const t = this.params.get(name);
+    const want = storedShape(torchShape);
+    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+      this.problems.push(`"${name}" has shape ${JSON.stringify(torchShapeOfStored(t.shape))} but config.json needs ${JSON.stringify(torchShape)}`);
+    }
+    return t;
+  }
+
+  throwIfProblems(): void {
+    if (this.problems.length === 0) return;
+    const shown = this.problems.slice(0, 12).map((p) => `  - ${p}`);
+    if (this.problems.length > 12) shown.push(`  … and ${this.problems.length - 12} more`);
+    throw new Error(
+      `${this.params.source}: the weights do not fit the ${this.what} described by its config.json (${this.problems.length} problem${this.problems.length > 1 ? 's' : ''}):\n${shown.join('\n')}\n` +
+        'Check that config.json and the weights come from the same model (and the same variant).',
+    );
+  }
+}
+
+/** Records the parameters a model asks for, without any weights: the model is built only to be listed, never run. */
+export class ShapeRecorder implements ParamSource {
+  readonly shapes = new Map<string, number[]>();
+
+  take(name: string, torchShape: readonly number[]): tf.Tensor {
+    if (this.shapes.has(name)) throw new Error(`internal: parameter ${name} declared twice`);
+    this.shapes.set(name, [...torchShape]);
+    return undefined as unknown as tf.Tensor;
+  }
+}
+
+/**
+ * Random weights for the given PyTorch shapes, reproducible from `seed` (each tensor from its own
+ * stream keyed by its name, so the values do not depend on declaration order). Weights are uniform with
+ * variance 1/fan_in, which keeps activations O(1) through the residual stacks; norm scales are 1, biases
+ * small. Meant for benchmarks and shape tests, not for generating anything meaningful.
+ */
+export function randomParams(shapes: ReadonlyMap<string, readonly number[]>, seed = 0, source = `random weights (seed ${seed})`): Params {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const isNorm = /(^|\.)(norm\d*|group_norm|conv_norm_out|norm_out)\.(weight|bias)$/.test(name);
+    if (isNorm) {
+      if (name.endsWith('.weight')) data.fill(1);
+    } else {
+      const rand = mulberry32(seed ^ hashString(name));
+      const fanIn = shape.length > 1 ? n / shape[0] : 1;
+      const bound = shape.length > 1 ? Math.sqrt(3 / fanIn) : 0.02;
+      for (let i = 0; i < n; i++) data[i] = (2 * rand() - 1) * bound;
+    }
+    tensors.set(name, tf.tensor(data, storedShape(shape), 'float32'));
+  }
+  return new Params(tensors, source);
+}
+
+function hashString(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+function mulberry32(a: number): () => number {
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Where a module sits in the state dict: its parameters are `<path>.<name>`. */
+export class ModuleScope {
+  constructor(
+    readonly source: ParamSource,
+    /** Full module path, '' for the root (e.g. `down_blocks.1.attentions.0`). */
+    readonly path: string,
+  ) {}
+
+  child(name: string | number): ModuleScope {
+    return new ModuleScope(this.source, this.key(String(name)));
+  }
+
+  param<R extends tf.Rank>(name: string, torchShape: readonly number[]): tf.Tensor<R> {
+    return this.source.take(this.key(name), torchShape) as tf.Tensor<R>;
+  }
+
+  key(name: string): string {
+    return this.path ? `${this.path}.${name}` : name;
+  }
+}
+
+/** torch.nn.Linear: y = x·Wᵀ + b, W stored [out, in]; LoRA adapters, when given, add to it. */
+export class Linear {
+  readonly weight: tf.Tensor2D;
+  readonly bias?: tf.Tensor1D;
+
+  constructor(
+    readonly scope: ModuleScope,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
+    this.weight = scope.param('weight', [outFeatures, inFeatures]);
+    if (bias) this.bias = scope.param('bias', [outFeatures]);
+  }
+
+  get path(): string {
+    return this.scope.path;
+  }
+
+  forward(x: tf.Tensor, adapters?: readonly LoraAdapter[]): tf.Tensor {
+    return ops().linear(x, this.weight, this.bias, adapters);
+  }
+}
+
+/** torch.nn.Conv2d on NHWC activations with symmetric zero padding (weights HWIO in memory). */
+export class Conv2d {
+  readonly weight: tf.Tensor4D;
+  readonly bias?: tf.Tensor1D;
+
+  constructor(
+    scope: ModuleScope,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly stride = 1,
+    readonly padding = 0,
+    bias = true,
+  ) {
+    this.weight = scope.param('weight', [outChannels, inChannels, kernelSize, kernelSize]);
+    if (bias) this.bias = scope.param('bias', [outChannels]);
+  }
+
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return ops().conv2d(x, this.weight, this.bias, this.stride, this.padding);
+  }
+}
+
+/** torch.nn.GroupNorm (affine) over NHWC channels; `silu` fuses the SiLU that diffusers applies next. */
+export class GroupNorm {
+  readonly weight: tf.Tensor1D;
+  readonly bias: tf.Tensor1D;
+
+  constructor(
+    scope: ModuleScope,
+    readonly groups: number,
+    readonly channels: number,
+    readonly eps: number,
+  ) {
+    if (channels % groups !== 0) throw new Error(`${scope.path}: GroupNorm of ${channels} channels cannot be split into ${groups} groups (norm_num_groups must divide every block's channels)`);
+    this.weight = scope.param('weight', [channels]);
+    this.bias = scope.param('bias', [channels]);
+  }
+
+  forward(x: tf.Tensor4D, silu = false): tf.Tensor4D {
+    return ops().groupNorm(x, this.groups, this.weight, this.bias, this.eps, silu);
+  }
+}
+
+/** torch.nn.LayerNorm (elementwise affine) over the last axis. */
+export class LayerNorm {
+  readonly weight: tf.Tensor1D;
+  readonly bias: tf.Tensor1D;
+
+  constructor(
+    scope: ModuleScope,
+    readonly dim: number,
+    readonly eps: number,
+  ) {
+    this.weight = scope.param('weight', [dim]);
+    this.bias = scope.param('bias', [dim]);
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return ops().layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
