@@ -1,6 +1,8 @@
 // Backend choice. tfjs keeps one global backend per process; this module is the only place that sets it.
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
+import { setOps, tfjsOps } from './ops.js';
+import { wasmOps } from './wasm_ops.js';
 
 export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -39,6 +41,7 @@ async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
   await tf.ready();
+  setOps(name === 'wasm' ? wasmOps : tfjsOps);
   return { name };
 }
 
