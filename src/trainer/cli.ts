@@ -3,6 +3,7 @@
 import { runGenerateCommand } from './commands/generate.js';
 import { runInspectCommand } from './commands/inspect.js';
 import { runTrainCommand } from './commands/train.js';
+import { runWorkerCommand } from './commands/worker.js';
 
 const USAGE = `usage: lora-studio <command> [options]
 
@@ -15,6 +16,7 @@ commands:
                           generate an image, optionally with LoRAs
   inspect FILE.safetensors
                           say what a safetensors file is (model component or LoRA, format, rank, …)
+  worker [--backend B]    long-lived inference worker for the notebook (JSON lines on stdin/stdout)
 
 Run \`lora-studio <command> --help\` for a command's options.`;
 
@@ -27,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
       return runGenerateCommand(rest);
     case 'inspect':
       return runInspectCommand(rest);
+    case 'worker':
+      return runWorkerCommand(rest);
     case '--version':
     case '-v':
       console.log(process.env.LORA_STUDIO_VERSION ?? '0.1.0');

@@ -6,8 +6,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { tfjsOps, type Ops } from './ops.js';
 
-/** [in, out] copies of frozen [out, in] weights. Entries die with their weight (checked on use). */
+/** [in, out] copies of frozen [out, in] weights, freed once their weight is disposed and collected. */
 const transposed = new WeakMap<tf.Tensor, tf.Tensor2D>();
+const freeCopy = new FinalizationRegistry<tf.Tensor2D>((copy) => copy.dispose());
 
 function weightT(weight: tf.Tensor2D): tf.Tensor2D {
   // Trainable tensors (LoRA) change every step: transpose them inside the graph, never cache.
@@ -16,6 +17,7 @@ function weightT(weight: tf.Tensor2D): tf.Tensor2D {
   if (!t || t.isDisposed) {
     t = tf.keep(tf.tidy(() => weight.transpose()));
     transposed.set(weight, t);
+    freeCopy.register(weight, t);
   }
   return t;
 }

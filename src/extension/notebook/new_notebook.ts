@@ -1,0 +1,82 @@
+// `LoRA: New Inference Notebook`: an untitled notebook prefilled with the workspace's most recently trained
+// LoRA (the newest pytorch_lora_weights.safetensors), its base model and its validation prompt when the
+// LoRA's header records them, and cells that compare with/without it and sweep its scale.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as vscode from 'vscode';
+import { CELL_LANGUAGE_ID, cellText, pathForCell } from './cell_spec.js';
+import { NOTEBOOK_TYPE } from './generation_output.js';
+
+const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+
+export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const lora = await newestLora();
+  const info = lora ? loraHeaderInfo(lora) : {};
+  const model = (lora && resolveModel(info.model, [path.dirname(lora), path.dirname(path.dirname(lora)), folder])) ?? (await someModelFolder());
+  // An untitled notebook's relative paths start at the workspace folder (see notebook_paths.ts).
+  const rel = (p: string) => (folder ? pathForCell(folder, p) : p);
+  const prompt = info.prompt || 'a red circle';
+  const modelForCell = model ? rel(model) : 'path/to/diffusers-model';
+  const cells: vscode.NotebookCellData[] = [];
+  const md = (text: string) => cells.push(new vscode.NotebookCellData(vscode.NotebookCellKind.Markup, text, 'markdown'));
+  const gen = (text: string) => cells.push(new vscode.NotebookCellData(vscode.NotebookCellKind.Code, text, CELL_LANGUAGE_ID));
+  if (lora) {
+    md(`# ${path.basename(path.dirname(lora))}\n\nThe LoRA in \`${rel(lora)}\`. Run a cell to generate; the images are saved next to the notebook once it is saved.`);
+    gen(cellText({ prompt, model: modelForCell, loras: [{ file: rel(lora), scale: 1 }], steps: 20, guidance: 7.5, seed: [0, 1], compare: true }));
+    gen(cellText({ prompt, model: modelForCell, loras: [{ file: rel(lora), scale: 1 }], steps: 20, guidance: 7.5, seed: 0, sweep: [0, 0.5, 1] }));
+  } else {
+    md('# Inference notebook\n\nNo trained LoRA (`pytorch_lora_weights.safetensors`) was found in this workspace: name one under `loras:`.');
+    gen(cellText({ prompt, model: modelForCell, steps: 20, guidance: 7.5, seed: [0, 1, 2, 3] }));
+  }
+  const doc = await vscode.workspace.openNotebookDocument(NOTEBOOK_TYPE, new vscode.NotebookData(cells));
+  return vscode.window.showNotebookDocument(doc);
+}
+
+async function newestLora(): Promise<string | undefined> {
+  const found = await vscode.workspace.findFiles('**/pytorch_lora_weights.safetensors', EXCLUDE, 500);
+  let best: { file: string; mtime: number } | undefined;
+  for (const uri of found) {
+    try {
+      const mtime = fs.statSync(uri.fsPath).mtimeMs;
+      if (!best || mtime > best.mtime) best = { file: uri.fsPath, mtime };
+    } catch {
+      // deleted while we looked
+    }
+  }
+  return best?.file;
+}
+
+async function someModelFolder(): Promise<string | undefined> {
+  const found = await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 1);
+  return found[0] && path.dirname(found[0].fsPath);
+}
+
+/** The base model and a prompt, from the run config LoRA Studio stores in the LoRA's safetensors header. */
+export function loraHeaderInfo(file: string): { model?: string; prompt?: string } {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const len = Buffer.alloc(8);
+      fs.readSync(fd, len, 0, 8, 0);
+      const n = Number(len.readBigUInt64LE());
+      if (n <= 0 || n > 100_000_000) return {};
+      const header = Buffer.alloc(n);
+      fs.readSync(fd, header, 0, n, 8);
+      const meta = (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
+      const config = meta['lora_studio.run_config'] ? (JSON.parse(meta['lora_studio.run_config']) as Record<string, unknown>) : {};
+      const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+      return { model: str(config.pretrained_model_name_or_path) ?? str(meta.ss_sd_model_name), prompt: str(config.validation_prompt) };
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return {};
+  }
+}
+
+function resolveModel(model: string | undefined, bases: (string | undefined)[]): string | undefined {
+  if (!model) return undefined;
+  const candidates = path.isAbsolute(model) ? [model] : bases.filter((b): b is string => !!b).map((b) => path.resolve(b, model));
+  return candidates.find((c) => fs.existsSync(path.join(c, 'model_index.json')));
+}

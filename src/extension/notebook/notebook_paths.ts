@@ -1,0 +1,31 @@
+// Where a notebook's relative paths start and where its images go. No `vscode` import.
+import os from 'node:os';
+import path from 'node:path';
+
+export interface NotebookLocation {
+  /** URI scheme of the notebook (`file`, `untitled`, …). */
+  scheme: string;
+  /** fsPath of the notebook (meaningful for `file`). */
+  fsPath: string;
+  /** The first workspace folder, if any. */
+  workspaceFolder?: string;
+}
+
+/** Relative paths in cells are relative to the notebook's folder; an untitled notebook uses the workspace folder. */
+export function notebookDir(loc: NotebookLocation): string {
+  if (loc.scheme === 'file') return path.dirname(loc.fsPath);
+  return loc.workspaceFolder ?? os.homedir();
+}
+
+/** `shapes.loranb` → `shapes.outputs/` beside it; untitled notebooks → `.lora-studio/notebook-outputs/` in the workspace. */
+export function notebookOutputDir(loc: NotebookLocation): string {
+  if (loc.scheme === 'file') return path.join(path.dirname(loc.fsPath), `${path.basename(loc.fsPath).replace(/\.loranb$/i, '')}.outputs`);
+  return path.join(loc.workspaceFolder ?? path.join(os.tmpdir(), 'lora-studio'), '.lora-studio', 'notebook-outputs');
+}
+
+/** A file-name prefix unique to one run of one cell: `cell3-20261128-101502-123`. */
+export function runFileBase(cellIndex: number, now = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}-${p(now.getMilliseconds(), 3)}`;
+  return `cell${cellIndex + 1}-${stamp}`;
+}

