@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // Runs every test file under test/ (or those given) with Node's test runner, TypeScript through tsx.
-// Each file runs in its own process, so each can pick its tfjs backend.
+// Each file runs in its own process, so each can pick its tfjs backend (LORA_STUDIO_BACKEND; the
+// suite's default is wasm, the fast CPU path). With no arguments a second pass runs the model-level
+// parity checks again on WebGPU (Mesa lavapipe in CI), as the project promises.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+
+const MODEL_LEVEL = ['test/parity/text_encoder.test.ts', 'test/parity/unet.test.ts', 'test/parity/vae.test.ts', 'test/parity/lora_unet.test.ts'];
 
 const args = process.argv.slice(2);
 const roots = args.length ? args : ['test'];
@@ -14,5 +18,13 @@ const walk = (p) => {
   } else if (/\.test\.(ts|mts)$/.test(p)) files.push(p);
 };
 roots.forEach(walk);
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+
+const run = (list, env) =>
+  spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...list], { stdio: 'inherit', env: { ...process.env, ...env } }).status ?? 1;
+
+let status = run(files, { LORA_STUDIO_BACKEND: process.env.LORA_STUDIO_BACKEND ?? 'wasm' });
+if (!args.length && !process.env.LORA_STUDIO_BACKEND) {
+  console.log('\n# model-level parity on webgpu');
+  status = run(MODEL_LEVEL, { LORA_STUDIO_BACKEND: 'webgpu' }) || status;
+}
+process.exit(status);

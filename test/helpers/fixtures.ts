@@ -34,9 +34,9 @@ export function goldenTensor(g: Map<string, Golden>, key: string): tf.Tensor {
   return tf.tensor(t.data, t.shape);
 }
 
-/** The backend the suite runs on: LORA_STUDIO_BACKEND (cpu, wasm, webgpu), default cpu. */
+/** The backend the suite runs on: LORA_STUDIO_BACKEND (cpu, wasm, webgpu), default wasm. */
 export async function useTestBackend(): Promise<string> {
-  const name = (process.env.LORA_STUDIO_BACKEND ?? 'cpu') as BackendName;
+  const name = (process.env.LORA_STUDIO_BACKEND ?? 'wasm') as BackendName;
   return (await initBackend(name)).name;
 }
 

@@ -18,7 +18,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pipe-'));
 
 /** Runs the real CLI (through tsx, as a user would run the bundle) and returns the PNG's RGB bytes. */
 async function cliGenerate(args: string[], out: string): Promise<Buffer> {
-  execFileSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/trainer/cli.ts'), 'generate', ...args, '--out', out, '--backend', process.env.LORA_STUDIO_BACKEND ?? 'cpu'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/trainer/cli.ts'), 'generate', ...args, '--out', out, '--backend', process.env.LORA_STUDIO_BACKEND ?? 'wasm'], { stdio: ['ignore', 'ignore', 'pipe'] });
   return sharp(out).removeAlpha().raw().toBuffer();
 }
 
