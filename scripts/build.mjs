@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles with esbuild: each room of the product is its own bundle, sharing only typed protocol modules.
 //   dist/trainer.mjs    the engine + CLI (child process of the extension, or `lora-studio` on a terminal)
+//   dist/bench.mjs      the GPU benchmark (npm run bench)
 //   dist/extension.cjs  the VS Code extension host side
 //   dist/server.cjs     the language server for *.lora.yaml
 //   dist/webview/*.js   browser code: the training dashboard and the notebook renderer
@@ -16,11 +17,18 @@ const common = { bundle: true, sourcemap: !production, minify: production, logLe
 const bundles = [
   { entryPoints: ['src/trainer/cli.ts'], outfile: 'dist/trainer.mjs', platform: 'node', format: 'esm', target: 'node20', external: nodeExternals,
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },
+  // The GPU benchmark (bench/main.ts), bundled like the trainer: the GPU machine gets node + production
+  // node_modules only (no tsx), see DEVELOPERS.md "GPU benchmarks".
+  { entryPoints: ['bench/main.ts'], outfile: 'dist/bench.mjs', platform: 'node', format: 'esm', target: 'node20', external: nodeExternals,
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.cjs', platform: 'node', format: 'cjs', target: 'node20', external: ['vscode'] },
   { entryPoints: ['src/server/server.ts'], outfile: 'dist/server.cjs', platform: 'node', format: 'cjs', target: 'node20' },
   { entryPoints: ['webview/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js', platform: 'browser', format: 'iife', target: 'es2022' },
   { entryPoints: ['webview/renderer/main.ts'], outfile: 'dist/webview/renderer.js', platform: 'browser', format: 'esm', target: 'es2022' },
 ].filter((b) => fs.existsSync(b.entryPoints[0]));
+// --only=bench builds just the bundles whose output path contains "bench" (the GPU machine needs only that one).
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (only) bundles.splice(0, bundles.length, ...bundles.filter((b) => b.outfile.includes(only)));
 
 for (const b of bundles) {
   const options = { ...common, ...b };

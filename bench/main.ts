@@ -1,0 +1,142 @@
+// `npm run bench` — GPU benchmark of the training hot path. Prints JSON on stdout (progress on stderr),
+// and writes it to --out after every item, so a run cut short still leaves what it measured.
+//
+//   node dist/bench.mjs [--backend webgpu|wasm|cpu] [--out FILE] [--small] [--only micro,tiles,step]
+//                       [--batches 1,4] [--modes unet_only,full] [--stock-step] [--steps N] [--budget-s S]
+//
+// --small uses tiny shapes and a tiny model of the same layout (a smoke test that runs on cpu/wasm).
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendName } from '../src/trainer/engine/backend.js';
+import { setOps, tfjsOps } from '../src/trainer/engine/ops.js';
+import { installWebgpuKernels, probeFeatures, registerWebgpuBackend, webgpuDeviceInfo, webgpuOps } from '../src/trainer/engine/webgpu/index.js';
+import { webgpuErrorCount } from '../src/trainer/engine/webgpu/device.js';
+import { gemmTile } from '../src/trainer/engine/webgpu/matmul.js';
+import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
+import { StepBench, type StepResult } from './step.js';
+
+interface Args {
+  backend: BackendName;
+  out?: string;
+  small: boolean;
+  only: Set<string>;
+  batches: number[];
+  modes: ('unet_only' | 'full')[];
+  stockStep: boolean;
+  steps: number;
+  warmup: number;
+  budgetS: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--backend') a.backend = v() as BackendName;
+    else if (k === '--out') a.out = v();
+    else if (k === '--small') a.small = true;
+    else if (k === '--only') a.only = new Set(v().split(','));
+    else if (k === '--batches') a.batches = v().split(',').map(Number);
+    else if (k === '--modes') a.modes = v().split(',') as Args['modes'];
+    else if (k === '--stock-step') a.stockStep = true;
+    else if (k === '--steps') a.steps = Number(v());
+    else if (k === '--warmup') a.warmup = Number(v());
+    else if (k === '--budget-s') a.budgetS = Number(v());
+    else if (k === '--help' || k === '-h') {
+      console.error(fs.readFileSync(new URL(import.meta.url)).toString().split('\n').filter((l) => l.startsWith('//')).join('\n'));
+      process.exit(0);
+    } else throw new Error(`unknown argument ${k} (see --help)`);
+  }
+  return a;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+  const log = (m: string) => console.error(`[bench ${((performance.now() - started) / 1000).toFixed(1)}s] ${m}`);
+  const overBudget = () => (performance.now() - started) / 1000 > args.budgetS;
+  const report: Record<string, unknown> = {
+    tool: 'lora-studio bench',
+    started: new Date().toISOString(),
+    args: { ...args, only: [...args.only] },
+    versions: { node: process.version, tfjs: tf.version.tfjs },
+  };
+  const save = () => {
+    if (args.out) {
+      fs.mkdirSync(path.dirname(path.resolve(args.out)), { recursive: true });
+      fs.writeFileSync(args.out, JSON.stringify(report, null, 1));
+    }
+  };
+  const skipped: string[] = [];
+  report.skipped = skipped;
+
+  if (args.backend === 'webgpu') {
+    if (args.only.has('probe')) {
+      // Which optional features Dawn offers, with and without its unsafe-APIs toggle (on devices of its own).
+      report.featureProbe = await probeFeatures();
+      log(`feature probe: ${JSON.stringify(report.featureProbe)}`);
+    }
+    await registerWebgpuBackend();
+  }
+  const info = await initBackend(args.backend);
+  if (info.name === 'webgpu') installWebgpuKernels();
+  report.backend = { ...info, device: webgpuDeviceInfo() };
+  log(`backend ${info.name} ${info.adapter ?? ''}`);
+  save();
+
+  const shapes = args.small ? SMALL_SHAPES : FULL_SHAPES;
+  const ours = info.name === 'webgpu';
+  if (args.only.has('micro')) {
+    report.micro = await microKernels(shapes, ours, log);
+    save();
+  }
+  if (ours && args.only.has('tiles')) {
+    if (overBudget()) skipped.push('tiles');
+    else {
+      report.gemmTiles = await sweepGemmTiles(shapes, log);
+      save();
+    }
+  }
+  report.gemmTileUsed = ours ? gemmTile() : undefined;
+
+  if (args.only.has('step')) {
+    const steps: StepResult[] = [];
+    report.step = steps;
+    const bench = new StepBench(args.small);
+    const plan: { batch: number; mode: 'unet_only' | 'full'; kernels: 'ours' | 'stock' }[] = [];
+    for (const batch of args.batches) for (const mode of args.modes) plan.push({ batch, mode, kernels: ours ? 'ours' : 'stock' });
+    // The stock kernels (for the same call's comparison) last: they are slow and may run out of memory.
+    if (ours && args.stockStep) plan.push({ batch: args.batches[0], mode: 'unet_only', kernels: 'stock' });
+    for (const p of plan) {
+      if (overBudget()) {
+        skipped.push(`step ${p.kernels} bs${p.batch} ${p.mode} (time budget)`);
+        continue;
+      }
+      setOps(p.kernels === 'ours' ? webgpuOps : tfjsOps);
+      const errorsBefore = webgpuErrorCount();
+      const r = await bench.run({ ...p, small: args.small, warmup: args.warmup, steps: args.steps }, p.kernels, log);
+      if (webgpuErrorCount() > errorsBefore) r.error = `${r.error ?? ''} WebGPU reported ${webgpuErrorCount() - errorsBefore} error(s) (out of memory?), figures invalid`.trim();
+      steps.push(r);
+      save();
+      if (ours) installWebgpuKernels();
+    }
+    bench.dispose();
+  }
+  report.seconds = Math.round((performance.now() - started) / 100) / 10;
+  save();
+  process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`bench failed: ${(e as Error).stack ?? e}`);
+    process.exit(1);
+  },
+);

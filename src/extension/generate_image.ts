@@ -1,0 +1,177 @@
+// "LoRA: Generate Image…": prompt, LoRA and scale → `lora-studio generate` in a child process → the PNG
+// opened in an editor tab. Also what the dashboard's "Generate with this checkpoint" and the finished
+// notification's "Generate Image…" run, with the LoRA (and the run's model) already chosen.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as vscode from 'vscode';
+import { validateRunConfigText } from '../trainer/config/validate.js';
+import type { TrainerLaunch } from './run_session.js';
+import { LORA_FILE } from './run_history.js';
+import { splitLines } from './util.js';
+
+export interface GenerateRequest {
+  /** A LoRA .safetensors already chosen (a checkpoint's or the final one). */
+  weights?: string;
+  /** The run config the LoRA came from: its model and validation prompt are the defaults. */
+  configPath?: string;
+}
+
+export interface GenerateDeps {
+  launch(): TrainerLaunch;
+  backend(): string | undefined;
+  log(line: string): void;
+  state: vscode.Memento;
+}
+
+const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+const NO_LORA = '$(circle-slash) No LoRA (base model only)';
+const BROWSE = '$(folder-opened) Browse…';
+
+export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequest = {}): Promise<void> {
+  const configPath = req.configPath ?? activeRunConfig();
+  const fromConfig = configPath ? readModelAndPrompt(configPath) : {};
+
+  const modelDir = fromConfig.modelDir ?? (await pickModel());
+  if (!modelDir) return;
+
+  const prompt = await vscode.window.showInputBox({
+    title: 'Generate Image: prompt',
+    prompt: `What to draw with ${path.basename(modelDir)}`,
+    value: deps.state.get<string>('loraStudio.lastPrompt') ?? fromConfig.prompt ?? '',
+    ignoreFocusOut: true,
+    validateInput: (v) => (v.trim() ? undefined : 'A prompt is needed.'),
+  });
+  if (!prompt) return;
+  await deps.state.update('loraStudio.lastPrompt', prompt);
+
+  const lora = req.weights ?? (await pickLora());
+  if (lora === undefined) return;
+
+  let scale = 1;
+  if (lora) {
+    const s = await vscode.window.showInputBox({
+      title: 'Generate Image: LoRA scale',
+      prompt: `How strongly ${path.basename(path.dirname(lora))}/${path.basename(lora)} applies (0 = off, 1 = as trained)`,
+      value: String(deps.state.get<number>('loraStudio.lastScale') ?? 1),
+      ignoreFocusOut: true,
+      validateInput: (v) => (Number.isFinite(Number(v)) && v.trim() !== '' ? undefined : 'A number, e.g. 1 or 0.75.'),
+    });
+    if (s === undefined) return;
+    scale = Number(s);
+    await deps.state.update('loraStudio.lastScale', scale);
+  }
+
+  const out = outputFile(lora, prompt);
+  const args = ['generate', '--model', modelDir, '--prompt', prompt, '--out', out];
+  if (lora) args.push('--lora', `${lora}:${scale}`);
+  const backend = deps.backend();
+  if (backend) args.push('--backend', backend);
+
+  const ok = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `Generating “${prompt}”${lora ? ` with ${path.basename(lora)} × ${scale}` : ''}`, cancellable: true },
+    (_progress, token) => runGenerate(deps, args, token),
+  );
+  if (ok && fs.existsSync(out)) {
+    await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(out), { preview: false });
+  }
+}
+
+/** Runs `trainer generate …`; resolves true on success, shows the error otherwise. */
+function runGenerate(deps: GenerateDeps, args: string[], token: vscode.CancellationToken): Promise<boolean> {
+  const launch = deps.launch();
+  const argv = [...(launch.nodeArgs ?? []), launch.trainerPath, ...args];
+  deps.log(`$ ${launch.nodePath} ${argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+  return new Promise((resolve) => {
+    const child = spawn(launch.nodePath, argv, { env: { ...process.env, ...launch.env }, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    const tail: string[] = [];
+    const onLine = (l: string) => {
+      deps.log(l);
+      tail.push(l);
+      if (tail.length > 5) tail.shift();
+    };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    splitLines(child.stdout, onLine);
+    splitLines(child.stderr, onLine);
+    token.onCancellationRequested(() => child.kill('SIGTERM'));
+    child.on('error', (e) => {
+      void vscode.window.showErrorMessage(`Could not start the generator (${launch.nodePath}): ${e.message}`);
+      resolve(false);
+    });
+    child.on('close', (code) => {
+      if (code === 0) return resolve(true);
+      if (!token.isCancellationRequested) {
+        const why = [...tail].reverse().find((l) => l.trim()) ?? `exit code ${code}`;
+        void vscode.window.showErrorMessage(`Image generation failed: ${why}`, 'Show Log').then((c) => c === 'Show Log' && vscode.commands.executeCommand('loraStudio.showLog'));
+      }
+      resolve(false);
+    });
+  });
+}
+
+function activeRunConfig(): string | undefined {
+  const doc = vscode.window.activeTextEditor?.document;
+  return doc && /\.lora\.ya?ml$/i.test(doc.fileName) ? doc.fileName : undefined;
+}
+
+/** The base model folder and validation prompt a run config names (paths against the config's folder). */
+function readModelAndPrompt(configPath: string): { modelDir?: string; prompt?: string } {
+  try {
+    const { config } = validateRunConfigText(fs.readFileSync(configPath, 'utf8'), configPath);
+    if (!config?.pretrained_model_name_or_path) return {};
+    return {
+      modelDir: path.resolve(path.dirname(configPath), config.pretrained_model_name_or_path),
+      prompt: config.validation_prompt ?? undefined,
+    };
+  } catch {
+    return {};
+  }
+}
+
+async function pickModel(): Promise<string | undefined> {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const found = (await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath));
+  const items: vscode.QuickPickItem[] = found.sort().map((d) => ({ label: root ? path.relative(root, d) || '.' : d, description: d }));
+  items.push({ label: BROWSE });
+  const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: base model', placeHolder: 'A diffusers pipeline folder', ignoreFocusOut: true });
+  if (!pick) return undefined;
+  if (pick.label !== BROWSE) return pick.description;
+  return (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, title: 'Base model folder' }))?.[0]?.fsPath;
+}
+
+/** '' for no LoRA, undefined when cancelled. */
+async function pickLora(): Promise<string | undefined> {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const found = (await vscode.workspace.findFiles(`**/${LORA_FILE}`, EXCLUDE, 200)).map((u) => u.fsPath);
+  // Newest first: the run just trained is the likely choice.
+  const mtime = (f: string) => fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  found.sort((a, b) => mtime(b) - mtime(a));
+  const items: vscode.QuickPickItem[] = [
+    ...found.map((f) => ({ label: root ? path.relative(root, f) : f, description: new Date(mtime(f)).toLocaleString(), detail: f })),
+    { label: NO_LORA },
+    { label: BROWSE },
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: LoRA', placeHolder: 'The LoRA weights to apply', ignoreFocusOut: true });
+  if (!pick) return undefined;
+  if (pick.label === NO_LORA) return '';
+  if (pick.label !== BROWSE) return pick.detail;
+  return (await vscode.window.showOpenDialog({ canSelectFiles: true, filters: { 'LoRA weights': ['safetensors'] }, title: 'LoRA file' }))?.[0]?.fsPath;
+}
+
+/** `<run folder>/generated/<time>-<prompt>.png`; the run folder is the LoRA's, or the checkpoint's parent. */
+function outputFile(lora: string, prompt: string): string {
+  let dir: string;
+  if (lora) {
+    dir = path.dirname(lora);
+    if (/^checkpoint-\d+$/.test(path.basename(dir))) dir = path.dirname(dir);
+  } else {
+    dir = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.tmpdir();
+  }
+  const slug = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'image';
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const outDir = path.join(dir, 'generated');
+  fs.mkdirSync(outDir, { recursive: true });
+  return path.join(outDir, `${stamp}-${slug}.png`);
+}

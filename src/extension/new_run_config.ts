@@ -1,0 +1,116 @@
+// "LoRA: New Run Config": a guided quick pick (base model folder, dataset folder, output folder, rank,
+// steps) that writes a commented *.lora.yaml and opens it.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as vscode from 'vscode';
+import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
+
+const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+const BROWSE = '$(folder-opened) Browse…';
+
+export async function newRunConfigCommand(): Promise<void> {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const title = 'New LoRA Run Config';
+
+  const model = await pickFolder(
+    `${title} (1/5): base model`,
+    'A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)',
+    (await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
+    (dir) => (fs.existsSync(path.join(dir, 'model_index.json')) ? undefined : `${dir} has no model_index.json: it is not a diffusers pipeline folder.`),
+  );
+  if (!model) return;
+
+  const datasets = [
+    ...(await vscode.workspace.findFiles('**/metadata.jsonl', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
+  ];
+  const data = await pickFolder(`${title} (2/5): training images`, 'A folder of images with metadata.jsonl, or with a .txt caption beside each image', datasets, (dir) =>
+    datasetFacts(dir).numImages > 0 ? undefined : `${dir} holds no images.`,
+  );
+  if (!data) return;
+  const facts = datasetFacts(data);
+
+  const defaultOutput = vscode.workspace.getConfiguration('loraStudio').get<string>('defaultOutputFolder') || 'lora-output';
+  const runName = path.basename(data).replace(/[^\w.-]+/g, '-') || 'my-lora';
+  const output = await vscode.window.showInputBox({
+    title: `${title} (3/5): output folder`,
+    prompt: 'Where the LoRA, checkpoints, samples and metrics go (relative to the config file)',
+    value: `${defaultOutput.replace(/[\\/]+$/, '')}/${runName}`,
+    ignoreFocusOut: true,
+    validateInput: (v) => (v.trim() ? undefined : 'An output folder is needed.'),
+  });
+  if (!output) return;
+
+  const rankPick = await vscode.window.showQuickPick(
+    [
+      { label: '4', description: 'diffusers’ default: small file, enough for a style or a composition' },
+      { label: '8', description: 'more capacity' },
+      { label: '16', description: 'a subject or a detailed style' },
+      { label: '32', description: 'large; rarely needed' },
+    ],
+    { title: `${title} (4/5): LoRA rank`, placeHolder: 'The LoRA rank r (alpha = r)', ignoreFocusOut: true },
+  );
+  if (!rankPick) return;
+
+  const stepsText = await vscode.window.showInputBox({
+    title: `${title} (5/5): training steps`,
+    prompt: `Optimizer steps (each 4 images at batch 1 × accumulation 4; the dataset has ${facts.numImages} images)`,
+    value: '500',
+    ignoreFocusOut: true,
+    validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 ? undefined : 'A whole number ≥ 1.'),
+  });
+  if (!stepsText) return;
+
+  const defaultFile = path.join(root ?? path.dirname(data), `${runName}.lora.yaml`);
+  const target = await vscode.window.showSaveDialog({
+    title: 'Save the run config',
+    defaultUri: vscode.Uri.file(defaultFile),
+    filters: { 'LoRA run config': ['lora.yaml'] },
+  });
+  if (!target) return;
+  let file = target.fsPath;
+  if (!/\.lora\.ya?ml$/i.test(file)) file = file.replace(/(\.ya?ml)?$/i, '.lora.yaml');
+  const dir = path.dirname(file);
+  const rel = (p: string) => {
+    const r = path.relative(dir, p) || '.';
+    return r.startsWith('..' + path.sep + '..' + path.sep + '..') ? p : r.split(path.sep).join('/');
+  };
+  const text = renderRunConfig(
+    {
+      modelPath: rel(model),
+      dataPath: rel(data),
+      outputPath: output.trim(),
+      rank: Number(rankPick.label),
+      steps: Number(stepsText),
+      resolution: modelResolution(model) ?? 512,
+      validationPrompt: facts.firstCaption,
+      numImages: facts.numImages,
+    },
+    `LoRA training run: ${path.basename(model)} on ${path.basename(data)}`,
+  );
+  fs.writeFileSync(file, text);
+  const doc = await vscode.workspace.openTextDocument(file);
+  await vscode.window.showTextDocument(doc);
+  const choice = await vscode.window.showInformationMessage(`Wrote ${path.basename(file)}.`, 'Train LoRA');
+  if (choice === 'Train LoRA') void vscode.commands.executeCommand('loraStudio.train', vscode.Uri.file(file));
+}
+
+/** A quick pick of folders found in the workspace, plus Browse…; returns an absolute path. */
+async function pickFolder(title: string, placeHolder: string, found: string[], check: (dir: string) => string | undefined): Promise<string | undefined> {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const items: vscode.QuickPickItem[] = [...new Set(found)].sort().map((dir) => ({ label: root ? path.relative(root, dir) || '.' : dir, description: dir }));
+  items.push({ label: BROWSE });
+  const pick = await vscode.window.showQuickPick(items, { title, placeHolder, ignoreFocusOut: true, matchOnDescription: true });
+  if (!pick) return undefined;
+  let dir = pick.description;
+  if (pick.label === BROWSE) {
+    const chosen = await vscode.window.showOpenDialog({ title, canSelectFolders: true, canSelectFiles: false, canSelectMany: false, defaultUri: root ? vscode.Uri.file(root) : undefined });
+    dir = chosen?.[0]?.fsPath;
+  }
+  if (!dir) return undefined;
+  const problem = check(dir);
+  if (problem) {
+    void vscode.window.showErrorMessage(problem);
+    return undefined;
+  }
+  return dir;
+}

