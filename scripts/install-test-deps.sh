@@ -13,6 +13,6 @@ if [ -f $src ] && ! grep -q bookworm-backports $src; then
 fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers >/dev/null
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium libkrb5-dev libsecret-1-dev libx11-dev libxkbfile-dev xz-utils >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium libkrb5-dev libsecret-1-dev libx11-dev libxkbfile-dev xz-utils unzip >/dev/null
 npm ci --no-audit --no-fund
 if [ -x scripts/setup-e2e.sh ]; then scripts/setup-e2e.sh; fi

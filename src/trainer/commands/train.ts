@@ -7,7 +7,7 @@
 //
 // Exit status: 0 completed or stopped on request, 1 the run failed (error event), 2 the config is invalid.
 import path from 'node:path';
-import { loadRunConfig, configFromFlags, formatProblems, summarizeProblems, hasErrors, type LoadedRunConfig } from '../config/index.js';
+import { loadRunConfig, loadRunConfigWithOverrides, configFromFlags, formatProblems, summarizeProblems, hasErrors, type LoadedRunConfig } from '../config/index.js';
 import { train, type TrainHooks } from '../train/trainer.js';
 import { ControlRequests, StreamEventSink, TeeEventSink, listenForCommands, handleStopSignals, type EventInput, type EventSink } from '../train/events.js';
 
@@ -66,6 +66,8 @@ export async function runTrainCommand(argv: string[]): Promise<number> {
 function loadConfig(argv: string[]): LoadedRunConfig | undefined {
   const files = argv.filter((a) => !a.startsWith('-'));
   if (files.length === 1 && argv.length === 1) return loadRunConfig(files[0]);
+  // A config file first, then --key=value overrides (the extension resumes runs this way).
+  if (argv.length > 1 && !argv[0].startsWith('-') && /\.ya?ml$/i.test(argv[0])) return loadRunConfigWithOverrides(argv[0], argv.slice(1));
   if (argv.some((a) => a.startsWith('--'))) return configFromFlags(argv);
   if (argv.length === 0) console.error('lora-studio train: give a run config file (*.lora.yaml) or the guide\'s flags');
   else console.error(`lora-studio train: expected one run config file or --flags, got: ${argv.join(' ')}`);

@@ -14,7 +14,7 @@ export {
 } from './schema.js';
 export { formatProblems, summarizeProblems, hasErrors, type Problem, type Fix, type Range, type Position, type Severity } from './problems.js';
 export { validateRunConfigText, analyzeRunConfigText, completeProblems, type Analysis, type ValidationResult } from './validate.js';
-export { loadRunConfig, requireRunConfig, checkAnalysis, diskProblems, resolveRunConfigPaths, RunConfigError, type LoadedRunConfig, type LoadOptions } from './load.js';
+export { loadRunConfig, loadRunConfigWithOverrides, requireRunConfig, checkAnalysis, diskProblems, resolveRunConfigPaths, RunConfigError, type LoadedRunConfig, type LoadOptions } from './load.js';
 export { configFromFlags, parseFlags, type FlagOptions } from './flags.js';
 export { importAccelerateCommand } from './import_command.js';
 export {

@@ -1,3 +1,4 @@
+import YAML from 'yaml';
 // Loading a run config for a run: read the file, validate it (the same code path as the language server),
 // check it against the disk, and resolve its paths against the config's folder.
 import fs from 'node:fs';
@@ -55,6 +56,29 @@ export function loadRunConfig(file: string, opts: LoadOptions = {}): LoadedRunCo
     return { file: abs, dir, problems: [problem({ code: 'read', severity: 'error', range: ZERO_RANGE, line: 0, message: `cannot read the run config: ${why}` })] };
   }
   return checkAnalysis(analyzeRunConfigText(text), abs, dir, opts);
+}
+
+/**
+ * A run config file with some keys overridden from the command line (`train run.lora.yaml
+ * --resume_from_checkpoint=latest --backend=wasm`): each `--key=value` replaces the key's value in the
+ * YAML document (added when absent) before the usual validation, so the result is checked as one config.
+ * Values are read as YAML scalars (`4` a number, `true` a boolean); a bare `--flag` means true.
+ */
+export function loadRunConfigWithOverrides(file: string, overrides: readonly string[], opts: LoadOptions = {}): LoadedRunConfig {
+  if (overrides.length === 0) return loadRunConfig(file, opts);
+  const abs = path.resolve(file);
+  if (!fs.existsSync(abs) || !fs.statSync(abs).isFile()) return loadRunConfig(file, opts); // reports why it can't be read
+  const doc = YAML.parseDocument(fs.readFileSync(abs, 'utf8'));
+  for (let i = 0; i < overrides.length; i++) {
+    const m = /^--([A-Za-z0-9_]+)(?:=(.*))?$/s.exec(overrides[i]);
+    if (!m) {
+      return { file: abs, dir: path.dirname(abs), problems: [problem({ code: 'read', severity: 'error', range: ZERO_RANGE, line: 0, message: `unexpected argument "${overrides[i]}": overrides after the config file are --key=value` })] };
+    }
+    let raw = m[2];
+    if (raw === undefined && i + 1 < overrides.length && !overrides[i + 1].startsWith('--')) raw = overrides[++i];
+    doc.set(m[1], raw === undefined ? true : YAML.parse(raw));
+  }
+  return checkAnalysis(analyzeRunConfigText(doc.toString()), abs, path.dirname(abs), opts);
 }
 
 /** Disk checks, run-length checks and path resolution for an analysed config (YAML or flags). */

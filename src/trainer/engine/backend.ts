@@ -3,6 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { setOps, tfjsOps } from './ops.js';
 import { wasmOps } from './wasm_ops.js';
+import { installCpuKernelFixes } from './cpu_kernel_fixes.js';
+import { registerWebgpuBackend, installWebgpuKernels } from './webgpu/index.js';
 
 export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -41,6 +43,8 @@ async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
   await tf.ready();
+  // tfjs-cpu's ResizeNearestNeighborGrad is wrong for batch > 1 (see cpu_kernel_fixes.ts).
+  if (name === 'cpu') installCpuKernelFixes();
   setOps(name === 'wasm' ? wasmOps : tfjsOps);
   return { name };
 }
@@ -105,8 +109,14 @@ async function initWebgpu(): Promise<BackendInfo> {
   if (!probe) {
     throw new Error('backend "webgpu": no WebGPU adapter found (Dawn needs a Vulkan, Metal or D3D12 driver; on Linux without a GPU install Mesa lavapipe: apt-get install mesa-vulkan-drivers)');
   }
-  await import('@tensorflow/tfjs-backend-webgpu');
+  // Our own device (all adapter limits, subgroups) under tfjs' WebGPU backend, then our WGSL kernels
+  // for the training hot path. On a software adapter (lavapipe) each new shader costs seconds of JIT and
+  // buys nothing, so there the stock kernels stay unless LORA_STUDIO_WEBGPU_KERNELS=1 asks for ours.
+  await registerWebgpuBackend();
   if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend failed to initialise');
   await tf.ready();
+  const ours = process.env.LORA_STUDIO_WEBGPU_KERNELS ?? (probe.software ? '0' : '1');
+  setOps(tfjsOps);
+  if (ours === '1') installWebgpuKernels();
   return { name: 'webgpu', adapter: probe.description };
 }
