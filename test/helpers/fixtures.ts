@@ -1,6 +1,5 @@
 // Golden fixtures: outputs of diffusers itself. LORA_STUDIO_FIXTURES points the parity suite at any
 // folder with the tiny-sd layout (MANIFEST.json, model/, golden/, …); the default is the project's copy.
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';

@@ -8,7 +8,7 @@ import { tfjsOps, type Ops } from './ops.js';
 
 /** [in, out] copies of frozen [out, in] weights, freed once their weight is disposed and collected. */
 const transposed = new WeakMap<tf.Tensor, tf.Tensor2D>();
-const freeCopy = new FinalizationRegistry<tf.Tensor2D>((copy) => copy.dispose());
+const freeCopy = new FinalizationRegistry<tf.Tensor>((copy) => copy.dispose());
 
 function weightT(weight: tf.Tensor2D): tf.Tensor2D {
   // Trainable tensors (LoRA) change every step: transpose them inside the graph, never cache.
@@ -45,8 +45,9 @@ export const wasmOps: Ops = {
   conv2d(x, weight, bias, stride, padding) {
     const k = weight.shape[0];
     if (stride !== 1 || k === 1 || weight.shape[1] !== k || weight instanceof tf.Variable) return tfjsOps.conv2d(x, weight, bias, stride, padding);
-    const conv = tf.customGrad((input: tf.Tensor) => {
-      const padded = padding > 0 ? tf.pad(input as tf.Tensor4D, [[0, 0], [padding, padding], [padding, padding], [0, 0]]) : (input as tf.Tensor4D);
+    const conv = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const input = args[0] as tf.Tensor4D;
+      const padded = padding > 0 ? tf.pad(input, [[0, 0], [padding, padding], [padding, padding], [0, 0]]) : input;
       const value = tf.conv2d(padded, weight, 1, 'valid');
       const gradFunc = (dy: tf.Tensor) => {
         const q = k - 1 - padding;
