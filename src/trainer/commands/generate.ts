@@ -6,7 +6,8 @@ import { initBackend, BACKENDS, type BackendName } from '../engine/backend.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writePng } from '../io/png.js';
 import { loadStableDiffusion, generate, disposeStableDiffusion } from '../pipeline/stable_diffusion.js';
-import { loadLoras, parseLoraSpec } from '../pipeline/loras.js';
+import { loadLoras } from '../pipeline/loras.js';
+import { parseLoraArg } from '../lora/lora_set.js';
 import type { SchedulerName } from '../schedulers/index.js';
 
 const SCHEDULERS: SchedulerName[] = ['ddim', 'euler', 'dpmpp-2m', 'pndm'];
@@ -71,14 +72,8 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
   const height = int('height', values.height, 8);
   const guidance = Number(values.guidance);
   if (!Number.isFinite(guidance)) problems.push(`--guidance must be a number, got "${values.guidance}"`);
-  const loraSpecs = (values.lora ?? []).map((s) => {
-    try {
-      return parseLoraSpec(s);
-    } catch (e) {
-      problems.push((e as Error).message);
-      return undefined;
-    }
-  });
+  // parseLoraArg never fails: without a numeric ':SCALE' suffix the whole argument is the file.
+  const loraSpecs = (values.lora ?? []).map(parseLoraArg);
   if (problems.length) {
     for (const p of problems) console.error(`lora-studio generate: ${p}`);
     console.error('Run `lora-studio generate --help` for the options.');
@@ -88,7 +83,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
   const backend = await initBackend(values.backend as BackendName);
   console.error(`backend: ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
   const sd = loadStableDiffusion(path.resolve(values.model!), { variant: values.variant === 'fp16' ? 'fp16' : undefined });
-  const loras = loadLoras(sd, loraSpecs.filter((s) => s !== undefined));
+  const loras = loadLoras(sd, loraSpecs);
   try {
     let latents: tf.Tensor4D | undefined;
     if (values.latents) latents = readLatents(values.latents);

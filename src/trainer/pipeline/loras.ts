@@ -2,9 +2,9 @@
 import path from 'node:path';
 import { readLoraFile } from '../lora/lora_file.js';
 import { LoraSet } from '../lora/lora_set.js';
-export { parseLoraArg as parseLoraSpec } from '../lora/lora_set.js';
 import type { StableDiffusion } from './stable_diffusion.js';
 
+/** A LoRA file and its scale, as `parseLoraArg` reads `FILE[:SCALE]`. */
 export interface LoraSpec {
   readonly file: string;
   readonly scale: number;
