@@ -1,5 +1,37 @@
-// Lint: typescript-eslint's recommended rules over the TypeScript sources and tests.
+// Lint: typescript-eslint's recommended rules, and the architecture's import boundaries (docs/DESIGN.md,
+// "Shape of the code"): every arrow points inward, towards src/core/config and src/protocol.
 import tseslint from 'typescript-eslint';
+
+/** Imports a folder may not make, as regular expressions over the import specifier. */
+const forbid = (...regexes) =>
+  regexes.map(([regex, message]) => ({ regex, message }));
+
+const TFJS = ['^@tensorflow/', 'tfjs and native packages load only in core/engine, training and cli'];
+const SHARP = ['^sharp$', 'image decoding belongs to core/io and training'];
+const VSCODE = ['^vscode$', 'only src/extension talks to VS Code'];
+
+const BOUNDARIES = [
+  // core: the engine, models, schedulers, LoRA, io, tokenizer, config and pipeline; no product around it.
+  { files: ['src/core/**'], patterns: forbid(VSCODE,
+    ['(^|/)(training|cli|protocol|extension|server|webview)/', 'src/core imports only src/core']) },
+  // core/config: the run-config schema the language server and the extension load: no tensors.
+  { files: ['src/core/config/**'], patterns: forbid(VSCODE, TFJS, SHARP,
+    ['^\\.\\./(engine|models|pipeline|schedulers|lora|tokenizer)/', 'core/config stays light: it may import core/io and itself only'],
+    ['(^|/)(training|cli|protocol|extension|server|webview)/', 'src/core imports only src/core']) },
+  // protocol: message types and their framing, shared by every process and bundle.
+  { files: ['src/protocol/**'], patterns: forbid(VSCODE, TFJS, SHARP,
+    ['^\\.\\./(?!core/config/)', 'src/protocol imports only itself and src/core/config']) },
+  { files: ['src/training/**'], patterns: forbid(VSCODE,
+    ['(^|/)(cli|extension|server|webview)/', 'src/training imports src/core and src/protocol only']) },
+  { files: ['src/cli/**'], patterns: forbid(VSCODE,
+    ['(^|/)(extension|server|webview)/', 'src/cli imports src/core, src/training and src/protocol only']) },
+  { files: ['src/extension/**'], patterns: forbid(TFJS, SHARP,
+    ['(^|/)(core/(?!config/)|training/|cli/|server/|webview/)', 'src/extension imports src/core/config and src/protocol only (the trainer runs as a child process)']) },
+  { files: ['src/server/**'], patterns: forbid(VSCODE, TFJS, SHARP,
+    ['(^|/)(core/(?!config/)|training/|cli/|extension/|webview/)', 'src/server imports src/core/config and src/protocol only']) },
+  { files: ['webview/**'], patterns: forbid(VSCODE, TFJS, SHARP,
+    ['(^|/)src/(?!protocol/)', 'webview code imports only src/protocol (types and pure helpers)']) },
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.cache/**', '.device/**', 'test-output/**', 'test/fixtures/**', 'examples/**'] },
@@ -10,4 +42,5 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'warn',
     },
   },
+  ...BOUNDARIES.map(({ files, patterns }) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns }] } })),
 );

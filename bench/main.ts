@@ -8,11 +8,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type BackendName } from '../src/trainer/engine/backend.js';
-import { setOps, tfjsOps } from '../src/trainer/engine/ops.js';
-import { installWebgpuKernels, probeFeatures, registerWebgpuBackend, webgpuDeviceInfo, webgpuOps } from '../src/trainer/engine/webgpu/index.js';
-import { webgpuErrorCount } from '../src/trainer/engine/webgpu/device.js';
-import { gemmTile } from '../src/trainer/engine/webgpu/matmul.js';
+import { initBackend } from '../src/core/engine/backend.js';
+import type { BackendName } from '../src/core/config/run_config.js';
+import { setOps, tfjsOps } from '../src/core/engine/ops.js';
+import { installWebgpuKernels, probeFeatures, registerWebgpuBackend, webgpuDeviceInfo, webgpuOps } from '../src/core/engine/webgpu/index.js';
+import { webgpuErrorCount } from '../src/core/engine/webgpu/device.js';
+import { gemmTile } from '../src/core/engine/webgpu/matmul.js';
 import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
 import { StepBench, type StepResult } from './step.js';
 

@@ -1,10 +1,10 @@
 // Micro-kernels at the reference shapes (../shared/reference/h100-baseline.json): each timed with the
 // stock tfjs kernel and with the project's WGSL kernel in the same process, and checked against each other.
 import * as tf from '@tensorflow/tfjs';
-import { tfjsOps } from '../src/trainer/engine/ops.js';
-import { webgpuOps } from '../src/trainer/engine/webgpu/ops.js';
-import { conv2d, conv2dInputGrad, linearOp, setGemmTile, stockConv2dBackpropFilter } from '../src/trainer/engine/webgpu/matmul.js';
-import { GEMM_TILES, DEFAULT_TILE, type GemmTile } from '../src/trainer/engine/webgpu/wgsl/gemm.js';
+import { tfjsOps } from '../src/core/engine/ops.js';
+import { webgpuOps } from '../src/core/engine/webgpu/ops.js';
+import { conv2d, conv2dInputGrad, linearOp, setGemmTile, stockConv2dBackpropFilter } from '../src/core/engine/webgpu/matmul.js';
+import { GEMM_TILES, DEFAULT_TILE, type GemmTile } from '../src/core/engine/webgpu/wgsl/gemm.js';
 import { timeMs, round } from './timing.js';
 
 export interface Timed {

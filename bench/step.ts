@@ -2,15 +2,15 @@
 // (VAE encode + text encode when not cached) + noise + UNet forward/backward for the LoRA weights only
 // + gradient clipping + AdamW. LoRA r = 4, alpha = 4 on to_q, to_k, to_v, to_out.0 (the reference's setting).
 import * as tf from '@tensorflow/tfjs';
-import { UNet2DConditionModel } from '../src/trainer/models/unet_2d_condition.js';
-import { AutoencoderKL } from '../src/trainer/models/autoencoder_kl.js';
-import { CLIPTextModel, clipTextConfigFromJson } from '../src/trainer/models/clip_text_model.js';
-import { DDPMScheduler } from '../src/trainer/schedulers/ddpm.js';
-import { TrainableLora } from '../src/trainer/train/lora_params.js';
-import { Random } from '../src/trainer/train/random.js';
-import { AdamW } from '../src/trainer/train/adamw.js';
-import { clipGradNorm } from '../src/trainer/train/grad_clip.js';
-import { encodeLatents, lossAndGrads } from '../src/trainer/train/train_step.js';
+import { UNet2DConditionModel } from '../src/core/models/unet_2d_condition.js';
+import { AutoencoderKL } from '../src/core/models/autoencoder_kl.js';
+import { CLIPTextModel, clipTextConfigFromJson } from '../src/core/models/clip_text_model.js';
+import { DDPMScheduler } from '../src/core/schedulers/ddpm.js';
+import { TrainableLora } from '../src/training/lora_params.js';
+import { Random } from '../src/training/random.js';
+import { AdamW } from '../src/training/adamw.js';
+import { clipGradNorm } from '../src/training/grad_clip.js';
+import { encodeLatents, lossAndGrads } from '../src/training/train_step.js';
 import { PeakMemory, gib, round, sync } from './timing.js';
 
 /** diffusers' runwayml/stable-diffusion-v1-5 unet/config.json (the keys that shape the model). */

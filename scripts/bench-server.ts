@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { formatValue, RUN_CONFIG_KEYS } from '../src/trainer/config/schema.js';
+import { formatValue, RUN_CONFIG_KEYS } from '../src/core/config/schema.js';
 import { LspTestClient, REPO } from '../test/server/lsp_client.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 30);

@@ -24,9 +24,10 @@
 // heads) both hit. Linear then multiplies by an explicitly transposed weight, attention loops over heads
 // with 2-D products.
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type BackendName } from '../src/trainer/engine/backend.js';
-import { ops, setOps, type Ops } from '../src/trainer/engine/ops.js';
-import { UNet2DConditionModel } from '../src/trainer/models/unet_2d_condition.js';
+import { initBackend } from '../src/core/engine/backend.js';
+import type { BackendName } from '../src/core/config/run_config.js';
+import { ops, setOps, type Ops } from '../src/core/engine/ops.js';
+import { UNet2DConditionModel } from '../src/core/models/unet_2d_condition.js';
 
 const SD15_UNET = {
   sample_size: 64,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Bundles with esbuild: each room of the product is its own bundle, sharing only typed protocol modules.
-//   dist/trainer.mjs    the engine + CLI (child process of the extension, or `lora-studio` on a terminal)
+//   dist/cli.mjs        the engine + CLI (child process of the extension, or `lora-studio` on a terminal)
 //   dist/bench.mjs      the GPU benchmark (npm run bench)
 //   dist/extension.cjs  the VS Code extension host side
 //   dist/server.cjs     the language server for *.lora.yaml
@@ -15,7 +15,7 @@ const nodeExternals = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-wa
 const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'info', legalComments: 'none' };
 
 const bundles = [
-  { entryPoints: ['src/trainer/cli.ts'], outfile: 'dist/trainer.mjs', platform: 'node', format: 'esm', target: 'node20', external: nodeExternals,
+  { entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.mjs', platform: 'node', format: 'esm', target: 'node20', external: nodeExternals,
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },
   // The GPU benchmark (bench/main.ts), bundled like the trainer: the GPU machine gets node + production
   // node_modules only (no tsx), see DEVELOPERS.md "GPU benchmarks".

@@ -15,7 +15,7 @@ const run = (args) => {
 };
 
 run([path.join(root, 'scripts/build.mjs')]);
-run([path.join(root, 'dist/trainer.mjs'), 'train', config]);
+run([path.join(root, 'dist/cli.mjs'), 'train', config]);
 
 const cfg = YAML.parse(fs.readFileSync(config, 'utf8'));
 const out = path.resolve(path.dirname(config), cfg.output_dir);
@@ -27,7 +27,7 @@ fs.mkdirSync(path.join(out, 'demo'), { recursive: true });
 prompts.forEach((prompt, i) => {
   for (const [row, extra] of [[0, []], [1, ['--lora', lora]]]) {
     const file = path.join(out, 'demo', `${row ? 'after' : 'before'}-${i}.png`);
-    run([path.join(root, 'dist/trainer.mjs'), 'generate', '--model', model, '--prompt', prompt, '--seed', String(i),
+    run([path.join(root, 'dist/cli.mjs'), 'generate', '--model', model, '--prompt', prompt, '--seed', String(i),
       '--scheduler', 'dpmpp-2m', '--steps', '20', '--guidance', '5', '--backend', cfg.backend ?? 'auto', ...extra, '--out', file]);
     rows[row].push(file);
   }

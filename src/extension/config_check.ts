@@ -1,10 +1,10 @@
-// "Validate first": the same loading the trainer applies at start (src/trainer/config/load.ts), run before a
+// "Validate first": the same loading the trainer applies at start (src/core/config/load.ts), run before a
 // trainer is spawned, so a config with a mistake shows its problems instead of starting a doomed run.
 import path from 'node:path';
 import * as vscode from 'vscode';
-import { summarizeProblems, type Problem } from '../trainer/config/problems.js';
-import type { RunConfig } from '../trainer/config/run_config.js';
-import { loadRunConfig } from '../trainer/config/load.js';
+import { summarizeProblems, type Problem } from '../core/config/problems.js';
+import type { RunConfig } from '../core/config/run_config.js';
+import { loadRunConfig } from '../core/config/load.js';
 
 export interface CheckedConfig {
   config: RunConfig;

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
-import { validateRunConfigText } from '../trainer/config/validate.js';
-import type { TrainerEvent } from '../trainer/protocol.js';
+import { validateRunConfigText } from '../core/config/validate.js';
+import type { TrainerEvent } from '../protocol/training.js';
 import { dashboardHtml } from './dashboard_html.js';
 import { LORA_FILE, readRunHistory, listCheckpoints, type DiskSample } from './run_history.js';
 import type { RunSession } from './run_session.js';
@@ -19,7 +19,7 @@ import {
   type DashboardSample,
   type FromDashboard,
   type ToDashboard,
-} from './webview_protocol.js';
+} from '../protocol/dashboard.js';
 
 /** What the dashboard's buttons do; the extension's commands implement them. */
 export interface DashboardActions {

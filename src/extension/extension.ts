@@ -18,7 +18,7 @@ import { RunRegistry } from './run_registry.js';
 import { RunSession, type TrainerLaunch } from './run_session.js';
 import { attachRunUi, TrainerLog } from './run_ui.js';
 import { backendOverride, trainerLaunch } from './trainer_launch.js';
-import { DASHBOARD_VIEW_TYPE } from './webview_protocol.js';
+import { DASHBOARD_VIEW_TYPE } from '../protocol/dashboard.js';
 
 /** How long closing or reloading the window waits for runs to save their checkpoint. */
 const STOP_GRACE_MS = 4000;

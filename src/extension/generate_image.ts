@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as vscode from 'vscode';
-import { validateRunConfigText } from '../trainer/config/validate.js';
+import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerLaunch } from './run_session.js';
 import { LORA_FILE } from './run_history.js';
 import { splitLines } from './util.js';

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
-import { importAccelerateCommand } from '../trainer/config/import_command.js';
-import { validateRunConfigText } from '../trainer/config/validate.js';
+import { importAccelerateCommand } from '../core/config/import_command.js';
+import { validateRunConfigText } from '../core/config/validate.js';
 
 const LOOKS_LIKE_COMMAND = /train_text_to_image_lora|--pretrained_model_name_or_path/;
 

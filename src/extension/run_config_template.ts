@@ -3,8 +3,8 @@
 // documents itself. No `vscode` import; tested by validating the result with the trainer's own validator.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RUN_CONFIG_KEYS, formatValue } from '../trainer/config/schema.js';
-import type { RunConfig } from '../trainer/config/run_config.js';
+import { RUN_CONFIG_KEYS, formatValue } from '../core/config/schema.js';
+import type { RunConfig } from '../core/config/run_config.js';
 
 export interface NewRunAnswers {
   /** Paths as they should be written: relative to the config's folder where possible. */

@@ -3,7 +3,7 @@
 // run. No `vscode` import. Everything here tolerates a folder that is being written while it is read.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DashboardHistory, DashboardPoint } from './webview_protocol.js';
+import type { DashboardHistory, DashboardPoint } from '../protocol/dashboard.js';
 
 export const LORA_FILE = 'pytorch_lora_weights.safetensors';
 const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
@@ -43,7 +43,7 @@ export function readRunHistory(outputDir: string): DiskHistory {
 }
 
 /**
- * metrics.jsonl rows (src/trainer/train/metrics.ts: step, epoch, loss, lr, grad_norm, elapsed_seconds, …).
+ * metrics.jsonl rows (src/training/metrics.ts: step, epoch, loss, lr, grad_norm, elapsed_seconds, …).
  * Read by field name rather than by importing the trainer's module: the extension may only depend on the
  * trainer's config and protocol (DESIGN.md), and a torn last line must be skipped anyway.
  */

@@ -1,5 +1,5 @@
 // One training run: the trainer as a child process, spoken to in the JSON-lines protocol of
-// src/trainer/protocol.ts. No `vscode` import, so the session logic is tested in plain node against the
+// src/protocol/training.ts. No `vscode` import, so the session logic is tested in plain node against the
 // real trainer and a fake one; the extension attaches the status bar, notifications and dashboard to it.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
@@ -13,8 +13,8 @@ import {
   type StartedEvent,
   type TrainerCommand,
   type TrainerEvent,
-} from '../trainer/protocol.js';
-import type { RunState } from './webview_protocol.js';
+} from '../protocol/training.js';
+import type { RunState } from '../protocol/dashboard.js';
 import { Emitter, splitLines } from './util.js';
 
 /** How to start the trainer program: `<nodePath> <trainerPath> train CONFIG …`. */
@@ -22,7 +22,7 @@ export interface TrainerLaunch {
   nodePath: string;
   /** Arguments for node itself, before the script (tests run the TypeScript source with `--import tsx`). */
   nodeArgs?: string[];
-  /** dist/trainer.mjs (or a fake trainer in tests). */
+  /** dist/cli.mjs (or a fake trainer in tests). */
   trainerPath: string;
   /** Variables added to the environment (e.g. ELECTRON_RUN_AS_NODE when the node is VS Code's Electron). */
   env?: Record<string, string>;

@@ -3,9 +3,9 @@
 // channel, and at the end a message: finished (with its file), stopped (Resume), or failed (Show Log, Resume).
 import path from 'node:path';
 import * as vscode from 'vscode';
-import type { ProgressEvent } from '../trainer/protocol.js';
+import type { ProgressEvent } from '../protocol/training.js';
 import type { RunExit, RunSession } from './run_session.js';
-import { formatDuration, formatLoss } from './webview_protocol.js';
+import { formatDuration, formatLoss } from '../protocol/dashboard.js';
 
 export interface RunUiActions {
   openDashboard(session: RunSession): void;

@@ -13,7 +13,7 @@ export interface LaunchContext {
 }
 
 export function trainerLaunch(ctx: LaunchContext): TrainerLaunch {
-  const trainerPath = path.join(ctx.extensionPath, 'dist', 'trainer.mjs');
+  const trainerPath = path.join(ctx.extensionPath, 'dist', 'cli.mjs');
   const configured = ctx.nodePathSetting.trim();
   if (configured) return { nodePath: configured, trainerPath };
   if (ctx.versions.electron) return { nodePath: ctx.execPath, trainerPath, env: { ELECTRON_RUN_AS_NODE: '1' } };

@@ -4,10 +4,10 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Diagnostic } from 'vscode-languageserver';
-import { checkRunConfigOnDisk, type DiskReport } from '../trainer/config/disk_checks.js';
-import { diskProblems } from '../trainer/config/load.js';
-import type { Problem } from '../trainer/config/problems.js';
-import { analyzeRunConfigText, completeProblems, type Analysis } from '../trainer/config/validate.js';
+import { checkRunConfigOnDisk, type DiskReport } from '../core/config/disk_checks.js';
+import { diskProblems } from '../core/config/load.js';
+import type { Problem } from '../core/config/problems.js';
+import { analyzeRunConfigText, completeProblems, type Analysis } from '../core/config/validate.js';
 
 export interface CheckedDocument {
   uri: string;

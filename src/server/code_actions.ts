@@ -2,7 +2,7 @@
 // value into range, replace `yes` by `true`, add a missing required key, remove an ignored key …)
 // becomes a code action on the problem's range.
 import { CodeActionKind, type CodeAction, type Diagnostic } from 'vscode-languageserver';
-import type { Problem, Range } from '../trainer/config/problems.js';
+import type { Problem, Range } from '../core/config/problems.js';
 import { toDiagnostic, type CheckedDocument } from './checker.js';
 
 /** Problems whose fix is the obvious one (a typo's nearest name): the editor may apply it with one key. */

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CompletionItemKind, InsertTextFormat, MarkupKind, type CompletionItem } from 'vscode-languageserver';
-import { listCheckpoints, resolveConfigPath, IMAGE_EXTENSIONS } from '../trainer/config/disk_checks.js';
-import type { Range } from '../trainer/config/problems.js';
-import { describeExpected, formatValue, KEY_SPECS, keyDocumentation, RUN_CONFIG_KEYS, type KeySpec } from '../trainer/config/schema.js';
+import { listCheckpoints, resolveConfigPath, IMAGE_EXTENSIONS } from '../core/config/disk_checks.js';
+import type { Range } from '../core/config/problems.js';
+import { describeExpected, formatValue, KEY_SPECS, keyDocumentation, RUN_CONFIG_KEYS, type KeySpec } from '../core/config/schema.js';
 import type { CheckedDocument } from './checker.js';
 import { cursorContext } from './cursor.js';
 

@@ -1,7 +1,7 @@
 // What the cursor is on, read from the line's text rather than the YAML tree: while someone types, the file
 // is usually broken, and completion must still work. Run configs are flat (`key: value` at column 0,
 // plus the items of one list), so the line tells enough.
-import type { Position, Range } from '../trainer/config/problems.js';
+import type { Position, Range } from '../core/config/problems.js';
 
 export type CursorContext =
   /** Typing a key at the start of a line. `hasColon`: the line already has `: value` after the key. */

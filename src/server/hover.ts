@@ -2,11 +2,11 @@
 // enums, and what the disk checks found for path keys (image and caption counts, checkpoints).
 import path from 'node:path';
 import { MarkupKind, type Hover } from 'vscode-languageserver';
-import { LORA_WEIGHTS_FILE } from '../trainer/config/disk_checks.js';
-import type { Entry } from '../trainer/config/entries.js';
-import type { Position, Range } from '../trainer/config/problems.js';
-import { GUIDE_ONLY, KEY_SPECS, keyDocumentation } from '../trainer/config/schema.js';
-import { runLength } from '../trainer/config/cross_checks.js';
+import { LORA_WEIGHTS_FILE } from '../core/config/disk_checks.js';
+import type { Entry } from '../core/config/entries.js';
+import type { Position, Range } from '../core/config/problems.js';
+import { GUIDE_ONLY, KEY_SPECS, keyDocumentation } from '../core/config/schema.js';
+import { runLength } from '../core/config/cross_checks.js';
 import type { CheckedDocument } from './checker.js';
 
 export function hover(doc: CheckedDocument, pos: Position): Hover | null {

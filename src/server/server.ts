@@ -1,5 +1,5 @@
 // The language server for run configs (`*.lora.yaml`, language id `lora-yaml`): diagnostics with exact
-// ranges, completion, hover and quick fixes, from the one run-config definition in src/trainer/config/.
+// ranges, completion, hover and quick fixes, from the one run-config definition in src/core/config/.
 // Transport from the command line: --stdio or --node-ipc (vscode-languageserver reads it).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,15 +15,15 @@ import {
   type InitializeResult,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import { importAccelerateCommand } from '../trainer/config/import_command.js';
-import { runLength } from '../trainer/config/cross_checks.js';
-import { LORA_WEIGHTS_FILE, resolveConfigPath } from '../trainer/config/disk_checks.js';
-import { validateRunConfigText } from '../trainer/config/validate.js';
+import { importAccelerateCommand } from '../core/config/import_command.js';
+import { runLength } from '../core/config/cross_checks.js';
+import { LORA_WEIGHTS_FILE, resolveConfigPath } from '../core/config/disk_checks.js';
+import { validateRunConfigText } from '../core/config/validate.js';
 import { codeActions } from './code_actions.js';
 import { ConfigChecker, toDiagnostic, type CheckedDocument } from './checker.js';
 import { complete } from './completion.js';
 import { hover } from './hover.js';
-import { ImportCommandRequest, RunConfigSummaryRequest, type LoraServerInitOptions, type RunConfigSummary } from './protocol.js';
+import { ImportCommandRequest, RunConfigSummaryRequest, type LoraServerInitOptions, type RunConfigSummary } from '../protocol/language_server.js';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { dashboardHtml } from '../../src/extension/dashboard_html.js';
-import type { DashboardPoint, FromDashboard, ToDashboard } from '../../src/extension/webview_protocol.js';
+import type { DashboardPoint, FromDashboard, ToDashboard } from '../../src/protocol/dashboard.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OUT = path.join(ROOT, 'test-output');

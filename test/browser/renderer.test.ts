@@ -12,7 +12,7 @@ import * as esbuild from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { FIXTURES, MODEL_DIR, REPO } from '../helpers/fixtures.js';
 import { runCell } from '../../src/extension/notebook/cell_runner.js';
-import { GENERATION_MIME, withoutImageData, type GenerationOutput, type RendererToExtension } from '../../src/extension/notebook/generation_output.js';
+import { GENERATION_MIME, withoutImageData, type GenerationOutput, type RendererToExtension } from '../../src/protocol/generation_output.js';
 import type { WorkerClient } from '../../src/extension/notebook/worker_client.js';
 import { startTestWorker } from '../notebook/worker_launch.js';
 

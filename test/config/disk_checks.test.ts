@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { checkRunConfigOnDisk, resolveCheckpoint, type DiskReport } from '../../src/trainer/config/disk_checks.js';
-import { configFromFlags } from '../../src/trainer/config/flags.js';
-import { loadRunConfig, requireRunConfig, RunConfigError } from '../../src/trainer/config/load.js';
-import type { RunConfig } from '../../src/trainer/config/run_config.js';
-import { defaultRunConfig } from '../../src/trainer/config/schema.js';
-import { writeSafetensors } from '../../src/trainer/io/safetensors.js';
+import { checkRunConfigOnDisk, resolveCheckpoint, type DiskReport } from '../../src/core/config/disk_checks.js';
+import { configFromFlags } from '../../src/core/config/flags.js';
+import { loadRunConfig, requireRunConfig, RunConfigError } from '../../src/core/config/load.js';
+import type { RunConfig } from '../../src/core/config/run_config.js';
+import { defaultRunConfig } from '../../src/core/config/schema.js';
+import { writeSafetensors } from '../../src/core/io/safetensors.js';
 import { MODEL_DIR, TINY_SHAPES } from '../helpers/fixtures.js';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-disk-'));

@@ -2,9 +2,9 @@
 // as YAML, with problems that name the flag.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { configFromFlags, parseFlags } from '../../src/trainer/config/flags.js';
-import { formatProblems } from '../../src/trainer/config/problems.js';
-import { defaultRunConfig } from '../../src/trainer/config/schema.js';
+import { configFromFlags, parseFlags } from '../../src/core/config/flags.js';
+import { formatProblems } from '../../src/core/config/problems.js';
+import { defaultRunConfig } from '../../src/core/config/schema.js';
 
 const NO_DISK = { disk: false, cwd: '/work/runs' };
 

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { importAccelerateCommand } from '../../src/trainer/config/import_command.js';
-import { parseShell } from '../../src/trainer/config/shell_words.js';
-import { validateRunConfigText } from '../../src/trainer/config/validate.js';
+import { importAccelerateCommand } from '../../src/core/config/import_command.js';
+import { parseShell } from '../../src/core/config/shell_words.js';
+import { validateRunConfigText } from '../../src/core/config/validate.js';
 
 // Verbatim from diffusers' LoRA training guide (docs/source/en/training/lora.md).
 const GUIDE = `export MODEL_NAME="stable-diffusion-v1-5/stable-diffusion-v1-5"

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { formatProblems, type Problem } from '../../src/trainer/config/problems.js';
-import { defaultRunConfig } from '../../src/trainer/config/schema.js';
-import { validateRunConfigText } from '../../src/trainer/config/validate.js';
+import { formatProblems, type Problem } from '../../src/core/config/problems.js';
+import { defaultRunConfig } from '../../src/core/config/schema.js';
+import { validateRunConfigText } from '../../src/core/config/validate.js';
 
 const BASE = 'pretrained_model_name_or_path: ./model\ntrain_data_dir: ./data\nmax_train_steps: 1000\n';
 

@@ -29,7 +29,7 @@ const missing = [
   !fs.existsSync(path.join(EXTENSION, 'dist/webview/renderer.js')) && `the notebook renderer (${EXTENSION}/dist/webview/renderer.js): run npm run build`,
   !fs.existsSync(CHROMIUM) && `${CHROMIUM}: apt-get install -y chromium`,
   !builtWith('dist/extension.cjs', 'registerNotebookSerializer') && 'an extension build that registers the notebook (activate() calls registerNotebook; then npm run build)',
-  !builtWith('dist/trainer.mjs', 'lora-studio worker') && 'a trainer build with the `worker` command (cli.ts dispatches it; then npm run build)',
+  !builtWith('dist/cli.mjs', 'lora-studio worker') && 'a trainer build with the `worker` command (cli.ts dispatches it; then npm run build)',
 ].filter(Boolean);
 const skip = missing.length ? `needs ${missing.join('; ')}` : false;
 

@@ -48,7 +48,7 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 15 * 60_000 },
     // The extension as it ships: the bundles under dist/, built by `npm test` (or `npm run build`) before the
     // tests run — not here, where it would race the other test processes reading dist/. Or a packaged .vsix.
     if (!process.env.LORA_STUDIO_E2E_VSIX) {
-      for (const f of ['extension.cjs', 'trainer.mjs', 'server.cjs', 'webview/dashboard.js']) {
+      for (const f of ['extension.cjs', 'cli.mjs', 'server.cjs', 'webview/dashboard.js']) {
         assert.ok(fs.existsSync(path.join(ROOT, 'dist', f)), `dist/${f} is missing: run \`npm run build\` first`);
       }
     }

@@ -11,8 +11,8 @@ import { readMetricsPoints, readPngParameters, readRunHistory, stepFromName } fr
 import { datasetFacts, modelResolution, renderRunConfig } from '../../src/extension/run_config_template.js';
 import { backendOverride, trainerLaunch } from '../../src/extension/trainer_launch.js';
 import { isInside } from '../../src/extension/util.js';
-import { loadRunConfig } from '../../src/trainer/config/load.js';
-import { validateRunConfigText } from '../../src/trainer/config/validate.js';
+import { loadRunConfig } from '../../src/core/config/load.js';
+import { validateRunConfigText } from '../../src/core/config/validate.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TINY = path.join(ROOT, 'examples/tiny-shapes');
@@ -41,12 +41,12 @@ describe('trainer launch', () => {
   it("desktop VS Code runs the trainer with its own Electron as node; code-server with its node; a setting overrides", () => {
     assert.deepEqual(trainerLaunch({ ...base, versions: { ...process.versions, electron: '32.0.0' } }), {
       nodePath: '/opt/code/code',
-      trainerPath: path.join('/ext', 'dist', 'trainer.mjs'),
+      trainerPath: path.join('/ext', 'dist', 'cli.mjs'),
       env: { ELECTRON_RUN_AS_NODE: '1' },
     });
     const plain = { ...process.versions } as NodeJS.ProcessVersions & { electron?: string };
     delete plain.electron;
-    assert.deepEqual(trainerLaunch({ ...base, versions: plain }), { nodePath: '/opt/code/code', trainerPath: path.join('/ext', 'dist', 'trainer.mjs') });
+    assert.deepEqual(trainerLaunch({ ...base, versions: plain }), { nodePath: '/opt/code/code', trainerPath: path.join('/ext', 'dist', 'cli.mjs') });
     assert.equal(trainerLaunch({ ...base, nodePathSetting: ' /usr/bin/node ', versions: { ...process.versions, electron: '1' } }).nodePath, '/usr/bin/node');
     assert.equal(trainerLaunch({ ...base, nodePathSetting: '/usr/bin/node', versions: process.versions }).env, undefined);
   });

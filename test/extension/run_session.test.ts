@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { RunSession, type TrainerLaunch } from '../../src/extension/run_session.js';
 import { RunRegistry } from '../../src/extension/run_registry.js';
 import { readRunHistory } from '../../src/extension/run_history.js';
-import type { TrainerEvent } from '../../src/trainer/protocol.js';
-import type { RunState } from '../../src/extension/webview_protocol.js';
+import type { TrainerEvent } from '../../src/protocol/training.js';
+import type { RunState } from '../../src/protocol/dashboard.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const FAKE: TrainerLaunch = { nodePath: process.execPath, trainerPath: path.join(ROOT, 'test/extension/fake-trainer.mjs') };
@@ -144,10 +144,10 @@ describe('RunSession with the fake trainer', () => {
   });
 });
 
-// ---- the real trainer (src/trainer/cli.ts through tsx) on the tiny-shapes model --------------------------
+// ---- the real trainer (src/cli/main.ts through tsx) on the tiny-shapes model --------------------------
 
 // tsx by absolute URL: the trainer runs in the config's folder, where `tsx` would not resolve.
-const REAL: TrainerLaunch = { nodePath: process.execPath, nodeArgs: ['--import', import.meta.resolve('tsx')], trainerPath: path.join(ROOT, 'src/trainer/cli.ts') };
+const REAL: TrainerLaunch = { nodePath: process.execPath, nodeArgs: ['--import', import.meta.resolve('tsx')], trainerPath: path.join(ROOT, 'src/cli/main.ts') };
 const TINY = path.join(ROOT, 'examples/tiny-shapes');
 
 /** A run short enough for two shared cores: batch 1 on 64×64 images, wasm (the fast CPU path). */

@@ -33,7 +33,7 @@ describe('the packaged .vsix', { skip }, () => {
       activationEvents: string[];
       contributes: { grammars: { path: string }[]; languages: { configuration?: string }[]; notebookRenderer?: { entrypoint: string }[] };
     };
-    const files = [pkg.main, 'dist/trainer.mjs', 'dist/server.cjs', 'dist/webview/dashboard.js', 'dist/webview/dashboard.css'];
+    const files = [pkg.main, 'dist/cli.mjs', 'dist/server.cjs', 'dist/webview/dashboard.js', 'dist/webview/dashboard.css'];
     files.push(...pkg.contributes.grammars.map((g) => g.path), ...pkg.contributes.languages.flatMap((l) => (l.configuration ? [l.configuration] : [])));
     files.push(...(pkg.contributes.notebookRenderer ?? []).map((r) => r.entrypoint));
     for (const f of files) assert.ok(fs.existsSync(path.join(ext, f)), `${f} is in the .vsix`);
@@ -59,7 +59,7 @@ describe('the packaged .vsix', { skip }, () => {
       ].join('\n'),
     );
     // Run from the unpacked folder with NODE_PATH cleared, so nothing resolves from the repository.
-    const r = spawnSync(process.execPath, [path.join(ext, 'dist/trainer.mjs'), 'train', config], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_PATH: '' }, timeout: 300_000 });
+    const r = spawnSync(process.execPath, [path.join(ext, 'dist/cli.mjs'), 'train', config], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_PATH: '' }, timeout: 300_000 });
     assert.equal(r.status, 0, r.stderr);
     const events = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; backend?: string });
     assert.equal(events.find((e) => e.type === 'started')?.backend, 'wasm');
@@ -71,7 +71,7 @@ describe('the packaged .vsix', { skip }, () => {
     const out = path.join(dir, 'gen.png');
     const r = spawnSync(
       process.execPath,
-      [path.join(ext, 'dist/trainer.mjs'), 'generate', '--model', path.join(TINY, 'model'), '--prompt', 'a red circle', '--steps', '2', '--backend', 'webgpu', '--lora', `${path.join(dir, 'out/pytorch_lora_weights.safetensors')}:1`, '--out', out],
+      [path.join(ext, 'dist/cli.mjs'), 'generate', '--model', path.join(TINY, 'model'), '--prompt', 'a red circle', '--steps', '2', '--backend', 'webgpu', '--lora', `${path.join(dir, 'out/pytorch_lora_weights.safetensors')}:1`, '--out', out],
       { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_PATH: '' }, timeout: 300_000 },
     );
     if (r.status !== 0 && /no WebGPU adapter|adapter/i.test(r.stderr)) {

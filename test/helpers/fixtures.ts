@@ -4,9 +4,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { readAllFloat32 } from '../../src/trainer/io/safetensors.js';
-import { readJson } from '../../src/trainer/io/diffusers_folder.js';
-import { initBackend, type BackendName } from '../../src/trainer/engine/backend.js';
+import { readAllFloat32 } from '../../src/core/io/safetensors.js';
+import { readJson } from '../../src/core/io/diffusers_folder.js';
+import { initBackend } from '../../src/core/engine/backend.js';
+import type { BackendName } from '../../src/core/config/run_config.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const FIXTURES = path.resolve(process.env.LORA_STUDIO_FIXTURES ?? path.join(REPO, 'test/fixtures/tiny-sd'));

@@ -10,7 +10,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { MODEL_DIR, FIXTURES } from '../helpers/fixtures.js';
 import { runCell, type CellRunResult } from '../../src/extension/notebook/cell_runner.js';
-import type { WorkerMessage } from '../../src/trainer/inference_protocol.js';
+import type { WorkerMessage } from '../../src/protocol/inference.js';
 import type { WorkerClient } from '../../src/extension/notebook/worker_client.js';
 import { startTestWorker } from './worker_launch.js';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO } from '../helpers/fixtures.js';
-import { GENERATION_MIME, NOTEBOOK_TYPE, RENDERER_ID } from '../../src/extension/notebook/generation_output.js';
+import { GENERATION_MIME, NOTEBOOK_TYPE, RENDERER_ID } from '../../src/protocol/generation_output.js';
 import { CELL_LANGUAGE_ID } from '../../src/extension/notebook/cell_spec.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

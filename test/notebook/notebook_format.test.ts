@@ -7,7 +7,7 @@ import path from 'node:path';
 import { REPO } from '../helpers/fixtures.js';
 import { formatNotebookFile, parseNotebookFile, NotebookFormatError, type NotebookFile } from '../../src/extension/notebook/notebook_format.js';
 import { cellText, parseCell, planCell, CELL_KEYS } from '../../src/extension/notebook/cell_spec.js';
-import type { GenerationOutput } from '../../src/extension/notebook/generation_output.js';
+import type { GenerationOutput } from '../../src/protocol/generation_output.js';
 
 const output = (data?: string): GenerationOutput => ({
   v: 1,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { REPO } from '../helpers/fixtures.js';
 import { WorkerClient } from '../../src/extension/notebook/worker_client.js';
-import type { GenerateRequest } from '../../src/trainer/inference_protocol.js';
+import type { GenerateRequest } from '../../src/protocol/inference.js';
 
 const fake = (mode: string) =>
   new WorkerClient({ launch: { nodePath: process.execPath, trainerPath: path.join(REPO, 'test/notebook/fake-worker.mjs'), env: { FAKE_WORKER: mode } } });

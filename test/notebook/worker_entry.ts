@@ -1,6 +1,6 @@
 // Starts the inference worker from source for tests, as `lora-studio worker …` would (the CLI's `worker`
 // case calls the same function).
-import { runWorkerCommand } from '../../src/trainer/commands/worker.js';
+import { runWorkerCommand } from '../../src/cli/worker.js';
 
 const argv = process.argv.slice(2);
 if (argv[0] === 'worker') argv.shift();

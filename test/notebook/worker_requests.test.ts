@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { InferenceWorker, type LoadedModel } from '../../src/trainer/commands/worker.js';
-import type { LoraWeights } from '../../src/trainer/lora/lora_file.js';
-import { parseWorkerMessage, parseWorkerRequest, type WorkerMessage, type GenerateRequest } from '../../src/trainer/inference_protocol.js';
+import { InferenceWorker, type LoadedModel } from '../../src/cli/worker.js';
+import type { LoraWeights } from '../../src/core/lora/lora_file.js';
+import { parseWorkerMessage, parseWorkerRequest, type WorkerMessage, type GenerateRequest } from '../../src/protocol/inference.js';
 
 await tf.setBackend('cpu');
 

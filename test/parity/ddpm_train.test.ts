@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { DiffusersFolder } from '../../src/trainer/io/diffusers_folder.js';
-import { DDPMScheduler } from '../../src/trainer/schedulers/index.js';
+import { DiffusersFolder } from '../../src/core/io/diffusers_folder.js';
+import { DDPMScheduler } from '../../src/core/schedulers/index.js';
 import { MODEL_DIR, assertClose, golden, goldenTensor, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 
 const scheduler = () => new DDPMScheduler(DiffusersFolder.open(MODEL_DIR).component('scheduler').config);

@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FIXTURES, MODEL_DIR, golden, goldenTensor, nchwToNhwc, nhwcToNchw, assertClose, useTestBackend } from '../helpers/fixtures.js';
-import { UNet2DConditionModel } from '../../src/trainer/models/unet_2d_condition.js';
-import { readLoraFile } from '../../src/trainer/lora/lora_file.js';
-import { LoraSet } from '../../src/trainer/lora/lora_set.js';
+import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
+import { readLoraFile } from '../../src/core/lora/lora_file.js';
+import { LoraSet } from '../../src/core/lora/lora_set.js';
 
 test('lora_unet: UNet with LoRA at scale 1, 0.5 and kohya alpha = r/2 matches diffusers', async () => {
   await useTestBackend();

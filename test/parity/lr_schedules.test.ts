@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { manifest } from '../helpers/fixtures.js';
-import { LR_SCHEDULER_NAMES, lrAt, type LrSchedulerName } from '../../src/trainer/train/lr_schedules.js';
+import { LR_SCHEDULER_NAMES, lrAt, type LrSchedulerName } from '../../src/training/lr_schedules.js';
 
 interface LrGolden {
   kwargs: { num_warmup_steps?: number; num_cycles?: number; power?: number };

@@ -12,13 +12,13 @@ import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES, REPO, golden, manifest, useTestBackend } from '../helpers/fixtures.js';
-import { readAllFloat32, writeSafetensors } from '../../src/trainer/io/safetensors.js';
+import { readAllFloat32, writeSafetensors } from '../../src/core/io/safetensors.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pipe-'));
 
 /** Runs the real CLI (through tsx, as a user would run the bundle) and returns the PNG's RGB bytes. */
 async function cliGenerate(args: string[], out: string): Promise<Buffer> {
-  execFileSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/trainer/cli.ts'), 'generate', ...args, '--out', out, '--backend', process.env.LORA_STUDIO_BACKEND ?? 'wasm'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'generate', ...args, '--out', out, '--backend', process.env.LORA_STUDIO_BACKEND ?? 'wasm'], { stdio: ['ignore', 'ignore', 'pipe'] });
   return sharp(out).removeAlpha().raw().toBuffer();
 }
 

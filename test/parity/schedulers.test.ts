@@ -3,7 +3,7 @@
 // `Class.from_config(model scheduler config)`) and the fake model used to drive it:
 //   model_output_i = 0.3·scale_model_input(x, t_i) + randn_seeded(100 + i)·0.5
 // The goldens store only the samples after each step, not the initial sample nor that noise. Both are
-// torch draws (`torch.manual_seed(s); torch.randn(1, 4, 8, 8)`), which src/trainer/engine/torch_random.ts
+// torch draws (`torch.manual_seed(s); torch.randn(1, 4, 8, 8)`), which src/core/engine/torch_random.ts
 // reproduces: the noise is seed 100 + i, and the initial sample is randn_seeded(31)·init_noise_sigma.
 // Seed 31 was found, not guessed: Euler's first step is linear in x (x₁ = x + dt·(0.3·x/√(σ²+1) +
 // 0.5·n₁₀₀)), so the golden step0 gives x exactly; x / init_noise_sigma equals torch's seed-31 draw to
@@ -16,8 +16,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { assertClose, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
-import { createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, type Scheduler, type SchedulerName } from '../../src/trainer/schedulers/index.js';
-import { TorchGenerator, torchRandn } from '../../src/trainer/engine/torch_random.js';
+import { createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, type Scheduler, type SchedulerName } from '../../src/core/schedulers/index.js';
+import { TorchGenerator, torchRandn } from '../../src/core/engine/torch_random.js';
 
 const SHAPE = [1, 4, 8, 8];
 const INITIAL_SAMPLE_SEED = 31;

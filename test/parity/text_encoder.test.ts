@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { CLIPTextModel, clipTextConfigFromJson, expectedParamShapes } from '../../src/trainer/models/clip_text_model.js';
-import { readJson } from '../../src/trainer/io/diffusers_folder.js';
-import { readAllFloat32, writeSafetensors } from '../../src/trainer/io/safetensors.js';
+import { CLIPTextModel, clipTextConfigFromJson, expectedParamShapes } from '../../src/core/models/clip_text_model.js';
+import { readJson } from '../../src/core/io/diffusers_folder.js';
+import { readAllFloat32, writeSafetensors } from '../../src/core/io/safetensors.js';
 import { MODEL_DIR, TINY_SHAPES, golden, goldenTensor, useTestBackend, assertClose } from '../helpers/fixtures.js';
 
 // Tolerance: everything is f32 on both sides; the error is rounding that accumulates through the layers

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CLIPTokenizer } from '../../src/trainer/tokenizer/clip_tokenizer.js';
+import { CLIPTokenizer } from '../../src/core/tokenizer/clip_tokenizer.js';
 import { MODEL_DIR, manifest } from '../helpers/fixtures.js';
 
 const DIR = path.join(MODEL_DIR, 'tokenizer');

@@ -6,12 +6,12 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { UNet2DConditionModel, normalizeUNetConfig } from '../../src/trainer/models/unet_2d_condition.js';
-import { Params } from '../../src/trainer/models/params.js';
-import { randomParams } from '../../src/trainer/models/layers.js';
-import { readAllFloat32 } from '../../src/trainer/io/safetensors.js';
-import { readJson } from '../../src/trainer/io/diffusers_folder.js';
-import type { LoraAdapter, LoraLookup } from '../../src/trainer/engine/ops.js';
+import { UNet2DConditionModel, normalizeUNetConfig } from '../../src/core/models/unet_2d_condition.js';
+import { Params } from '../../src/core/models/params.js';
+import { randomParams } from '../../src/core/models/layers.js';
+import { readAllFloat32 } from '../../src/core/io/safetensors.js';
+import { readJson } from '../../src/core/io/diffusers_folder.js';
+import type { LoraAdapter, LoraLookup } from '../../src/core/engine/ops.js';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES, assertClose, golden, goldenTensor, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 
 const UNET_DIR = path.join(MODEL_DIR, 'unet');

@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { AutoencoderKL, normalizeVaeConfig } from '../../src/trainer/models/autoencoder_kl.js';
-import { randomParams } from '../../src/trainer/models/layers.js';
-import { readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/trainer/io/safetensors.js';
-import { readJson } from '../../src/trainer/io/diffusers_folder.js';
+import { AutoencoderKL, normalizeVaeConfig } from '../../src/core/models/autoencoder_kl.js';
+import { randomParams } from '../../src/core/models/layers.js';
+import { readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/core/io/safetensors.js';
+import { readJson } from '../../src/core/io/diffusers_folder.js';
 import { MODEL_DIR, TINY_SHAPES, assertClose, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 
 const VAE_DIR = path.join(MODEL_DIR, 'vae');

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import type { Diagnostic, MarkupContent, TextEdit, WorkspaceEdit } from 'vscode-languageserver-protocol';
-import { loadRunConfig } from '../../src/trainer/config/load.js';
-import { ImportCommandRequest, RunConfigSummaryRequest } from '../../src/server/protocol.js';
+import { loadRunConfig } from '../../src/core/config/load.js';
+import { ImportCommandRequest, RunConfigSummaryRequest } from '../../src/protocol/language_server.js';
 import { LspTestClient, REPO } from './lsp_client.js';
 
 const FIXTURES = path.join(REPO, 'test/server/fixtures');

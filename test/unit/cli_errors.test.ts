@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { MODEL_DIR, REPO, TINY_SHAPES } from '../helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'));
-const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/trainer/cli.ts'), ...args], { encoding: 'utf8' });
+const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), ...args], { encoding: 'utf8' });
 
 test('a folder without model_index.json is refused with what to point at', () => {
   const r = cli('generate', '--model', tmp, '--prompt', 'x', '--out', path.join(tmp, 'a.png'), '--backend', 'cpu');

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../../src/trainer/io/safetensors.js';
-import { describeSafetensors, formatDescription } from '../../src/trainer/io/inspect.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/core/io/safetensors.js';
+import { describeSafetensors, formatDescription } from '../../src/core/io/inspect.js';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES } from '../helpers/fixtures.js';
 
 const config = (component: string) => JSON.parse(fs.readFileSync(path.join(MODEL_DIR, component, 'config.json'), 'utf8'));

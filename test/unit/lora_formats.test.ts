@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { SafetensorsFile, readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/trainer/io/safetensors.js';
-import { ATTENTION_PROJECTIONS, guessPathFromKohya, kohyaName, loraTargetsFromUnetWeights, parseLoraKey } from '../../src/trainer/lora/formats.js';
-import { LoraFileError, loraTrainingMetadata, readLoraFile, writeDiffusersLora, writeKohyaLora, type LoraModule } from '../../src/trainer/lora/lora_file.js';
-import { LoraSet, parseLoraArg } from '../../src/trainer/lora/lora_set.js';
+import { SafetensorsFile, readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/core/io/safetensors.js';
+import { ATTENTION_PROJECTIONS, guessPathFromKohya, kohyaName, loraTargetsFromUnetWeights, parseLoraKey } from '../../src/core/lora/formats.js';
+import { LoraFileError, loraTrainingMetadata, readLoraFile, writeDiffusersLora, writeKohyaLora, type LoraModule } from '../../src/core/lora/lora_file.js';
+import { LoraSet, parseLoraArg } from '../../src/core/lora/lora_set.js';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES, manifest, useTestBackend } from '../helpers/fixtures.js';
 
 const DIFFUSERS_LORA = path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SafetensorsFile, encodeSafetensors, writeSafetensors, readAllFloat32 } from '../../src/trainer/io/safetensors.js';
+import { SafetensorsFile, encodeSafetensors, writeSafetensors, readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'st-'));

@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { tfjsOps } from '../../src/trainer/engine/ops.js';
-import { webgpuOps } from '../../src/trainer/engine/webgpu/ops.js';
-import { setAttentionSubgroups } from '../../src/trainer/engine/webgpu/attention.js';
+import { tfjsOps } from '../../src/core/engine/ops.js';
+import { webgpuOps } from '../../src/core/engine/webgpu/ops.js';
+import { setAttentionSubgroups } from '../../src/core/engine/webgpu/attention.js';
 import { webgpuOrSkip, randoms, onCpu, onGpu, errors } from './setup.js';
 
 const skip = await webgpuOrSkip();

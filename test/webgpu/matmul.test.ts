@@ -3,10 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { tfjsOps, type LoraAdapter } from '../../src/trainer/engine/ops.js';
-import { webgpuOps } from '../../src/trainer/engine/webgpu/ops.js';
-import { setGemmTile } from '../../src/trainer/engine/webgpu/matmul.js';
-import { DEFAULT_TILE, GEMM_TILES } from '../../src/trainer/engine/webgpu/wgsl/gemm.js';
+import { tfjsOps, type LoraAdapter } from '../../src/core/engine/ops.js';
+import { webgpuOps } from '../../src/core/engine/webgpu/ops.js';
+import { setGemmTile } from '../../src/core/engine/webgpu/matmul.js';
+import { DEFAULT_TILE, GEMM_TILES } from '../../src/core/engine/webgpu/wgsl/gemm.js';
 import { webgpuOrSkip, randoms, onCpu, onGpu, errors } from './setup.js';
 
 const skip = await webgpuOrSkip();

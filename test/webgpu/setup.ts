@@ -1,9 +1,9 @@
 // Shared set-up of the WebGPU kernel tests: the webgpu backend on a device of ours (lavapipe in CI),
 // references computed with stock tfjs on the cpu backend, and a seeded random source.
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../src/trainer/engine/backend.js';
-import { registerWebgpuBackend } from '../../src/trainer/engine/webgpu/device.js';
-import { installWebgpuKernels } from '../../src/trainer/engine/webgpu/index.js';
+import { initBackend } from '../../src/core/engine/backend.js';
+import { registerWebgpuBackend } from '../../src/core/engine/webgpu/device.js';
+import { installWebgpuKernels } from '../../src/core/engine/webgpu/index.js';
 
 let ready: Promise<string | undefined> | undefined;
 

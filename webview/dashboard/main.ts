@@ -1,10 +1,10 @@
 // The training dashboard, running inside a VS Code webview. The extension sends ToDashboard messages
 // (a full `reset` on load, then live events); the page folds them into model.ts's state and draws it.
-// Everything typed in src/extension/webview_protocol.ts; no node or vscode modules here.
+// Everything typed in src/protocol/dashboard.ts; no node or vscode modules here.
 import 'uplot/dist/uPlot.min.css';
 import './dashboard.css';
-import type { DashboardPersistedState, FromDashboard, ToDashboard } from '../../src/extension/webview_protocol.js';
-import { formatDuration, formatLoss } from '../../src/extension/webview_protocol.js';
+import type { DashboardPersistedState, FromDashboard, ToDashboard } from '../../src/protocol/dashboard.js';
+import { formatDuration, formatLoss } from '../../src/protocol/dashboard.js';
 import { LineChart } from './charts.js';
 import { fill, h } from './dom.js';
 import { applyMessage, emptyHistory, progressSummary, samplesByStep, smoothEma, type Change, type DashboardState } from './model.js';

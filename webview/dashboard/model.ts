@@ -6,7 +6,7 @@ import type {
   DashboardRun,
   DashboardSample,
   ToDashboard,
-} from '../../src/extension/webview_protocol.js';
+} from '../../src/protocol/dashboard.js';
 
 export interface DashboardState {
   run?: DashboardRun;

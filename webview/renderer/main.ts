@@ -4,7 +4,7 @@
 // Each image can be copied into a new cell as settings, or saved. Images of a reopened notebook are files
 // the renderer cannot read: it asks the extension for them. Without messaging (a diff view, a trustless
 // host) it still draws everything it has.
-import type { ExtensionToRenderer, GenerationOutput, OutputImage, RendererToExtension } from '../../src/extension/notebook/generation_output.js';
+import type { ExtensionToRenderer, GenerationOutput, OutputImage, RendererToExtension } from '../../src/protocol/generation_output.js';
 import type { ActivationFunction, RendererContext } from './renderer_api.js';
 
 interface Env {

@@ -3,9 +3,9 @@
 // maps what this reports onto a NotebookCellExecution, and tests drive it against the real worker.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { GenerateRequest, WorkerMessage } from '../../trainer/inference_protocol.js';
+import type { GenerateRequest, WorkerMessage } from '../../protocol/inference.js';
 import { parseCell, planCell, type CellProblem } from './cell_spec.js';
-import type { GenerationOutput } from './generation_output.js';
+import type { GenerationOutput } from '../../protocol/generation_output.js';
 import type { WorkerClient } from './worker_client.js';
 
 export interface CellRunOptions {

@@ -4,7 +4,7 @@
 // (seeds × batch, compare with/without the LoRAs, a LoRA-scale sweep). No `vscode` import.
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
-import { INFERENCE_SCHEDULERS, type GenerationJob, type InferenceScheduler, type LoraRef } from '../../trainer/inference_protocol.js';
+import { INFERENCE_SCHEDULERS, type GenerationJob, type InferenceScheduler, type LoraRef } from '../../protocol/inference.js';
 
 export const CELL_LANGUAGE_ID = 'lora-generation';
 

@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 import { runCell, type CellRunResult } from './cell_runner.js';
 import { CELL_LANGUAGE_ID, modelOfCell, type CellProblem } from './cell_spec.js';
-import { GENERATION_MIME, NOTEBOOK_TYPE, type GenerationOutput } from './generation_output.js';
+import { GENERATION_MIME, NOTEBOOK_TYPE, type GenerationOutput } from '../../protocol/generation_output.js';
 import { notebookDir, notebookOutputDir, runFileBase, type NotebookLocation } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
 

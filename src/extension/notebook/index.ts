@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { backendOverride, trainerLaunch } from '../trainer_launch.js';
 import { registerCellLanguageFeatures } from './completion.js';
 import { InferenceController } from './controller.js';
-import { NOTEBOOK_TYPE } from './generation_output.js';
+import { NOTEBOOK_TYPE } from '../../protocol/generation_output.js';
 import { newInferenceNotebook } from './new_notebook.js';
 import { registerRendererHost } from './renderer_host.js';
 import { LoraNotebookSerializer } from './serializer.js';

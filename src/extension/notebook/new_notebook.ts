@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import { CELL_LANGUAGE_ID, cellText, pathForCell } from './cell_spec.js';
-import { NOTEBOOK_TYPE } from './generation_output.js';
+import { NOTEBOOK_TYPE } from '../../protocol/generation_output.js';
 
 const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
 

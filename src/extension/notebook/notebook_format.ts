@@ -13,8 +13,8 @@
 //         - layout: grid
 //           …
 import { Document, isMap, isScalar, isSeq, parse, Scalar, visit, YAMLParseError } from 'yaml';
-import type { LoraRef } from '../../trainer/inference_protocol.js';
-import { withoutImageData, type GenerationOutput, type GenerationSettings, type OutputImage } from './generation_output.js';
+import type { LoraRef } from '../../protocol/inference.js';
+import { withoutImageData, type GenerationOutput, type GenerationSettings, type OutputImage } from '../../protocol/generation_output.js';
 
 export const NOTEBOOK_FORMAT_VERSION = 1;
 

@@ -5,10 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
-import type { GenerateRequest } from '../../trainer/inference_protocol.js';
+import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
-import { GENERATION_MIME, RENDERER_ID, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from './generation_output.js';
+import { GENERATION_MIME, RENDERER_ID, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from '../../protocol/generation_output.js';
 import { notebookDir } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
 

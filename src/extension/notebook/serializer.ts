@@ -3,7 +3,7 @@
 // so the renderer asks the extension for the images (renderer_host.ts), which knows.
 import * as vscode from 'vscode';
 import { CELL_LANGUAGE_ID } from './cell_spec.js';
-import { GENERATION_MIME, type GenerationOutput } from './generation_output.js';
+import { GENERATION_MIME, type GenerationOutput } from '../../protocol/generation_output.js';
 import { formatNotebookFile, parseNotebookFile, type NotebookFileCell } from './notebook_format.js';
 
 export class LoraNotebookSerializer implements vscode.NotebookSerializer {

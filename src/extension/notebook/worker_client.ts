@@ -13,7 +13,7 @@ import {
   type StatusRequest,
   type UnloadRequest,
   type WorkerMessage,
-} from '../../trainer/inference_protocol.js';
+} from '../../protocol/inference.js';
 import type { TrainerLaunch } from '../run_session.js';
 import { Emitter, splitLines } from '../util.js';
 

@@ -1,0 +1,59 @@
+// `lora-studio <command>`: the engine's command line. The VS Code extension runs the same program as a
+// child process, so everything the editor can do can be scripted, run over SSH or on a remote machine.
+import { runGenerateCommand } from './generate.js';
+import { runInspectCommand } from './inspect.js';
+import { runTrainCommand } from './train.js';
+import { runWorkerCommand } from './worker.js';
+
+const USAGE = `usage: lora-studio <command> [options]
+
+commands:
+  train CONFIG.lora.yaml | --pretrained_model_name_or_path=… [guide flags]
+                          train a LoRA (diffusers' train_text_to_image_lora.py workflow)
+  generate --model DIR --prompt "…" [--negative-prompt "…"] [--lora FILE[:SCALE]]…
+           [--scheduler ddim|euler|dpmpp-2m|pndm] [--steps N] [--guidance G] [--seed S]
+           [--width W --height H] [--latents FILE.safetensors] [--backend B] --out FILE.png
+                          generate an image, optionally with LoRAs
+  inspect FILE.safetensors
+                          say what a safetensors file is (model component or LoRA, format, rank, …)
+  worker [--backend B]    long-lived inference worker for the notebook (JSON lines on stdin/stdout)
+
+Run \`lora-studio <command> --help\` for a command's options.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'train':
+      return runTrainCommand(rest);
+    case 'generate':
+      return runGenerateCommand(rest);
+    case 'inspect':
+      return runInspectCommand(rest);
+    case 'worker':
+      return runWorkerCommand(rest);
+    case '--version':
+    case '-v':
+      console.log(process.env.LORA_STUDIO_VERSION ?? '0.1.0');
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      console.error(`lora-studio: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(`lora-studio: ${e instanceof Error ? e.message : String(e)}`);
+    if (process.env.LORA_STUDIO_DEBUG && e instanceof Error) console.error(e.stack);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,57 @@
+// The run config: what a `*.lora.yaml` holds once validated and defaults are applied. Key names are
+// diffusers' train_text_to_image_lora.py flags, so a user can paste the guide's command.
+// The schema (descriptions, defaults, ranges, enums) that validates it lives beside this file and is the
+// one definition the trainer, the language server and the docs use.
+/** The tensor backends a run or a generation can ask for (`auto`: the fastest that works here). */
+export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export type LrSchedulerName = 'linear' | 'cosine' | 'cosine_with_restarts' | 'polynomial' | 'constant' | 'constant_with_warmup';
+export type PredictionType = 'epsilon' | 'v_prediction';
+export type SaveFormat = 'diffusers' | 'kohya';
+
+export interface RunConfig {
+  // model and data
+  pretrained_model_name_or_path: string;
+  variant: 'fp16' | null;
+  train_data_dir: string;
+  image_column: string;
+  caption_column: string;
+  resolution: number;
+  center_crop: boolean;
+  random_flip: boolean;
+  max_train_samples: number | null;
+  // batch and length
+  train_batch_size: number;
+  gradient_accumulation_steps: number;
+  num_train_epochs: number;
+  max_train_steps: number | null;
+  // optimizer and schedule
+  learning_rate: number;
+  scale_lr: boolean;
+  lr_scheduler: LrSchedulerName;
+  lr_warmup_steps: number;
+  adam_beta1: number;
+  adam_beta2: number;
+  adam_weight_decay: number;
+  adam_epsilon: number;
+  max_grad_norm: number;
+  // LoRA and loss
+  rank: number;
+  snr_gamma: number | null;
+  noise_offset: number;
+  prediction_type: PredictionType | null;
+  seed: number | null;
+  // outputs
+  output_dir: string;
+  checkpointing_steps: number;
+  checkpoints_total_limit: number | null;
+  resume_from_checkpoint: string | null;
+  validation_prompt: string | null;
+  num_validation_images: number;
+  validation_epochs: number;
+  save_formats: SaveFormat[];
+  // engine
+  backend: BackendName;
+  cache_latents: boolean;
+}

@@ -1,0 +1,661 @@
+// The run-config schema: the ONE definition of every `*.lora.yaml` key — its type, default, range, enum
+// values and documentation. The validator (YAML and command-line flags), the language server (diagnostics,
+// completion, hover, quick fixes), the JSON Schema shipped for other YAML tools and the docs all read it.
+// Descriptions start with what diffusers' train_text_to_image_lora.py --help says, then our advice.
+// This module is pure data plus tiny helpers: no fs, no tfjs, so the language server can bundle it.
+import { BACKENDS, type RunConfig } from './run_config.js';
+
+export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list';
+
+/** What a string names on disk; drives path resolution, folder completion and the disk checks. */
+export type PathKind = 'model' | 'dataset' | 'output' | 'checkpoint';
+
+export type Group = 'model and data' | 'batch and length' | 'optimizer and schedule' | 'LoRA and loss' | 'outputs' | 'engine';
+
+export interface KeySpec<K extends keyof RunConfig = keyof RunConfig> {
+  readonly key: K;
+  readonly group: Group;
+  readonly type: ValueType;
+  /** null allowed (the meaning of null is in `nullMeans`). */
+  readonly nullable?: boolean;
+  readonly nullMeans?: string;
+  readonly default: RunConfig[K];
+  readonly required?: boolean;
+  /** One line: what the key does. */
+  readonly summary: string;
+  /** Markdown: diffusers' help text, then our advice. */
+  readonly description: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly exclusiveMinimum?: number;
+  readonly exclusiveMaximum?: number;
+  readonly multipleOf?: number;
+  /** Strings: the empty string is refused. */
+  readonly nonEmpty?: boolean;
+  /** Values of an enum, or of a list's items. */
+  readonly values?: readonly string[];
+  /** One line per enum value, for completion and hover. */
+  readonly valueDocs?: Readonly<Record<string, string>>;
+  /** Values that are valid but unusual: a warning, never an error. */
+  readonly advisory?: { readonly above?: number; readonly below?: number; readonly message: string };
+  readonly path?: PathKind;
+  /** A value to write when the key is added and has no useful default (quick fix, completion). */
+  readonly placeholder?: string;
+}
+
+export const LR_SCHEDULERS = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
+export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+export const SAVE_FORMATS = ['diffusers', 'kohya'] as const;
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schedulersMatch: Same<(typeof LR_SCHEDULERS)[number], RunConfig['lr_scheduler']> = true;
+void schedulersMatch;
+
+/** Every key, in the order the docs and a generated config list them. */
+export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
+  // ── model and data ──
+  {
+    key: 'pretrained_model_name_or_path',
+    group: 'model and data',
+    type: 'string',
+    default: '',
+    required: true,
+    path: 'model',
+    placeholder: './model',
+    summary: 'The base model: a diffusers pipeline folder.',
+    description:
+      'Path to pretrained model or model identifier from huggingface.co/models.\n\n' +
+      'Here: a **local folder** in the diffusers layout (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`) ' +
+      'with `.safetensors` weights, relative to this file. Hub ids cannot be downloaded by LoRA Studio: download the repository ' +
+      'once (for example `huggingface-cli download <id> --local-dir ./model`) and point here. Pickle weights (`.bin`, `.ckpt`) are refused.',
+  },
+  {
+    key: 'variant',
+    group: 'model and data',
+    type: 'enum',
+    values: ['fp16'],
+    nullable: true,
+    nullMeans: 'the plain weight files (the fp16 ones when they are the only ones)',
+    default: null,
+    summary: 'Which weight files of the model to read.',
+    description:
+      "Variant of the model files of the pretrained model identifier from huggingface.co/models, 'e.g.' fp16.\n\n" +
+      '`fp16` reads `*.fp16.safetensors` (half the download); the weights become float32 at load either way, so training is the same.',
+    valueDocs: { fp16: 'read the `*.fp16.safetensors` files' },
+  },
+  {
+    key: 'train_data_dir',
+    group: 'model and data',
+    type: 'string',
+    default: '',
+    required: true,
+    path: 'dataset',
+    placeholder: './dataset',
+    summary: 'The folder of training images and captions.',
+    description:
+      'A folder containing the training data. Folder contents must follow the structure described in ' +
+      'https://huggingface.co/docs/datasets/image_dataset#imagefolder. In particular, a `metadata.jsonl` file must exist to provide the captions for the images.\n\n' +
+      'Here: images (PNG, JPEG, WebP) with either `metadata.jsonl` (`{"file_name": "0001.png", "text": "a caption"}` per line) ' +
+      'or a `.txt` caption file beside each image (`0001.png` + `0001.txt`, the kohya convention). Relative to this file.',
+  },
+  {
+    key: 'image_column',
+    group: 'model and data',
+    type: 'string',
+    default: 'image',
+    nonEmpty: true,
+    summary: 'The dataset column that holds the image.',
+    description:
+      'The column of the dataset containing an image.\n\n' +
+      'With `metadata.jsonl` the imagefolder convention names the image column `image` (made from `file_name`); change it only if your metadata names the image file in another column.',
+  },
+  {
+    key: 'caption_column',
+    group: 'model and data',
+    type: 'string',
+    default: 'text',
+    nonEmpty: true,
+    summary: 'The metadata.jsonl field that holds the caption.',
+    description:
+      'The column of the dataset containing a caption or a list of captions.\n\n' +
+      'The field of each `metadata.jsonl` line to read captions from (a list of captions picks one at random each time, as diffusers does). Not used with `.txt` captions.',
+  },
+  {
+    key: 'resolution',
+    group: 'model and data',
+    type: 'integer',
+    default: 512,
+    minimum: 8,
+    multipleOf: 8,
+    advisory: { above: 1024, message: 'Stable Diffusion 1.x/2.x were trained at 512–768; above 1024 training is slow and memory-hungry' },
+    summary: 'Training image size in pixels (square).',
+    description:
+      'The resolution for input images, all the images in the train/validation dataset will be resized to this resolution.\n\n' +
+      'A multiple of 8 (the VAE works on 8×8 pixel blocks). Use the size the base model was trained at: 512 for SD 1.x, 768 for SD 2.x, 64 for the bundled tiny-shapes model. ' +
+      'Memory and time grow with its square.',
+  },
+  {
+    key: 'center_crop',
+    group: 'model and data',
+    type: 'boolean',
+    default: false,
+    summary: 'Crop the centre instead of a random crop.',
+    description:
+      'Whether to center crop the input images to the resolution. If not set, the images will be randomly cropped. ' +
+      'The images will be resized to the resolution first before cropping.\n\n' +
+      'Turn it on when subjects sit in the middle of the images and must not be cut off.',
+  },
+  {
+    key: 'random_flip',
+    group: 'model and data',
+    type: 'boolean',
+    default: false,
+    summary: 'Mirror images left–right at random.',
+    description:
+      'Whether to randomly flip images horizontally.\n\n' +
+      'Doubles the variety of a small dataset; leave it off when left and right matter (text, asymmetric logos, compositions placed on one side).',
+  },
+  {
+    key: 'max_train_samples',
+    group: 'model and data',
+    type: 'integer',
+    nullable: true,
+    nullMeans: 'every image in the dataset',
+    default: null,
+    minimum: 1,
+    summary: 'Train on only the first N examples.',
+    description: 'For debugging purposes or quicker training, truncate the number of training examples to this value if set.',
+  },
+  // ── batch and length ──
+  {
+    key: 'train_batch_size',
+    group: 'batch and length',
+    type: 'integer',
+    default: 16,
+    minimum: 1,
+    summary: 'Images per forward/backward pass.',
+    description:
+      'Batch size (per device) for the training dataloader.\n\n' +
+      'Larger batches use more memory; to train with a large effective batch on a small GPU, lower this and raise `gradient_accumulation_steps`.',
+  },
+  {
+    key: 'gradient_accumulation_steps',
+    group: 'batch and length',
+    type: 'integer',
+    default: 1,
+    minimum: 1,
+    summary: 'Batches summed before each optimizer step.',
+    description:
+      'Number of updates steps to accumulate before performing a backward/update pass.\n\n' +
+      'The effective batch is `train_batch_size × gradient_accumulation_steps`. Steps (`max_train_steps`, `checkpointing_steps`, warmup) count optimizer updates, not batches.',
+  },
+  {
+    key: 'num_train_epochs',
+    group: 'batch and length',
+    type: 'integer',
+    default: 100,
+    minimum: 1,
+    summary: 'Passes over the dataset (when max_train_steps is not set).',
+    description:
+      "Number of passes over the training data. diffusers' default.\n\n" +
+      'Ignored when `max_train_steps` is set, which then decides the length of the run (as in diffusers).',
+  },
+  {
+    key: 'max_train_steps',
+    group: 'batch and length',
+    type: 'integer',
+    nullable: true,
+    nullMeans: 'num_train_epochs decides the length',
+    default: null,
+    minimum: 1,
+    summary: 'Total optimizer steps; overrides num_train_epochs.',
+    description:
+      'Total number of training steps to perform. If provided, overrides num_train_epochs.\n\n' +
+      'The clearest way to size a run: a few hundred to a few thousand steps is typical for a LoRA.',
+  },
+  // ── optimizer and schedule ──
+  {
+    key: 'learning_rate',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 1e-4,
+    exclusiveMinimum: 0,
+    advisory: { above: 0.01, message: 'LoRA learning rates are typically 1e-4 to 1e-3; this high the loss is likely to diverge (NaN)' },
+    summary: 'Initial learning rate (after warmup).',
+    description:
+      'Initial learning rate (after the potential warmup period) to use.\n\n' +
+      'LoRA tolerates a higher rate than full fine-tuning: 1e-4 (the guide) to 1e-3 (small datasets, few steps). Lower it if the loss jumps or turns NaN.',
+  },
+  {
+    key: 'scale_lr',
+    group: 'optimizer and schedule',
+    type: 'boolean',
+    default: false,
+    summary: 'Multiply the learning rate by the effective batch size.',
+    description:
+      'Scale the learning rate by the number of GPUs, gradient accumulation steps, and batch size.\n\n' +
+      'The rate actually used becomes `learning_rate × train_batch_size × gradient_accumulation_steps` (one device).',
+  },
+  {
+    key: 'lr_scheduler',
+    group: 'optimizer and schedule',
+    type: 'enum',
+    values: LR_SCHEDULERS,
+    default: 'constant',
+    valueDocs: {
+      linear: 'warm up, then decrease linearly to 0 at the last step',
+      cosine: 'warm up, then follow half a cosine down to 0',
+      cosine_with_restarts: 'warm up, then cosine down to 0, restarting (hard restarts)',
+      polynomial: 'warm up, then decay as a power (1 = linear) down to 1e-7',
+      constant: 'the same rate throughout; ignores lr_warmup_steps',
+      constant_with_warmup: 'warm up linearly, then constant',
+    },
+    summary: 'How the learning rate changes over the run.',
+    description:
+      'The scheduler type to use. Choose between ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"].\n\n' +
+      '`constant` ignores `lr_warmup_steps`; use `constant_with_warmup` to warm up and then hold.',
+  },
+  {
+    key: 'lr_warmup_steps',
+    group: 'optimizer and schedule',
+    type: 'integer',
+    default: 500,
+    minimum: 0,
+    summary: 'Steps over which the learning rate ramps up from 0.',
+    description:
+      'Number of steps for the warmup in the lr scheduler.\n\n' +
+      "diffusers' default of 500 is longer than many LoRA runs; keep it well under the run's length (around 5–10 % of it), or 0.",
+  },
+  {
+    key: 'adam_beta1',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 0.9,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    summary: "AdamW's first-moment decay.",
+    description: 'The beta1 parameter for the Adam optimizer.',
+  },
+  {
+    key: 'adam_beta2',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 0.999,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    summary: "AdamW's second-moment decay.",
+    description: 'The beta2 parameter for the Adam optimizer.',
+  },
+  {
+    key: 'adam_weight_decay',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 1e-2,
+    minimum: 0,
+    summary: 'Decoupled weight decay (AdamW).',
+    description: 'Weight decay to use.\n\nApplied as in torch.optim.AdamW: `p ← p − lr · weight_decay · p` before the Adam update.',
+  },
+  {
+    key: 'adam_epsilon',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 1e-8,
+    exclusiveMinimum: 0,
+    summary: "AdamW's denominator epsilon.",
+    description: 'Epsilon value for the Adam optimizer.',
+  },
+  {
+    key: 'max_grad_norm',
+    group: 'optimizer and schedule',
+    type: 'number',
+    default: 1.0,
+    exclusiveMinimum: 0,
+    summary: 'Clip the gradient norm to this value.',
+    description: 'Max gradient norm.\n\nThe LoRA gradients are scaled down together when their global L2 norm exceeds this value; 1.0 is the usual choice.',
+  },
+  // ── LoRA and loss ──
+  {
+    key: 'rank',
+    group: 'LoRA and loss',
+    type: 'integer',
+    default: 4,
+    minimum: 1,
+    advisory: { above: 256, message: 'ranks above 128 rarely help and make the file and the training large' },
+    summary: 'The LoRA rank r (alpha = r).',
+    description:
+      'The dimension of the LoRA update matrices.\n\n' +
+      'Higher ranks learn more detail and give bigger files: 4–16 for a style or a composition, 32–128 for a detailed subject. ' +
+      'Alpha equals the rank (scale 1), as in the guide.',
+  },
+  {
+    key: 'snr_gamma',
+    group: 'LoRA and loss',
+    type: 'number',
+    nullable: true,
+    nullMeans: 'plain MSE',
+    default: null,
+    exclusiveMinimum: 0,
+    summary: 'Min-SNR loss weighting gamma.',
+    description:
+      'SNR weighting gamma to be used if rebalancing the loss. Recommended value is 5.0. More details here: https://huggingface.co/papers/2303.09556.\n\n' +
+      'Weights each timestep by `min(SNR, γ)/SNR` (÷ (SNR+1) for v-prediction): faster convergence, fewer blown-out steps.',
+  },
+  {
+    key: 'noise_offset',
+    group: 'LoRA and loss',
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    advisory: { above: 0.2, message: 'noise offsets above ~0.1 shift the brightness of every generation' },
+    summary: 'Scale of the per-channel noise offset.',
+    description:
+      'The scale of noise offset.\n\n' +
+      'Adds `noise_offset × N(0,1)` per image and channel to the noise, which lets the model learn very dark and very bright images. 0.05–0.1 is typical; 0 turns it off.',
+  },
+  {
+    key: 'prediction_type',
+    group: 'LoRA and loss',
+    type: 'enum',
+    values: PREDICTION_TYPES,
+    nullable: true,
+    nullMeans: "the model's scheduler config decides",
+    default: null,
+    valueDocs: { epsilon: 'the UNet predicts the noise (SD 1.x, SD 2 base)', v_prediction: 'the UNet predicts the velocity (SD 2.x 768)' },
+    summary: 'What the UNet learns to predict.',
+    description:
+      "The prediction_type that shall be used for training. Choose between 'epsilon' or 'v_prediction' or leave `None`. " +
+      'If left to `None` the default prediction type of the scheduler: `noise_scheduler.config.prediction_type` is chosen.\n\n' +
+      'Leave it unset unless you know the model was trained otherwise: a mismatch ruins the LoRA.',
+  },
+  {
+    key: 'seed',
+    group: 'LoRA and loss',
+    type: 'integer',
+    nullable: true,
+    nullMeans: 'a random seed (recorded in the output metadata)',
+    default: null,
+    minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
+    summary: 'Seed for reproducible training.',
+    description: 'A seed for reproducible training.\n\nThe same seed, data and config give the same LoRA, step for step, on the same backend.',
+  },
+  // ── outputs ──
+  {
+    key: 'output_dir',
+    group: 'outputs',
+    type: 'string',
+    default: 'sd-model-finetuned-lora',
+    nonEmpty: true,
+    path: 'output',
+    summary: 'Where the LoRA, checkpoints and samples are written.',
+    description:
+      'The output directory where the model predictions and checkpoints will be written.\n\n' +
+      'Receives `pytorch_lora_weights.safetensors`, `checkpoint-<step>/` folders, `samples/` and `metrics.jsonl`. Relative to this file.',
+  },
+  {
+    key: 'checkpointing_steps',
+    group: 'outputs',
+    type: 'integer',
+    default: 500,
+    minimum: 1,
+    summary: 'Save a resumable checkpoint every N steps.',
+    description:
+      'Save a checkpoint of the training state every X updates. These checkpoints are only suitable for resuming training using `--resume_from_checkpoint`.\n\n' +
+      'Each `checkpoint-<step>/` holds the LoRA, the optimizer state, the random state and the data position, so a resumed run ends exactly where an uninterrupted one would.',
+  },
+  {
+    key: 'checkpoints_total_limit',
+    group: 'outputs',
+    type: 'integer',
+    nullable: true,
+    nullMeans: 'keep every checkpoint',
+    default: null,
+    minimum: 1,
+    summary: 'Keep at most N checkpoints (oldest removed first).',
+    description: 'Max number of checkpoints to store.',
+  },
+  {
+    key: 'resume_from_checkpoint',
+    group: 'outputs',
+    type: 'string',
+    nullable: true,
+    nullMeans: 'start a new run',
+    default: null,
+    nonEmpty: true,
+    path: 'checkpoint',
+    summary: 'Continue a run from a checkpoint: `latest` or a checkpoint-<step> folder.',
+    description:
+      'Whether training should be resumed from a previous checkpoint. Use a path saved by `--checkpointing_steps`, or `"latest"` to automatically select the last available checkpoint.\n\n' +
+      '`latest` picks the highest `checkpoint-<step>` in `output_dir` (and starts afresh when there is none); a path is relative to this file.',
+  },
+  {
+    key: 'validation_prompt',
+    group: 'outputs',
+    type: 'string',
+    nullable: true,
+    nullMeans: 'no validation images',
+    default: null,
+    summary: 'Prompt for the sample images made during training.',
+    description: 'A prompt that is sampled during training for inference.\n\nImages go to `output_dir/samples/` and appear on the dashboard.',
+  },
+  {
+    key: 'num_validation_images',
+    group: 'outputs',
+    type: 'integer',
+    default: 4,
+    minimum: 0,
+    summary: 'Images generated per validation.',
+    description: 'Number of images that should be generated during validation with `validation_prompt`.',
+  },
+  {
+    key: 'validation_epochs',
+    group: 'outputs',
+    type: 'integer',
+    default: 1,
+    minimum: 1,
+    summary: 'Validate every N epochs.',
+    description:
+      'Run fine-tuning validation every X epochs. The validation process consists of running the prompt `args.validation_prompt` multiple times: `args.num_validation_images`.',
+  },
+  {
+    key: 'save_formats',
+    group: 'outputs',
+    type: 'list',
+    values: SAVE_FORMATS,
+    default: ['diffusers'],
+    valueDocs: {
+      diffusers: '`pytorch_lora_weights.safetensors` with diffusers keys (`load_lora_weights`)',
+      kohya: 'also `pytorch_lora_weights_kohya.safetensors` with kohya/A1111 keys and alpha',
+    },
+    summary: 'Which LoRA file formats to write.',
+    description:
+      'LoRA Studio only. `diffusers` writes `pytorch_lora_weights.safetensors` as diffusers does; `kohya` adds a copy with kohya/A1111 key names ' +
+      '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI and the AUTOMATIC1111 web UI.',
+  },
+  // ── engine ──
+  {
+    key: 'backend',
+    group: 'engine',
+    type: 'enum',
+    values: BACKENDS,
+    default: 'auto',
+    valueDocs: {
+      auto: 'the fastest that works here: webgpu, then tensorflow, then wasm',
+      webgpu: 'the GPU through WebGPU (Vulkan, Metal, D3D12): NVIDIA, AMD, Intel, Apple',
+      tensorflow: 'libtensorflow with CUDA (@tensorflow/tfjs-node-gpu, installed separately)',
+      wasm: 'CPU, WebAssembly with SIMD and threads: the fast CPU path',
+      cpu: 'CPU, plain JavaScript: slowest, the reference',
+    },
+    summary: 'Which TensorFlow.js backend computes.',
+    description: 'LoRA Studio only. The tensor backend: `auto` tries `webgpu`, then `tensorflow`, then `wasm`.',
+  },
+  {
+    key: 'cache_latents',
+    group: 'engine',
+    type: 'boolean',
+    default: true,
+    summary: 'Encode the images with the VAE once and reuse the latents.',
+    description:
+      "LoRA Studio only. Encodes every training image with the VAE before the first step and keeps the latents (and the captions' text embeddings), " +
+      'saving a VAE pass per image per step. Costs memory: 4 × (resolution/8)² floats per image.',
+  },
+];
+
+export const KEY_SPECS: ReadonlyMap<string, KeySpec> = new Map(RUN_CONFIG_KEYS.map((s) => [s.key, s]));
+
+/** diffusers flags (and accelerate launch options) that a pasted command may carry but LoRA Studio does not use. */
+export interface GuideOnlyKey {
+  readonly key: string;
+  readonly severity: 'error' | 'warning' | 'info';
+  /** Why it is ignored or refused, and what to do instead. */
+  readonly reason: string;
+  /** store_true flags take no value on the command line. */
+  readonly isSwitch?: boolean;
+}
+
+const HUB = 'the Hugging Face Hub is not reachable from LoRA Studio';
+export const GUIDE_ONLY_KEYS: readonly GuideOnlyKey[] = [
+  { key: 'dataset_name', severity: 'error', reason: `hub datasets cannot be downloaded (${HUB}): save the dataset as an image folder (images + metadata.jsonl) and set \`train_data_dir\`` },
+  { key: 'dataset_config_name', severity: 'warning', reason: 'only used with hub datasets; remove it' },
+  { key: 'revision', severity: 'warning', reason: `the model is read from a local folder, so there is no revision to pick (${HUB})` },
+  { key: 'cache_dir', severity: 'warning', reason: 'nothing is downloaded, so there is no download cache' },
+  { key: 'push_to_hub', severity: 'warning', reason: `nothing is uploaded (${HUB}); upload output_dir yourself`, isSwitch: true },
+  { key: 'hub_token', severity: 'warning', reason: 'nothing is uploaded; and keep tokens out of config files' },
+  { key: 'hub_model_id', severity: 'warning', reason: 'nothing is uploaded to the Hub' },
+  { key: 'mixed_precision', severity: 'warning', reason: 'training runs in float32 (TensorFlow.js has no float16/bfloat16 tensors); fp16 model files are converted at load' },
+  { key: 'report_to', severity: 'warning', reason: 'metrics go to output_dir/metrics.jsonl and the LoRA Studio dashboard' },
+  { key: 'logging_dir', severity: 'warning', reason: 'metrics go to output_dir/metrics.jsonl' },
+  { key: 'gradient_checkpointing', severity: 'warning', reason: 'not supported yet: training keeps all activations (lower train_batch_size or resolution to save memory)', isSwitch: true },
+  { key: 'use_8bit_adam', severity: 'warning', reason: 'AdamW runs in float32 (only the LoRA weights have optimizer state, so it is small)', isSwitch: true },
+  { key: 'allow_tf32', severity: 'info', reason: 'a CUDA/PyTorch setting with no equivalent here; the backend chooses its own precision', isSwitch: true },
+  { key: 'enable_xformers_memory_efficient_attention', severity: 'info', reason: "a PyTorch extension; LoRA Studio's backends use their own attention kernels", isSwitch: true },
+  { key: 'dataloader_num_workers', severity: 'info', reason: 'images are decoded in the trainer process' },
+  { key: 'local_rank', severity: 'warning', reason: 'training runs on one device' },
+  { key: 'image_interpolation_mode', severity: 'info', reason: 'images are resized with Lanczos (sharp), the guide\'s default' },
+];
+export const GUIDE_ONLY: ReadonlyMap<string, GuideOnlyKey> = new Map(GUIDE_ONLY_KEYS.map((g) => [g.key, g]));
+
+/** A fresh config holding every default (required keys hold ''; validation rejects those). */
+export function defaultRunConfig(): RunConfig {
+  const c: Record<string, unknown> = {};
+  for (const s of RUN_CONFIG_KEYS) c[s.key] = Array.isArray(s.default) ? [...s.default] : s.default;
+  return c as unknown as RunConfig;
+}
+
+/** The value as YAML would spell it (defaults in docs, completion, quick fixes). */
+export function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (Array.isArray(v)) return `[${v.map(formatValue).join(', ')}]`;
+  if (typeof v === 'number') return formatNumber(v);
+  if (typeof v === 'string') return needsQuotes(v) ? JSON.stringify(v) : v;
+  return String(v);
+}
+
+/** Whether a plain YAML scalar would read back as something else than this string. */
+function needsQuotes(v: string): boolean {
+  if (v === '' || v !== v.trim() || /[\n\r\t\0]/.test(v)) return true;
+  if (/^[[\]{}#&*!|>'"%@`,]/.test(v) || /^[-?:](\s|$)/.test(v) || /: |:$| #/.test(v)) return true;
+  // YAML 1.2 core schema: null, booleans, numbers (and yes/no/on/off, which YAML 1.1 tools read as booleans).
+  return /^(~|null|true|false|yes|no|on|off|y|n)$/i.test(v) || /^[-+]?(\.\d+|\d+(\.\d*)?)([eE][-+]?\d+)?$|^0x[\da-f]+$|^0o[0-7]+$|^[-+]?\.(inf|nan)$/i.test(v);
+}
+
+function formatNumber(n: number): string {
+  if (n !== 0 && (Math.abs(n) < 1e-3 || Math.abs(n) >= 1e7)) return n.toExponential().replace('e+', 'e');
+  return String(n);
+}
+
+/** "an integer ≥ 8 and a multiple of 8", "a number > 0", "one of `a`, `b`", "true or false" (+ "or null"). */
+export function describeExpected(spec: KeySpec): string {
+  let s: string;
+  switch (spec.type) {
+    case 'boolean':
+      s = 'true or false';
+      break;
+    case 'enum':
+      s = `one of ${spec.values!.map((v) => `\`${v}\``).join(', ')}`;
+      break;
+    case 'list':
+      s = `a list of ${spec.values!.map((v) => `\`${v}\``).join(' and/or ')}, e.g. [${spec.values![0]}]`;
+      break;
+    case 'string':
+      s = spec.path ? 'a path' : spec.nonEmpty ? 'a non-empty text' : 'a text';
+      break;
+    default: {
+      s = spec.type === 'integer' ? 'an integer' : 'a number';
+      const bounds: string[] = [];
+      if (spec.minimum !== undefined && spec.maximum !== undefined) bounds.push(`from ${spec.minimum} to ${spec.maximum}`);
+      else {
+        if (spec.minimum !== undefined) bounds.push(`≥ ${spec.minimum}`);
+        if (spec.exclusiveMinimum !== undefined) bounds.push(`> ${spec.exclusiveMinimum}`);
+        if (spec.maximum !== undefined) bounds.push(`≤ ${spec.maximum}`);
+      }
+      if (spec.exclusiveMaximum !== undefined) bounds.push(`< ${spec.exclusiveMaximum}`);
+      if (bounds.length) s += ' ' + bounds.join(' and ');
+      if (spec.multipleOf !== undefined) s += ` and a multiple of ${spec.multipleOf}`;
+    }
+  }
+  return spec.nullable ? `${s}, or null` : s;
+}
+
+/** The range line of the hover: "≥ 8, multiple of 8", "0 ≤ x < 1". */
+export function describeRange(spec: KeySpec): string | undefined {
+  if (spec.type !== 'integer' && spec.type !== 'number') return undefined;
+  const lo = spec.minimum !== undefined ? `${spec.minimum} ≤ ` : spec.exclusiveMinimum !== undefined ? `${spec.exclusiveMinimum} < ` : '';
+  const hi =
+    spec.maximum !== undefined ? ` ≤ ${spec.maximum}` : spec.exclusiveMaximum !== undefined ? ` < ${spec.exclusiveMaximum}` : '';
+  let r = lo || hi ? `${lo}${spec.key}${hi}` : '';
+  if (spec.multipleOf !== undefined) r += `${r ? ', ' : ''}multiple of ${spec.multipleOf}`;
+  return r || undefined;
+}
+
+/** Markdown documentation of a key (hover and completion). */
+export function keyDocumentation(spec: KeySpec): string {
+  const lines = [`**\`${spec.key}\`** — ${spec.summary}`, ''];
+  const facts = [`type: ${spec.type === 'enum' ? describeExpected(spec) : spec.type === 'list' ? `list of ${spec.values!.join(', ')}` : spec.type + (spec.nullable ? ' or null' : '')}`];
+  if (spec.required) facts.push('**required**');
+  else facts.push(`default: \`${formatValue(spec.default)}\`${spec.default === null && spec.nullMeans ? ` (${spec.nullMeans})` : ''}`);
+  const range = describeRange(spec);
+  if (range) facts.push(`range: ${range}`);
+  lines.push(facts.join(' · '), '', spec.description);
+  if (spec.valueDocs) {
+    lines.push('');
+    for (const [v, d] of Object.entries(spec.valueDocs)) lines.push(`- \`${v}\`: ${d}`);
+  }
+  if (!spec.description.startsWith('LoRA Studio only')) lines.push('', `Command line: \`--${spec.key}${spec.type === 'boolean' ? '' : '=…'}\``);
+  return lines.join('\n');
+}
+
+/**
+ * The JSON Schema (draft-07) generated from the definition above. `forEditors` adds the guide-only keys
+ * as deprecated properties and markdown descriptions, for the Red Hat YAML extension (`yaml.schemas`)
+ * or any JSON Schema tool; without it the schema is the strict one the validator runs through ajv.
+ */
+export function runConfigJsonSchema(opts: { forEditors?: boolean } = {}): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (const spec of RUN_CONFIG_KEYS) {
+    const p: Record<string, unknown> = {};
+    if (spec.type === 'enum') p.enum = spec.nullable ? [...spec.values!, null] : [...spec.values!];
+    else if (spec.type === 'list') Object.assign(p, { type: 'array', items: { enum: [...spec.values!] }, minItems: 1, uniqueItems: true });
+    else p.type = spec.nullable ? [spec.type, 'null'] : spec.type;
+    if (spec.type === 'string' && (spec.nonEmpty || spec.required)) p.minLength = 1;
+    if (spec.type === 'integer' || spec.type === 'number') {
+      for (const k of ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'] as const) if (spec[k] !== undefined) p[k] = spec[k];
+    }
+    if (!spec.required) p.default = spec.default;
+    if (opts.forEditors) {
+      p.description = `${spec.summary} ${spec.description.split('\n\n')[0]}`;
+      p.markdownDescription = keyDocumentation(spec);
+    }
+    properties[spec.key] = p;
+  }
+  if (opts.forEditors) for (const g of GUIDE_ONLY_KEYS) properties[g.key] = { deprecationMessage: `Ignored by LoRA Studio: ${g.reason}.`, description: `Ignored by LoRA Studio: ${g.reason}.` };
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://lora-studio.dev/schemas/lora-yaml.json',
+    title: 'LoRA Studio run config (*.lora.yaml)',
+    type: 'object',
+    properties,
+    required: RUN_CONFIG_KEYS.filter((s) => s.required).map((s) => s.key),
+    additionalProperties: false,
+  };
+}

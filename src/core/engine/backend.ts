@@ -1,0 +1,121 @@
+// Backend choice. tfjs keeps one global backend per process; this module is the only place that sets it.
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import { setOps, tfjsOps } from './ops.js';
+import { wasmOps } from './wasm_ops.js';
+import { installCpuKernelFixes } from './cpu_kernel_fixes.js';
+import { registerWebgpuBackend, installWebgpuKernels } from './webgpu/index.js';
+import type { BackendName } from '../config/run_config.js';
+
+
+export interface BackendInfo {
+  /** The tfjs backend now in use. */
+  readonly name: Exclude<BackendName, 'auto'>;
+  /** For webgpu: the adapter's description ("nvidia-h100", "llvmpipe", …). */
+  readonly adapter?: string;
+}
+
+let current: BackendInfo | undefined;
+const require = createRequire(import.meta.url);
+
+/** Sets up the named backend, or for `auto` the fastest that works here. Throws with the reason when a named one is unavailable. */
+export async function initBackend(name: BackendName = 'auto'): Promise<BackendInfo> {
+  if (current && (name === 'auto' || name === current.name)) return current;
+  if (name === 'auto') {
+    // A native TensorFlow the user installed beats everything; a WebGPU adapter backed by real hardware
+    // next; a software adapter (lavapipe, SwiftShader) is slower than wasm, so it is not chosen here.
+    if (tensorflowInstalled()) return (current = await initTensorflow());
+    const adapter = await tryWebgpuAdapter();
+    if (adapter && !adapter.software) return (current = await initWebgpu());
+    return (current = await initSimple('wasm'));
+  }
+  if (name === 'webgpu') return (current = await initWebgpu());
+  if (name === 'tensorflow') return (current = await initTensorflow());
+  return (current = await initSimple(name));
+}
+
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
+  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
+  await tf.ready();
+  // tfjs-cpu's ResizeNearestNeighborGrad is wrong for batch > 1 (see cpu_kernel_fixes.ts).
+  if (name === 'cpu') installCpuKernelFixes();
+  setOps(name === 'wasm' ? wasmOps : tfjsOps);
+  return { name };
+}
+
+function tensorflowInstalled(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node-gpu');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function initTensorflow(): Promise<BackendInfo> {
+  if (!tensorflowInstalled()) {
+    throw new Error('backend "tensorflow" needs @tensorflow/tfjs-node-gpu: install it (npm install @tensorflow/tfjs-node-gpu, which downloads libtensorflow with CUDA) or choose webgpu, wasm or cpu');
+  }
+  // Loading tfjs-node-gpu registers its "tensorflow" backend on the tfjs instance it shares with us.
+  require('@tensorflow/tfjs-node-gpu');
+  if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend failed to initialise');
+  return { name: 'tensorflow' };
+}
+
+interface AdapterProbe {
+  readonly description: string;
+  readonly software: boolean;
+}
+
+let gpuInstalled = false;
+/** Installs Dawn's navigator.gpu (tfjs-backend-webgpu looks for it when it is imported). */
+async function installNavigatorGpu(): Promise<GPU | undefined> {
+  const g = globalThis as { navigator?: { gpu?: GPU } };
+  if (!gpuInstalled) {
+    let dawn: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+    try {
+      dawn = (await import('webgpu')) as unknown as typeof dawn;
+    } catch {
+      return undefined;
+    }
+    // tfjs-backend-webgpu reads GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
+    if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+    else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    gpuInstalled = true;
+  }
+  return g.navigator?.gpu;
+}
+
+async function tryWebgpuAdapter(): Promise<AdapterProbe | undefined> {
+  const gpu = await installNavigatorGpu();
+  const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) return undefined;
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+  const description = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const software = /llvmpipe|lavapipe|swiftshader|software/i.test(description) || (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  return { description, software };
+}
+
+async function initWebgpu(): Promise<BackendInfo> {
+  const probe = await tryWebgpuAdapter();
+  if (!probe) {
+    throw new Error('backend "webgpu": no WebGPU adapter found (Dawn needs a Vulkan, Metal or D3D12 driver; on Linux without a GPU install Mesa lavapipe: apt-get install mesa-vulkan-drivers)');
+  }
+  // Our own device (all adapter limits, subgroups) under tfjs' WebGPU backend, then our WGSL kernels
+  // for the training hot path. On a software adapter (lavapipe) each new shader costs seconds of JIT and
+  // buys nothing, so there the stock kernels stay unless LORA_STUDIO_WEBGPU_KERNELS=1 asks for ours.
+  await registerWebgpuBackend();
+  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend failed to initialise');
+  await tf.ready();
+  const ours = process.env.LORA_STUDIO_WEBGPU_KERNELS ?? (probe.software ? '0' : '1');
+  setOps(tfjsOps);
+  if (ours === '1') installWebgpuKernels();
+  return { name: 'webgpu', adapter: probe.description };
+}

@@ -1,0 +1,96 @@
+// The messages between the extension host and the training dashboard webview, typed once and imported by
+// both sides (src/extension/dashboard_panel.ts and webview/dashboard/main.ts). Types and tiny pure helpers
+// only: the webview bundle must not pull in node or vscode modules.
+import type {
+  CheckpointEvent,
+  ErrorEvent,
+  FinishedEvent,
+  ProgressEvent,
+  SampleEvent,
+  StartedEvent,
+} from './training.js';
+
+/** Where a run stands, as the dashboard and the status bar show it. */
+export type RunState = 'starting' | 'running' | 'stopping' | 'completed' | 'stopped' | 'failed' | 'restored';
+
+/** A validation image, with the URI the webview may load it from (asWebviewUri of `path`). */
+export interface DashboardSample extends Omit<SampleEvent, 'v' | 'type'> {
+  src: string;
+}
+
+/** One point of the loss/lr curves. Restored history may lack the throughput fields. */
+export type DashboardPoint = Pick<ProgressEvent, 'step' | 'loss' | 'lr'> & Partial<Omit<ProgressEvent, 'type' | 'v' | 'step' | 'loss' | 'lr'>>;
+
+export interface DashboardRun {
+  title: string;
+  outputDir: string;
+  configPath?: string;
+  /** The run config's text as it was when the run started (or as it is on disk when restored). */
+  configText?: string;
+  state: RunState;
+  /** A trainer process is attached (so Stop makes sense). */
+  live: boolean;
+  /** Resume makes sense: not live, a config is known and a checkpoint exists. */
+  canResume: boolean;
+}
+
+export interface DashboardHistory {
+  started?: Omit<StartedEvent, 'v'>;
+  points: DashboardPoint[];
+  totalSteps?: number;
+  samples: DashboardSample[];
+  checkpoints: Omit<CheckpointEvent, 'v' | 'type' | 'removed'>[];
+  warnings: string[];
+  error?: Omit<ErrorEvent, 'v'>;
+  finished?: Omit<FinishedEvent, 'v'>;
+}
+
+/** Extension → webview. */
+export type ToDashboard =
+  /** Everything at once: on the webview's `ready`, after a reload, or when a new run replaces the old one. */
+  | { type: 'reset'; run: DashboardRun; history: DashboardHistory }
+  | { type: 'progress'; point: DashboardPoint }
+  | { type: 'sample'; sample: DashboardSample }
+  | { type: 'checkpoint'; step: number; path: string; removed: string[] }
+  | { type: 'warning'; message: string }
+  | { type: 'error'; error: Omit<ErrorEvent, 'v'> }
+  | { type: 'finished'; finished: Omit<FinishedEvent, 'v'> }
+  | { type: 'run'; run: DashboardRun };
+
+/** Webview → extension. Paths sent back are checked by the extension against the run's output folder. */
+export type FromDashboard =
+  | { type: 'ready' }
+  | { type: 'stop' }
+  | { type: 'resume' }
+  /** "Generate with this checkpoint": a checkpoint-<step> folder or a LoRA .safetensors file. */
+  | { type: 'generate'; weights: string }
+  | { type: 'openFile'; path: string }
+  | { type: 'openConfig' }
+  | { type: 'showLog' };
+
+/** What the webview keeps with vscode.setState, so the panel serializer can rebuild it after a reload. */
+export interface DashboardPersistedState {
+  outputDir: string;
+  configPath?: string;
+  title: string;
+  /** The loss chart's smoothing weight, as the user left the slider. */
+  smoothing?: number;
+}
+
+export const DASHBOARD_VIEW_TYPE = 'loraStudio.dashboard';
+
+/** "1:05:03", "4:09", "0:07" — compact and stable width, for ETAs and elapsed times. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '–';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** Loss values span 1e-4..10: four significant digits read well everywhere. */
+export function formatLoss(loss: number): string {
+  if (!Number.isFinite(loss)) return String(loss);
+  return loss === 0 ? '0' : Math.abs(loss) >= 1e-3 ? loss.toFixed(4) : loss.toExponential(2);
+}

@@ -1,0 +1,203 @@
+// Checkpoints: `output_dir/checkpoint-<step>/` holds everything a run needs to continue exactly where it
+// was — the LoRA weights (diffusers layout, so the folder also loads in diffusers as a LoRA), the AdamW
+// moments and step, the training generator's state and the position in the data.
+//
+// A checkpoint is written into a hidden temporary folder, every file flushed to disk, and only then
+// renamed to `checkpoint-<step>` (a rename is atomic): a process killed at any moment leaves either no
+// new checkpoint or a complete one, and every earlier checkpoint untouched. Removal for
+// checkpoints_total_limit renames the folder out of the `checkpoint-*` namespace before deleting it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { encodeSafetensors, readAllFloat32, writeFileAtomic, SafetensorsFile, type TensorToWrite } from '../core/io/safetensors.js';
+import type { AdamWState } from './adamw.js';
+import type { RandomState } from './random.js';
+import type { LoraModuleWeights } from './lora_params.js';
+
+export const CHECKPOINT_FORMAT = 'lora-studio-checkpoint';
+export const CHECKPOINT_VERSION = 1;
+const LORA_FILE = 'pytorch_lora_weights.safetensors';
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const STATE_FILE = 'training_state.json';
+const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
+
+/** Where the run stands: enough, with the seed and the config, to draw the same numbers from here on. */
+export interface TrainingState {
+  readonly format: typeof CHECKPOINT_FORMAT;
+  readonly version: number;
+  /** Optimizer steps done. */
+  readonly globalStep: number;
+  /** The next micro-batch to train on: its epoch and its index within that epoch's shuffled order. */
+  readonly epoch: number;
+  readonly batchInEpoch: number;
+  readonly seed: number;
+  /** The training generator (noise, timesteps, latent samples, crop and flip). */
+  readonly rng: RandomState;
+  readonly rank: number;
+  readonly alpha: number;
+  readonly numExamples: number;
+  readonly elapsedSeconds: number;
+  /** Validation-relevant settings that must not change across a resume (compared on load). */
+  readonly fingerprint: Record<string, unknown>;
+}
+
+export interface Checkpoint {
+  readonly dir: string;
+  readonly step: number;
+  readonly state: TrainingState;
+  readonly lora: Map<string, { down: Float32Array; up: Float32Array; downShape: number[]; upShape: number[] }>;
+  readonly optimizer: AdamWState;
+}
+
+export class CheckpointError extends Error {
+  constructor(dir: string, problem: string) {
+    super(`checkpoint ${dir}: ${problem}`);
+    this.name = 'CheckpointError';
+  }
+}
+
+/** diffusers' key for a UNet LoRA weight. */
+const loraKey = (modulePath: string, which: 'down' | 'up') => `unet.${modulePath}.lora.${which}.weight`;
+
+export interface SaveCheckpointInput {
+  readonly lora: ReadonlyMap<string, LoraModuleWeights>;
+  readonly optimizer: AdamWState;
+  readonly state: TrainingState;
+  /** Extra safetensors metadata for the LoRA file. */
+  readonly metadata?: Record<string, string>;
+  /** Called with the finished temporary folder just before it is published (tests pause or kill here). */
+  readonly beforePublish?: (tmpDir: string) => void;
+}
+
+/** Writes `checkpoint-<step>` atomically and returns its path. */
+export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): string {
+  const step = input.state.globalStep;
+  fs.mkdirSync(outputDir, { recursive: true });
+  const final = path.join(outputDir, `checkpoint-${step}`);
+  const tmp = path.join(outputDir, `.checkpoint-${step}.tmp-${process.pid}-${Date.now()}`);
+  fs.mkdirSync(tmp);
+  try {
+    const loraTensors = new Map<string, TensorToWrite>();
+    for (const [p, m] of input.lora) {
+      loraTensors.set(loraKey(p, 'down'), { shape: [m.rank, m.inFeatures], data: m.down });
+      loraTensors.set(loraKey(p, 'up'), { shape: [m.outFeatures, m.rank], data: m.up });
+    }
+    writeFileAtomic(path.join(tmp, LORA_FILE), encodeSafetensors(loraTensors, { format: 'pt', ...input.metadata, 'lora_studio.step': String(step) }));
+    const optTensors = new Map<string, TensorToWrite>();
+    for (const [name, m] of input.optimizer.expAvg) optTensors.set(`${name}.exp_avg`, { shape: [m.length], data: m });
+    for (const [name, v] of input.optimizer.expAvgSq) optTensors.set(`${name}.exp_avg_sq`, { shape: [v.length], data: v });
+    writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), encodeSafetensors(optTensors, { step: String(input.optimizer.step) }));
+    writeFileAtomic(path.join(tmp, STATE_FILE), JSON.stringify(input.state, null, 1) + '\n');
+    fsyncDir(tmp);
+    input.beforePublish?.(tmp);
+    if (fs.existsSync(final)) {
+      // Re-saving a step (a resumed run passing an old step again): move the old one aside first.
+      removeDir(final, outputDir);
+    }
+    fs.renameSync(tmp, final);
+    fsyncDir(outputDir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return final;
+}
+
+/** Reads and checks a checkpoint folder. */
+export function loadCheckpoint(dir: string): Checkpoint {
+  for (const f of [STATE_FILE, LORA_FILE, OPTIMIZER_FILE]) {
+    if (!fs.existsSync(path.join(dir, f))) throw new CheckpointError(dir, `${f} is missing (not a LoRA Studio checkpoint, or damaged)`);
+  }
+  let state: TrainingState;
+  try {
+    state = JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8')) as TrainingState;
+  } catch (e) {
+    throw new CheckpointError(dir, `${STATE_FILE} is not valid JSON (${(e as Error).message})`);
+  }
+  if (state.format !== CHECKPOINT_FORMAT || typeof state.globalStep !== 'number' || !state.rng) throw new CheckpointError(dir, `${STATE_FILE} is not a LoRA Studio training state`);
+  if (state.version > CHECKPOINT_VERSION) throw new CheckpointError(dir, `written by a newer LoRA Studio (format version ${state.version}); update LoRA Studio to resume it`);
+
+  const lora = new Map<string, { down: Float32Array; up: Float32Array; downShape: number[]; upShape: number[] }>();
+  const loraFile = readAllFloat32(path.join(dir, LORA_FILE));
+  for (const [key, t] of loraFile.tensors) {
+    const m = /^unet\.(.+)\.lora\.(down|up)\.weight$/.exec(key);
+    if (!m) throw new CheckpointError(dir, `${LORA_FILE}: unexpected tensor ${key}`);
+    const entry = lora.get(m[1]) ?? { down: new Float32Array(), up: new Float32Array(), downShape: [], upShape: [] };
+    if (m[2] === 'down') lora.set(m[1], { ...entry, down: t.data, downShape: t.shape });
+    else lora.set(m[1], { ...entry, up: t.data, upShape: t.shape });
+  }
+
+  const opt = SafetensorsFile.open(path.join(dir, OPTIMIZER_FILE));
+  const expAvg = new Map<string, Float32Array>();
+  const expAvgSq = new Map<string, Float32Array>();
+  try {
+    for (const name of opt.names()) {
+      if (name.endsWith('.exp_avg_sq')) expAvgSq.set(name.slice(0, -'.exp_avg_sq'.length), opt.readFloat32(name));
+      else if (name.endsWith('.exp_avg')) expAvg.set(name.slice(0, -'.exp_avg'.length), opt.readFloat32(name));
+    }
+    const step = Number(opt.metadata.step);
+    if (!Number.isInteger(step)) throw new CheckpointError(dir, `${OPTIMIZER_FILE} has no step count`);
+    return { dir, step: state.globalStep, state, lora, optimizer: { step, expAvg, expAvgSq } };
+  } finally {
+    opt.close();
+  }
+}
+
+/** `checkpoint-<step>` folders in output_dir, oldest first. */
+export function listCheckpoints(outputDir: string): { step: number; dir: string }[] {
+  if (!fs.existsSync(outputDir)) return [];
+  return fs
+    .readdirSync(outputDir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && CHECKPOINT_DIR.test(e.name))
+    .map((e) => ({ step: Number(CHECKPOINT_DIR.exec(e.name)![1]), dir: path.join(outputDir, e.name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/**
+ * resume_from_checkpoint: `latest` → the newest checkpoint in output_dir (undefined when there is none:
+ * the run starts fresh, as the guide does); a path → that folder (relative paths are tried against the
+ * working directory, then inside output_dir as the guide does with its basename).
+ */
+export function resolveResume(outputDir: string, spec: string): string | undefined {
+  if (spec === 'latest') return listCheckpoints(outputDir).at(-1)?.dir;
+  const candidates = [path.resolve(spec), path.join(outputDir, path.basename(spec))];
+  const found = candidates.find((c) => fs.existsSync(c) && fs.statSync(c).isDirectory());
+  if (!found) throw new CheckpointError(spec, `not found (looked at ${candidates.join(' and ')}); use resume_from_checkpoint: latest or the path of a checkpoint-<step> folder`);
+  return found;
+}
+
+/** Removes the oldest checkpoints so that at most `limit` remain; returns the removed folders. */
+export function pruneCheckpoints(outputDir: string, limit: number | null | undefined): string[] {
+  if (limit == null) return [];
+  const all = listCheckpoints(outputDir);
+  const remove = all.slice(0, Math.max(0, all.length - limit));
+  for (const c of remove) removeDir(c.dir, outputDir);
+  return remove.map((c) => c.dir);
+}
+
+/** Deletes half-written checkpoint folders left by a killed run. */
+export function removeStaleTemporaries(outputDir: string): void {
+  if (!fs.existsSync(outputDir)) return;
+  for (const e of fs.readdirSync(outputDir)) {
+    if (/^\.checkpoint-\d+\.(tmp|old)-/.test(e)) fs.rmSync(path.join(outputDir, e), { recursive: true, force: true });
+  }
+}
+
+/** Renames out of the checkpoint namespace first, so an interrupted delete never leaves a half checkpoint-<n>. */
+function removeDir(dir: string, outputDir: string): void {
+  const aside = path.join(outputDir, `.${path.basename(dir)}.old-${process.pid}-${Date.now()}`);
+  fs.renameSync(dir, aside);
+  fs.rmSync(aside, { recursive: true, force: true });
+}
+
+function fsyncDir(dir: string): void {
+  // Makes the directory entries (new files, the rename) durable. Not possible on Windows: skip there.
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    /* directories cannot be opened for fsync on this platform */
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,594 @@
+// The training loop of diffusers' examples/text_to_image/train_text_to_image_lora.py, for one device:
+//
+//   for epoch: for micro-batch in shuffled data:
+//     latents ~ VAE(pixels) · scaling_factor, noise (+ offset), t ~ U{0..T−1}, loss on the UNet + LoRA
+//     gradients of loss / gradient_accumulation_steps summed over the accumulation group, then
+//     clip_grad_norm_(max_grad_norm) → AdamW step with the lr schedule → checkpoint every checkpointing_steps
+//   validation images every validation_epochs; at the end pytorch_lora_weights.safetensors.
+//
+// Length, as the guide computes it: update steps per epoch = ceil(ceil(N / batch) / accumulation);
+// max_train_steps, when not given, = num_train_epochs · that; the loop runs ceil(max_train_steps / that)
+// epochs and stops at max_train_steps. The last accumulation group of an epoch may be short (accelerate
+// syncs at the end of the dataloader) and still divides by gradient_accumulation_steps, as accelerate does.
+//
+// Determinism and exact resume: every random number comes from generators derived from the seed (see
+// random.ts). A checkpoint stores the training generator's state and the next micro-batch's (epoch,
+// index); the epoch's order is a function of (seed, epoch), and cached latents/embeddings are rebuilt
+// from the seed. So a run interrupted at any checkpoint and resumed ends with bit-identical weights.
+//
+// cache_latents: the VAE runs once per image, before training, and its latent distribution (mean, std) is
+// kept; the latent sample mean + std·ε is still drawn fresh every step, as the guide does. With
+// random_flip both orientations are cached and the flip is still drawn every step. A random crop
+// (center_crop false, images larger than the resolution) is drawn once, at caching: that one
+// augmentation is frozen (a warning says so); set cache_latents: false to redraw it every step.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import type { RunConfig, PredictionType } from '../core/config/run_config.js';
+import { initBackend, type BackendInfo } from '../core/engine/backend.js';
+import { loadStableDiffusion, encodePrompts, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
+import { DDPMScheduler } from '../core/schedulers/ddpm.js';
+import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata } from '../core/lora/lora_file.js';
+import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
+import { openDataset, decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
+import { trainTransform, resizeShortestSide, centerCrop, randomCrop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
+import { Random, streamSeed, epochOrder, freshSeed } from './random.js';
+import { TrainableLora } from './lora_params.js';
+import { AdamW } from './adamw.js';
+import { clipGradNorm } from './grad_clip.js';
+import { lrAt } from './lr_schedules.js';
+import { lossAndGrads, type StepInputs } from './train_step.js';
+import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, removeStaleTemporaries, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
+import { MetricsWriter } from './metrics.js';
+import { ControlRequests, type EventSink } from './events.js';
+import { generateValidationImages } from './validation.js';
+
+export const LORA_FILE = 'pytorch_lora_weights.safetensors';
+export const KOHYA_FILE = 'pytorch_lora_weights_kohya.safetensors';
+
+export interface TrainHooks {
+  /** After every optimizer step, before checkpoint/stop handling (tests ask for a stop at a given step here). */
+  afterStep?(step: number, requests: ControlRequests): void;
+  /** With a checkpoint's temporary folder complete, just before it is renamed into place. */
+  beforeCheckpointPublish?(tmpDir: string): void;
+}
+
+export interface TrainOptions {
+  /** A validated run config with absolute paths (config/load.ts). */
+  readonly config: RunConfig;
+  readonly configPath?: string;
+  readonly events: EventSink;
+  readonly requests?: ControlRequests;
+  readonly hooks?: TrainHooks;
+}
+
+export interface TrainResult {
+  readonly status: 'completed' | 'stopped' | 'failed';
+  readonly step: number;
+  readonly outputs?: FinishedEvent['outputs'];
+  readonly error?: TrainingError;
+}
+
+export class TrainingError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'TrainingError';
+  }
+}
+
+/** How long the run is, computed as the guide does. */
+export interface RunPlan {
+  readonly numExamples: number;
+  readonly batchesPerEpoch: number;
+  readonly updatesPerEpoch: number;
+  readonly maxTrainSteps: number;
+  readonly numEpochs: number;
+  readonly learningRate: number;
+}
+
+export function planRun(c: RunConfig, numExamples: number): RunPlan {
+  const batchesPerEpoch = Math.ceil(numExamples / c.train_batch_size);
+  const updatesPerEpoch = Math.ceil(batchesPerEpoch / c.gradient_accumulation_steps);
+  const maxTrainSteps = c.max_train_steps ?? c.num_train_epochs * updatesPerEpoch;
+  const numEpochs = Math.ceil(maxTrainSteps / updatesPerEpoch);
+  const learningRate = c.scale_lr ? c.learning_rate * c.gradient_accumulation_steps * c.train_batch_size : c.learning_rate;
+  return { numExamples, batchesPerEpoch, updatesPerEpoch, maxTrainSteps, numEpochs, learningRate };
+}
+
+/** Settings a resumed run must share with its checkpoint for the continuation to be the same run. */
+function fingerprint(c: RunConfig, numExamples: number, predictionType: PredictionType): Record<string, unknown> {
+  return {
+    numExamples,
+    train_batch_size: c.train_batch_size,
+    gradient_accumulation_steps: c.gradient_accumulation_steps,
+    resolution: c.resolution,
+    center_crop: c.center_crop,
+    random_flip: c.random_flip,
+    rank: c.rank,
+    cache_latents: c.cache_latents,
+    prediction_type: predictionType,
+    noise_offset: c.noise_offset,
+  };
+}
+
+/** A latent distribution kept per image (and per orientation when flipping). */
+interface CachedLatents {
+  readonly mean: tf.Tensor3D;
+  readonly std: tf.Tensor3D;
+}
+
+/** Runs a training, reporting through `events`. Never throws for training problems: they end in an `error` event and status 'failed'. */
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const session = new TrainingSession(o);
+  try {
+    return await session.run();
+  } catch (e) {
+    const err = e instanceof TrainingError ? e : classify(e);
+    o.events.emit({ type: 'error', code: err.code, message: err.message, hint: err.hint });
+    o.events.log(`error: ${err.message}${err.hint ? `\n  ${err.hint}` : ''}`);
+    if (process.env.LORA_STUDIO_DEBUG && e instanceof Error && e.stack) o.events.log(e.stack);
+    return { status: 'failed', step: session.globalStep, error: err };
+  } finally {
+    session.dispose();
+  }
+}
+
+function classify(e: unknown): TrainingError {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof DatasetError) return new TrainingError('dataset', msg, 'fix or remove the files listed, then run again');
+  if (e instanceof CheckpointError) return new TrainingError('io', msg, 'point resume_from_checkpoint at a complete checkpoint-<step> folder, or remove it to start afresh');
+  if (/out of memory|OOM|allocation failed|Array buffer allocation/i.test(msg)) {
+    return new TrainingError('out_of_memory', msg, 'lower train_batch_size (raise gradient_accumulation_steps to keep the effective batch) or resolution');
+  }
+  return new TrainingError('internal', msg);
+}
+
+class TrainingSession {
+  private readonly c: RunConfig;
+  private readonly ev: EventSink;
+  private readonly req: ControlRequests;
+  globalStep = 0;
+  private sd?: StableDiffusion;
+  private scheduler?: DDPMScheduler;
+  private lora?: TrainableLora;
+  private opt?: AdamW;
+  private metrics?: MetricsWriter;
+  private readonly textCache = new Map<string, tf.Tensor2D>();
+  private latentCache: CachedLatents[][] = [];
+  private samples: string[] = [];
+  private lastCheckpoint?: string;
+
+  constructor(private readonly o: TrainOptions) {
+    this.c = o.config;
+    this.ev = o.events;
+    this.req = o.requests ?? new ControlRequests();
+  }
+
+  async run(): Promise<TrainResult> {
+    const c = this.c;
+    const started = Date.now();
+    const backend = await this.initBackend();
+    fs.mkdirSync(c.output_dir, { recursive: true });
+    removeStaleTemporaries(c.output_dir);
+
+    // Resume first: the checkpoint decides the seed.
+    let resume: Checkpoint | undefined;
+    if (c.resume_from_checkpoint) {
+      const dir = resolveResume(c.output_dir, c.resume_from_checkpoint);
+      if (dir) {
+        resume = loadCheckpoint(dir);
+        this.ev.log(`resuming from ${dir} (step ${resume.step})`);
+      } else {
+        this.ev.emit({ type: 'warning', code: 'no_checkpoint', message: `resume_from_checkpoint: latest, but ${c.output_dir} has no checkpoint yet; starting a new run` });
+      }
+    }
+    const seed = resume?.state.seed ?? c.seed ?? freshSeed();
+    if (resume && c.seed !== null && c.seed !== resume.state.seed) {
+      this.ev.emit({ type: 'warning', code: 'seed_changed', message: `the checkpoint was trained with seed ${resume.state.seed}; continuing with it (the config says ${c.seed})` });
+    }
+    if (c.seed === null && !resume) this.ev.log(`seed: ${seed} (none given; set seed: ${seed} to repeat this run)`);
+
+    const dataset = await openDataset(c.train_data_dir, { imageColumn: c.image_column, captionColumn: c.caption_column, maxTrainSamples: c.max_train_samples, seed });
+    this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.train_data_dir}`);
+
+    const sd = this.loadModel();
+    const scheduler = (this.scheduler = new DDPMScheduler(sd.schedulerConfig));
+    const predictionType = (c.prediction_type ?? scheduler.config.prediction_type) as PredictionType;
+    if (predictionType !== 'epsilon' && predictionType !== 'v_prediction') {
+      throw new TrainingError('config', `the model's scheduler predicts "${predictionType}"; training supports epsilon and v_prediction`, 'set prediction_type: epsilon or v_prediction');
+    }
+    const plan = planRun(c, dataset.examples.length);
+    const print = fingerprint(c, dataset.examples.length, predictionType);
+    if (resume) checkFingerprint(resume, print);
+
+    const targets = sd.unet.loraTargets();
+    const lora = (this.lora = resume
+      ? TrainableLora.fromWeights(targets, c.rank, c.rank, new Map([...resume.lora].map(([p, w]) => [p, { down: w.down, up: w.up }])))
+      : TrainableLora.gaussian(targets, c.rank, c.rank, new Random(streamSeed(seed, 'init'))));
+    const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
+    if (resume) opt.importState(resume.optimizer, lora.shapes());
+    const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
+    this.globalStep = resume?.step ?? 0;
+    const startStep = this.globalStep;
+    let epoch = resume?.state.epoch ?? 0;
+    let batchInEpoch = resume?.state.batchInEpoch ?? 0;
+    const elapsedBefore = resume?.state.elapsedSeconds ?? 0;
+
+    this.metrics = new MetricsWriter(path.join(c.output_dir, 'metrics.jsonl'), resume ? resume.step : undefined);
+    const runId = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`;
+    this.ev.emit({
+      type: 'started',
+      runId,
+      configPath: this.o.configPath,
+      outputDir: c.output_dir,
+      backend: backend.name,
+      adapter: backend.adapter,
+      totalSteps: plan.maxTrainSteps,
+      startStep: this.globalStep,
+      numExamples: plan.numExamples,
+      batchSize: c.train_batch_size,
+      gradientAccumulationSteps: c.gradient_accumulation_steps,
+      loraParameters: lora.parameterCount,
+      time: new Date().toISOString(),
+    });
+    this.ev.log(
+      `training: ${plan.numExamples} examples, batch ${c.train_batch_size} × accumulation ${c.gradient_accumulation_steps}, ` +
+        `${plan.maxTrainSteps} steps (${plan.numEpochs} epochs), lr ${plan.learningRate} ${c.lr_scheduler}, rank ${c.rank} ` +
+        `(${lora.parameterCount} parameters), ${predictionType}${c.snr_gamma !== null ? `, min-SNR γ ${c.snr_gamma}` : ''}, backend ${backend.name}`,
+    );
+
+    // Caching can take a while on big datasets: after `started`, so the host already shows the run.
+    await this.cacheTextEmbeddings(dataset);
+    if (c.cache_latents) await this.cacheLatents(dataset, seed);
+
+    const runStart = Date.now();
+    const elapsed = () => elapsedBefore + (Date.now() - runStart) / 1000;
+    const stateAt = (): TrainingState => ({
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      globalStep: this.globalStep,
+      epoch,
+      batchInEpoch,
+      seed,
+      rng: rng.getState(),
+      rank: c.rank,
+      alpha: c.rank,
+      numExamples: plan.numExamples,
+      elapsedSeconds: elapsed(),
+      fingerprint: print,
+    });
+    const recent: { seconds: number; samples: number }[] = [];
+    const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma };
+    const gas = c.gradient_accumulation_steps;
+
+    training: while (this.globalStep < plan.maxTrainSteps && epoch < plan.numEpochs) {
+      const order = epochOrder(seed, epoch, plan.numExamples);
+      while (batchInEpoch < plan.batchesPerEpoch) {
+        if (this.req.stop && this.globalStep === startStep) {
+          // Asked to stop before the first step (while loading): nothing new to save.
+          this.ev.log(`stopped (${this.req.stopReason}) before training`);
+          return this.finish('stopped', started);
+        }
+        // One accumulation group: up to `gas` micro-batches, ending early at the end of the epoch.
+        const groupStart = Date.now();
+        let grads: Map<string, tf.Tensor> | undefined;
+        let trainLoss = 0;
+        let samples = 0;
+        do {
+          const indices = order.slice(batchInEpoch * c.train_batch_size, (batchInEpoch + 1) * c.train_batch_size);
+          const inputs = await this.microBatch(dataset, indices, rng);
+          const step = await lossAndGrads(stepModels, inputs, 1 / gas);
+          tf.dispose([inputs.latents, inputs.noise, inputs.encoderHiddenStates]);
+          trainLoss += step.loss / gas;
+          samples += indices.length;
+          grads = accumulate(grads, step.grads);
+          batchInEpoch++;
+          await yieldToEventLoop();
+        } while (batchInEpoch % gas !== 0 && batchInEpoch < plan.batchesPerEpoch);
+
+        const clipped = await clipGradNorm(grads!, c.max_grad_norm);
+        tf.dispose([...grads!.values()]);
+        if (!Number.isFinite(trainLoss) || !Number.isFinite(clipped.totalNorm)) {
+          tf.dispose([...clipped.grads.values()]);
+          const kept = this.lastCheckpoint ?? 'none written yet';
+          throw new TrainingError(
+            'nan_loss',
+            `the loss became ${trainLoss} (gradient norm ${clipped.totalNorm}) at step ${this.globalStep + 1}; training stopped, the weights of step ${this.globalStep} were not overwritten (last checkpoint: ${kept})`,
+            'lower learning_rate, keep max_grad_norm at 1, or check the dataset for broken images; resume_from_checkpoint: latest continues from the last good checkpoint',
+          );
+        }
+        const lr = lrAt(c.lr_scheduler, this.globalStep, { baseLr: plan.learningRate, numWarmupSteps: c.lr_warmup_steps, numTrainingSteps: plan.maxTrainSteps });
+        opt.update(lora.params, clipped.grads, lr);
+        tf.dispose([...clipped.grads.values()]);
+        this.globalStep++;
+        if (batchInEpoch >= plan.batchesPerEpoch) {
+          // The next micro-batch is the next epoch's first: record it so, for checkpoints.
+          epoch++;
+          batchInEpoch = 0;
+        }
+
+        const seconds = (Date.now() - groupStart) / 1000;
+        recent.push({ seconds, samples });
+        if (recent.length > 20) recent.shift();
+        const window = recent.reduce((a, r) => ({ seconds: a.seconds + r.seconds, samples: a.samples + r.samples }), { seconds: 0, samples: 0 });
+        const stepEpoch = batchInEpoch === 0 ? epoch - 1 : epoch;
+        this.metrics.append({ step: this.globalStep, epoch: stepEpoch, loss: trainLoss, lr, grad_norm: clipped.totalNorm, step_seconds: seconds, elapsed_seconds: elapsed(), time: new Date().toISOString() });
+        this.ev.emit({
+          type: 'progress',
+          step: this.globalStep,
+          totalSteps: plan.maxTrainSteps,
+          epoch: stepEpoch,
+          loss: trainLoss,
+          lr,
+          gradNorm: clipped.totalNorm,
+          samplesPerSecond: window.samples / Math.max(window.seconds, 1e-9),
+          etaSeconds: ((plan.maxTrainSteps - this.globalStep) * window.seconds) / recent.length,
+          elapsedSeconds: elapsed(),
+        });
+
+        this.o.hooks?.afterStep?.(this.globalStep, this.req);
+        const done = this.globalStep >= plan.maxTrainSteps;
+        const due = this.globalStep % c.checkpointing_steps === 0;
+        const asked = this.req.take('checkpoint');
+        if (due || asked || (this.req.stop && !done)) await this.checkpoint(stateAt());
+        if (this.req.stop && !done) {
+          this.ev.log(`stopped (${this.req.stopReason}) at step ${this.globalStep}; resume with resume_from_checkpoint: latest`);
+          return this.finish('stopped', started);
+        }
+        if (this.req.take('sample')) await this.validate(seed, `step-${pad(this.globalStep)}`);
+        if (done) break training;
+        if (batchInEpoch === 0) break; // epoch finished
+      }
+      // End of an epoch (the guide validates every validation_epochs epochs, counting from epoch 0).
+      const finishedEpoch = epoch - 1;
+      if (c.validation_prompt !== null && finishedEpoch % c.validation_epochs === 0 && this.globalStep < plan.maxTrainSteps) {
+        await this.validate(seed, `step-${pad(this.globalStep)}`);
+      }
+    }
+
+    return this.complete(started, seed, plan, predictionType);
+  }
+
+  private async initBackend(): Promise<BackendInfo> {
+    try {
+      return await initBackend(this.c.backend);
+    } catch (e) {
+      throw new TrainingError('backend', (e as Error).message, 'choose another backend (backend: wasm works everywhere)');
+    }
+  }
+
+  private loadModel(): StableDiffusion {
+    try {
+      this.sd = loadStableDiffusion(this.c.pretrained_model_name_or_path, { variant: this.c.variant ?? undefined });
+    } catch (e) {
+      throw new TrainingError('model', `cannot load the model ${this.c.pretrained_model_name_or_path}: ${(e as Error).message}`);
+    }
+    return this.sd;
+  }
+
+  /** The text encoder's output for every caption, once (the encoder is frozen, so it never changes). */
+  private async cacheTextEmbeddings(dataset: Dataset): Promise<void> {
+    const captions = [...new Set(dataset.examples.flatMap((e) => e.captions))];
+    for (let i = 0; i < captions.length; i += 16) {
+      const chunk = captions.slice(i, i + 16);
+      const emb = encodePrompts(this.sd!, chunk);
+      tf.unstack(emb).forEach((t, j) => this.textCache.set(chunk[j], t as tf.Tensor2D));
+      emb.dispose();
+      await yieldToEventLoop();
+    }
+  }
+
+  private async cacheLatents(dataset: Dataset, seed: number): Promise<void> {
+    const c = this.c;
+    const rng = new Random(streamSeed(seed, 'caching'));
+    let frozenCrop = false;
+    const t0 = Date.now();
+    for (const ex of dataset.examples) {
+      const img = resizeShortestSide(await decodeRgb(ex.file), c.resolution);
+      if (!c.center_crop && (img.width > c.resolution || img.height > c.resolution)) frozenCrop = true;
+      const cropped = c.center_crop ? centerCrop(img, c.resolution) : randomCrop(img, c.resolution, rng);
+      const variants = c.random_flip ? [cropped, flipHorizontal(cropped)] : [cropped];
+      const pixels = tf.tidy(() => tf.stack(variants.map((v) => tf.tensor3d(toNormalizedPixels(v), [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
+      const { mean, std } = this.sd!.vae.encode(pixels);
+      pixels.dispose();
+      const means = tf.unstack(mean) as tf.Tensor3D[];
+      const stds = tf.unstack(std) as tf.Tensor3D[];
+      tf.dispose([mean, std]);
+      this.latentCache.push(means.map((m, i) => ({ mean: m, std: stds[i] })));
+      await yieldToEventLoop();
+    }
+    this.ev.log(`cached latents of ${dataset.examples.length} images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    if (frozenCrop) {
+      this.ev.emit({
+        type: 'warning',
+        code: 'frozen_random_crop',
+        message: 'cache_latents with center_crop: false crops each image once, when caching, instead of at every step; set cache_latents: false to redraw the crop every step',
+      });
+    }
+  }
+
+  /** The inputs of one micro-batch, drawing from the training generator in a fixed order. */
+  private async microBatch(dataset: Dataset, indices: readonly number[], rng: Random): Promise<StepInputs> {
+    const c = this.c;
+    const sd = this.sd!;
+    const examples: Example[] = indices.map((i) => dataset.examples[i]);
+    const captions: string[] = [];
+    let mean: tf.Tensor4D;
+    let std: tf.Tensor4D;
+    if (c.cache_latents) {
+      const chosen = indices.map((i, k) => {
+        const flip = c.random_flip && rng.uniform([1])[0] < 0.5;
+        captions.push(pickCaption(examples[k], rng));
+        return this.latentCache[i][flip ? 1 : 0];
+      });
+      mean = tf.stack(chosen.map((l) => l.mean)) as tf.Tensor4D;
+      std = tf.stack(chosen.map((l) => l.std)) as tf.Tensor4D;
+    } else {
+      const pixels: Float32Array[] = [];
+      for (const ex of examples) {
+        pixels.push(trainTransform(await decodeRgb(ex.file), { resolution: c.resolution, centerCrop: c.center_crop, randomFlip: c.random_flip }, rng));
+        captions.push(pickCaption(ex, rng));
+      }
+      const batch = tf.tidy(() => tf.stack(pixels.map((p) => tf.tensor3d(p, [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
+      ({ mean, std } = sd.vae.encode(batch));
+      batch.dispose();
+    }
+    const [b, h, w, ch] = mean.shape;
+    // Draws in torch's NCHW order (randn(B, C, h, w)), turned NHWC.
+    const normalNhwc = (shape: [number, number, number, number]) => tf.tidy(() => tf.tensor4d(rng.normal(shape), shape).transpose([0, 2, 3, 1]) as tf.Tensor4D);
+    const eps = normalNhwc([b, ch, h, w]);
+    const latents = tf.tidy(() => {
+      const scale = sd.vae.config.scaling_factor as number;
+      const shift = (sd.vae.config.shift_factor as number | null | undefined) ?? null;
+      const sample = mean.add(std.mul(eps));
+      return (shift === null ? sample.mul(scale) : sample.sub(shift).mul(scale)) as tf.Tensor4D;
+    });
+    let noise = normalNhwc([b, ch, h, w]);
+    if (c.noise_offset) {
+      const offset = normalNhwc([b, ch, 1, 1]);
+      const withOffset = tf.tidy(() => noise.add(offset.mul(c.noise_offset)) as tf.Tensor4D);
+      tf.dispose([noise, offset]);
+      noise = withOffset;
+    }
+    const timesteps = rng.randint(0, this.scheduler!.config.num_train_timesteps, b);
+    const encoderHiddenStates = tf.stack(captions.map((t) => this.textCache.get(t)!)) as tf.Tensor3D;
+    tf.dispose([mean, std, eps]);
+    return { latents, noise, timesteps, encoderHiddenStates };
+  }
+
+  private async checkpoint(state: TrainingState): Promise<void> {
+    const c = this.c;
+    const dir = saveCheckpoint(c.output_dir, {
+      lora: await this.lora!.toModules(),
+      optimizer: await this.opt!.exportState(),
+      state,
+      metadata: { 'lora_studio.base_model': path.basename(c.pretrained_model_name_or_path) },
+      beforePublish: this.o.hooks?.beforeCheckpointPublish,
+    });
+    this.lastCheckpoint = dir;
+    const removed = pruneCheckpoints(c.output_dir, c.checkpoints_total_limit);
+    this.ev.emit({ type: 'checkpoint', step: state.globalStep, path: dir, removed });
+    this.ev.log(`saved ${dir}${removed.length ? ` (removed ${removed.map((r) => path.basename(r)).join(', ')})` : ''}`);
+  }
+
+  private async validate(seed: number, label: string): Promise<void> {
+    const c = this.c;
+    if (c.validation_prompt === null) {
+      this.ev.emit({ type: 'warning', code: 'no_validation_prompt', message: 'a sample was asked for, but the run config has no validation_prompt' });
+      return;
+    }
+    this.ev.log(`validation: ${c.num_validation_images} image(s) of "${c.validation_prompt}"`);
+    try {
+      const images = await generateValidationImages(this.sd!, {
+        prompt: c.validation_prompt,
+        count: c.num_validation_images,
+        seed,
+        label,
+        samplesDir: path.join(c.output_dir, 'samples'),
+        lora: this.lora!.lookup(),
+        keepGoing: () => !this.req.stop,
+      });
+      for (const im of images) {
+        this.samples.push(im.path);
+        this.ev.emit({ type: 'sample', step: this.globalStep, prompt: c.validation_prompt, seed: im.seed, path: im.path });
+      }
+    } catch (e) {
+      if (!(e instanceof GenerationCancelled)) throw e;
+      this.ev.log('validation interrupted by a stop request');
+    }
+  }
+
+  private async complete(started: number, seed: number, plan: RunPlan, predictionType: PredictionType): Promise<TrainResult> {
+    const c = this.c;
+    const modules = await this.lora!.toModules();
+    const metadata = {
+      ...loraTrainingMetadata({
+        rank: c.rank,
+        alpha: c.rank,
+        baseModel: path.basename(c.pretrained_model_name_or_path),
+        vPrediction: predictionType === 'v_prediction',
+        outputName: path.basename(c.output_dir),
+        steps: this.globalStep,
+        epochs: plan.numEpochs,
+        learningRate: plan.learningRate,
+        resolution: c.resolution,
+        numTrainImages: plan.numExamples,
+        seed,
+        startedAt: new Date(started),
+        finishedAt: new Date(),
+        targetModules: ['to_q', 'to_k', 'to_v', 'to_out.0'],
+        runConfig: c,
+      }),
+      'lora_studio.step': String(this.globalStep),
+      'lora_studio.base_model_path': c.pretrained_model_name_or_path,
+    };
+    const lora = path.join(c.output_dir, LORA_FILE);
+    writeDiffusersLora(lora, modules, metadata);
+    let kohya: string | undefined;
+    if (c.save_formats.includes('kohya')) {
+      kohya = path.join(c.output_dir, KOHYA_FILE);
+      writeKohyaLora(kohya, modules, metadata);
+    }
+    this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
+    if (c.validation_prompt !== null) await this.validate(seed, 'final');
+    return this.finish('completed', started, { lora, kohya });
+  }
+
+  private finish(reason: 'completed' | 'stopped', started: number, files: { lora?: string; kohya?: string } = {}): TrainResult {
+    this.metrics?.close();
+    const outputs: FinishedEvent['outputs'] = {
+      ...files,
+      checkpoint: this.lastCheckpoint,
+      metrics: path.join(this.c.output_dir, 'metrics.jsonl'),
+      samples: this.samples,
+    };
+    this.ev.emit({ type: 'finished', reason, step: this.globalStep, outputs, elapsedSeconds: (Date.now() - started) / 1000 });
+    return { status: reason, step: this.globalStep, outputs };
+  }
+
+  dispose(): void {
+    this.metrics?.close();
+    for (const t of this.textCache.values()) t.dispose();
+    this.textCache.clear();
+    for (const l of this.latentCache.flat()) tf.dispose([l.mean, l.std]);
+    this.latentCache = [];
+    this.lora?.dispose();
+    this.opt?.dispose();
+    this.scheduler?.dispose();
+    if (this.sd) disposeStableDiffusion(this.sd);
+  }
+}
+
+function checkFingerprint(resume: Checkpoint, now: Record<string, unknown>): void {
+  const was = resume.state.fingerprint ?? {};
+  const changed = Object.keys(now).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
+  if (changed.length) {
+    throw new TrainingError(
+      'config',
+      `${resume.dir} was trained with different settings: ${changed.map((k) => `${k} ${JSON.stringify(was[k])} → ${JSON.stringify(now[k])}`).join(', ')}`,
+      'resume with the settings the checkpoint was made with, or start a new run in another output_dir',
+    );
+  }
+}
+
+/** Sums gradients across the micro-batches of an accumulation group. */
+function accumulate(acc: Map<string, tf.Tensor> | undefined, grads: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  if (!acc) return grads;
+  for (const [name, g] of grads) {
+    const prev = acc.get(name)!;
+    acc.set(name, prev.add(g));
+    prev.dispose();
+    g.dispose();
+  }
+  return acc;
+}
+
+const pad = (n: number) => String(n).padStart(6, '0');
+
+/** Lets stdin commands and signals be handled between micro-batches. */
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));

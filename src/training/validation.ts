@@ -1,0 +1,56 @@
+// Validation images, as the guide's log_validation makes them: the pipeline with the LoRA being trained,
+// `num_validation_images` generations of `validation_prompt`, with the scheduler class the model ships
+// (its scheduler_config.json — PNDM for Stable Diffusion 1.x), 30 steps and the pipeline's default
+// guidance 7.5. The guide draws all images from one generator seeded with `seed`; here image i uses seed + i,
+// so any single image can be regenerated on its own (`lora-studio generate --seed`).
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { generate, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
+import { SCHEDULER_CLASSES, type SchedulerName } from '../core/schedulers/index.js';
+import { writePng } from '../core/io/png.js';
+import type { LoraLookup } from '../core/engine/ops.js';
+
+export const VALIDATION_STEPS = 30;
+export const VALIDATION_GUIDANCE = 7.5;
+
+export interface ValidationImage {
+  readonly path: string;
+  readonly seed: number;
+}
+
+/** The model's own scheduler (by its config's _class_name), or DPM++ 2M for classes we do not have. */
+export function modelScheduler(schedulerConfig: Record<string, unknown>): SchedulerName {
+  const cls = schedulerConfig._class_name;
+  const found = (Object.keys(SCHEDULER_CLASSES) as SchedulerName[]).find((n) => SCHEDULER_CLASSES[n] === cls && n !== 'ddpm');
+  return found ?? 'dpmpp-2m';
+}
+
+export interface ValidationOptions {
+  readonly prompt: string;
+  readonly count: number;
+  readonly seed: number;
+  /** File names start with this (e.g. `step-000120`). */
+  readonly label: string;
+  readonly samplesDir: string;
+  readonly lora: LoraLookup;
+  readonly steps?: number;
+  readonly guidance?: number;
+  /** Called between denoising steps; return false to stop early (a stop request). */
+  readonly keepGoing?: () => boolean;
+}
+
+export async function generateValidationImages(sd: StableDiffusion, o: ValidationOptions): Promise<ValidationImage[]> {
+  const scheduler = modelScheduler(sd.schedulerConfig);
+  const steps = o.steps ?? VALIDATION_STEPS;
+  const guidance = o.guidance ?? VALIDATION_GUIDANCE;
+  const out: ValidationImage[] = [];
+  for (let i = 0; i < o.count; i++) {
+    const seed = o.seed + i;
+    const image = await generate(sd, { prompt: o.prompt, scheduler, steps, guidanceScale: guidance, seed, lora: o.lora, onStep: () => (o.keepGoing ? o.keepGoing() : true) });
+    const file = path.join(o.samplesDir, `${o.label}-${i}.png`);
+    await writePng(file, image, { parameters: JSON.stringify({ prompt: o.prompt, scheduler, steps, guidance, seed }) });
+    tf.dispose(image);
+    out.push({ path: file, seed });
+  }
+  return out;
+}

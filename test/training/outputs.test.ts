@@ -1,0 +1,130 @@
+// What a run leaves behind and says: the LoRA file (diffusers layout, the same keys and shapes as the
+// fixture's diffusers-made file for this model, loadable through the engine, changing the UNet's output),
+// the kohya export, header metadata, validation samples, and the failure paths (NaN loss, broken dataset).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import { REPO, FIXTURES, MODEL_DIR, golden, goldenTensor, nchwToNhwc, maxAbsDiff } from '../helpers/fixtures.js';
+import { configFromFlags } from '../../src/core/config/flags.js';
+import { initBackend } from '../../src/core/engine/backend.js';
+import type { BackendName } from '../../src/core/config/run_config.js';
+import { train } from '../../src/training/loop.js';
+import { MemoryEventSink } from '../../src/training/events.js';
+import { listCheckpoints } from '../../src/training/checkpoints.js';
+import { SafetensorsFile } from '../../src/core/io/safetensors.js';
+import { readLoraFile } from '../../src/core/lora/lora_file.js';
+import { LoraSet } from '../../src/core/lora/lora_set.js';
+import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
+import { validateEvent } from './protocol_check.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'outputs-'));
+
+function config(out: string, flags: string[], data = path.join(FIXTURES, 'dataset')) {
+  const loaded = configFromFlags(
+    [`--pretrained_model_name_or_path=${MODEL_DIR}`, `--train_data_dir=${data}`, `--output_dir=${out}`, '--resolution=64', '--train_batch_size=2', '--rank=4', '--seed=3', '--lr_warmup_steps=0', `--backend=${process.env.LORA_STUDIO_BACKEND ?? 'wasm'}`, ...flags],
+    { cwd: REPO },
+  );
+  assert.ok(loaded.config, loaded.problems.map((p) => p.message).join('\n'));
+  return loaded.config!;
+}
+
+test('the LoRA file has the fixture layout, loads through the engine and changes the UNet; kohya export, samples, metadata', async () => {
+  await initBackend((process.env.LORA_STUDIO_BACKEND ?? 'wasm') as BackendName);
+  const out = path.join(tmp, 'ok');
+  const events = new MemoryEventSink();
+  const r = await train({
+    config: config(out, ['--max_train_steps=2', '--learning_rate=1e-2', '--save_formats=diffusers,kohya', '--validation_prompt=a red circle', '--num_validation_images=1', '--validation_epochs=1', '--checkpointing_steps=1', '--checkpoints_total_limit=1']),
+    events,
+  });
+  assert.equal(r.status, 'completed');
+  for (const e of events.events) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+
+  const file = path.join(out, 'pytorch_lora_weights.safetensors');
+  assert.equal(r.outputs?.lora, file);
+  const ours = SafetensorsFile.open(file);
+  const ref = SafetensorsFile.open(path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors'));
+  assert.deepEqual(ours.names().sort(), ref.names().sort());
+  for (const k of ref.names()) assert.deepEqual(ours.info(k).shape, ref.info(k).shape, k);
+  assert.equal(ours.metadata.format, 'pt');
+  assert.equal(ours.metadata['lora_studio.step'], '2');
+  assert.equal(ours.metadata.ss_network_dim, '4');
+  assert.equal(JSON.parse(ours.metadata['lora_studio.run_config']).rank, 4);
+  ours.close();
+  ref.close();
+
+  const unet = UNet2DConditionModel.fromPretrained(path.join(MODEL_DIR, 'unet'));
+  const targets = unet.loraTargets();
+  const set = new LoraSet();
+  const weights = readLoraFile(file, targets);
+  assert.equal(weights.format, 'diffusers');
+  assert.equal(weights.modules.size, targets.length);
+  set.add(weights, 1);
+  const g = golden('lora_unet');
+  const sample = nchwToNhwc(goldenTensor(g, 'sample')) as tf.Tensor4D;
+  const t = goldenTensor(g, 'timesteps') as tf.Tensor1D;
+  const ehs = goldenTensor(g, 'encoder_hidden_states') as tf.Tensor3D;
+  const base = unet.forward(sample, t, ehs);
+  const withLora = unet.forward(sample, t, ehs, set.lookup);
+  assert.ok((await maxAbsDiff(base, withLora)) > 1e-4, 'the trained LoRA changes the UNet output');
+  // The kohya export means the same thing.
+  const kohya = readLoraFile(path.join(out, 'pytorch_lora_weights_kohya.safetensors'), targets);
+  assert.equal(kohya.format, 'kohya');
+  const set2 = new LoraSet();
+  set2.add(kohya, 1);
+  const viaKohya = unet.forward(sample, t, ehs, set2.lookup);
+  assert.ok((await maxAbsDiff(viaKohya, withLora)) < 1e-6);
+  tf.dispose([sample, t, ehs, base, withLora, viaKohya]);
+  set.dispose();
+  set2.dispose();
+  unet.dispose();
+
+  // Validation images: after epoch 0 (step 1) and the final ones, as PNGs the sample events point to.
+  const samples = events.events.filter((e) => e.type === 'sample');
+  assert.equal(samples.length, 2);
+  for (const s of samples) {
+    assert.ok(s.type === 'sample' && fs.existsSync(s.path) && s.path.startsWith(path.join(out, 'samples')));
+    const meta = await sharp(s.type === 'sample' ? s.path : '').metadata();
+    assert.deepEqual([meta.width, meta.height], [64, 64]);
+  }
+  // checkpoints_total_limit 1: only the newest is kept, and the event says what was removed.
+  assert.deepEqual(listCheckpoints(out).map((c) => c.step), [2]);
+  const cps = events.events.filter((e) => e.type === 'checkpoint');
+  assert.deepEqual(cps.map((c) => c.type === 'checkpoint' && c.removed.map((p) => path.basename(p))), [[], ['checkpoint-1']]);
+});
+
+test('a loss that turns NaN stops the run with nan_loss and keeps the last good checkpoint', async () => {
+  const out = path.join(tmp, 'nan');
+  const events = new MemoryEventSink();
+  // lr 1e30: the first update makes the weights ≈1e30, the next forward pass overflows.
+  const r = await train({ config: config(out, ['--max_train_steps=5', '--learning_rate=1e30', '--checkpointing_steps=1']), events });
+  assert.equal(r.status, 'failed');
+  const err = events.events.find((e) => e.type === 'error');
+  assert.ok(err && err.type === 'error' && err.code === 'nan_loss', JSON.stringify(err));
+  assert.deepEqual(validateEvent(err), []);
+  const steps = listCheckpoints(out).map((c) => c.step);
+  assert.ok(steps.length >= 1 && Math.max(...steps) === r.step, `checkpoints ${steps}, stopped after step ${r.step}`);
+  assert.ok(!fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors')));
+  assert.ok(!events.events.some((e) => e.type === 'finished'));
+});
+
+test('a broken dataset fails before the model loads, naming every bad file', async () => {
+  const data = path.join(tmp, 'bad-data');
+  fs.mkdirSync(data);
+  fs.copyFileSync(path.join(FIXTURES, 'dataset/img0.png'), path.join(data, 'a.png'));
+  fs.writeFileSync(path.join(data, 'b.png'), 'not an image');
+  fs.writeFileSync(path.join(data, 'a.txt'), 'a red circle');
+  fs.writeFileSync(path.join(data, 'b.txt'), 'x');
+  fs.copyFileSync(path.join(FIXTURES, 'dataset/img1.png'), path.join(data, 'c.png'));
+  const events = new MemoryEventSink();
+  const r = await train({ config: config(path.join(tmp, 'bad-out'), ['--max_train_steps=1'], data), events });
+  assert.equal(r.status, 'failed');
+  const err = events.events.find((e) => e.type === 'error');
+  assert.ok(err && err.type === 'error' && err.code === 'dataset');
+  assert.match(err.message, /b\.png: unreadable image/);
+  assert.match(err.message, /c\.png: missing caption/);
+  assert.ok(!events.logs.some((l) => l.startsWith('training:')), 'nothing trained');
+});
