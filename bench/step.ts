@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UNet2DConditionModel } from '../src/core/models/unet_2d_condition.js';
 import { AutoencoderKL } from '../src/core/models/autoencoder_kl.js';
-import { CLIPTextModel, clipTextConfigFromJson } from '../src/core/models/clip_text_model.js';
+import { CLIPTextModel } from '../src/core/models/clip_text_model.js';
 import { DDPMScheduler } from '../src/core/schedulers/ddpm.js';
 import { TrainableLora } from '../src/training/lora_params.js';
 import { Random } from '../src/training/random.js';
@@ -80,7 +80,7 @@ export class StepBench {
     this.unet ??= UNet2DConditionModel.random(this.small ? SMALL_UNET : SD15_UNET, 1);
     if (mode === 'full') {
       this.vae ??= AutoencoderKL.random(this.small ? SMALL_VAE : SD15_VAE, 2);
-      this.text ??= CLIPTextModel.randomInit(clipTextConfigFromJson(this.small ? SMALL_CLIP : SD15_CLIP), 3);
+      this.text ??= CLIPTextModel.random(this.small ? SMALL_CLIP : SD15_CLIP, 3);
     }
     return { unet: this.unet, vae: this.vae, text: this.text };
   }

@@ -25,7 +25,7 @@ export interface Ops {
   layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor;
   /**
    * Multi-head scaled dot-product attention. q [B, Tq, H·D], k and v [B, Tk, H·D] → [B, Tq, H·D].
-   * `causal` masks future keys (CLIP's text encoder). `upcast` keeps scores in f32 (always true here).
+   * `causal` masks future keys (CLIP's text encoder). Scores and softmax are f32.
    */
   attention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, causal?: boolean): tf.Tensor3D;
 }

@@ -23,11 +23,6 @@ export interface AttentionOptions {
   dimHead: number;
   /** Bias on to_q/to_k/to_v (diffusers' `bias`). to_out.0 always has one here (`out_bias=True`). */
   bias: boolean;
-  /**
-   * diffusers' upcast_attention/upcast_softmax compute scores and softmax in float32 when the model runs
-   * in half precision. This engine computes in float32 throughout, so both are satisfied by construction.
-   */
-  upcastAttention?: boolean;
   /** GroupNorm in front (VAE mid-block attention). */
   normNumGroups?: number | null;
   eps?: number;

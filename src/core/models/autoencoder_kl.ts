@@ -1,13 +1,12 @@
 // diffusers' AutoencoderKL (models/autoencoders/autoencoder_kl.py): the Stable Diffusion VAE. encode()
 // gives the latent distribution (mean, std), decode() the image. NHWC; images in [-1, 1].
 // Scaling by scaling_factor / shift_factor is the caller's job, as in diffusers.
-import fs from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { findWeights, readJson } from '../io/diffusers_folder.js';
+import type { DiffusersFolder } from '../io/diffusers_folder.js';
 import { parseActivation } from './embeddings.js';
 import { CheckedParams, Conv2d, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
-import { Params } from './params.js';
+import type { Params } from './params.js';
+import { fromPretrained, type PretrainedOptions } from './pretrained.js';
 import { Decoder, Encoder } from './vae.js';
 
 export interface AutoencoderKLConfig {
@@ -122,21 +121,13 @@ export class AutoencoderKL {
     this.post_quant_conv = parts.post_quant_conv;
   }
 
-  /** Loads `dir` (a diffusers vae/ folder: config.json + safetensors weights). */
-  static fromPretrained(dir: string, opts: { variant?: 'fp16' } = {}): AutoencoderKL {
-    const configPath = path.join(dir, 'config.json');
-    if (!fs.existsSync(configPath)) throw new Error(`${dir}: no config.json — expected a diffusers vae/ folder`);
-    const raw = readJson(configPath) as Record<string, unknown>;
-    if (raw._class_name !== undefined && raw._class_name !== 'AutoencoderKL') throw new Error(`${configPath}: _class_name is ${JSON.stringify(raw._class_name)}, not AutoencoderKL`);
-    const config = normalizeVaeConfig(raw);
-    const params = Params.load(findWeights(dir, opts.variant));
-    try {
-      convertDeprecatedAttentionNames(params);
-      return new AutoencoderKL(config, params);
-    } catch (e) {
-      params.dispose();
-      throw e;
-    }
+  /** Loads a diffusers pipeline folder's vae/, or a vae folder itself (config.json + safetensors weights). */
+  static fromPretrained(source: string | DiffusersFolder, opts: PretrainedOptions = {}): AutoencoderKL {
+    return fromPretrained(
+      { className: 'AutoencoderKL', subfolder: 'vae', convertLegacyKeys: convertDeprecatedAttentionNames, create: (config, params) => new AutoencoderKL(config, params) },
+      source,
+      opts,
+    );
   }
 
   static expectedParamShapes(config: Record<string, unknown>): Map<string, number[]> {

@@ -1,125 +1,78 @@
-// transformers' CLIPTextModel, the text encoder of Stable Diffusion 1.x/2.x, built from text_encoder/config.json.
+// transformers' CLIPTextModel (models/clip/modeling_clip.py), the text encoder of Stable Diffusion 1.x/2.x,
+// built from text_encoder/config.json. The classes below are modeling_clip.py's, in its order:
 //
-//   token embedding + position embedding
-//   → num_hidden_layers × [x + attn(LN1(x)) with a causal mask, x + fc2(act(fc1(LN2(x))))]
-//   → final LayerNorm
+//   CLIPTextEmbeddings   token_embedding(ids) + position_embedding(0..T-1)
+//   CLIPAttention        q_proj/k_proj/v_proj → causal multi-head attention → out_proj
+//   CLIPMLP              fc1 → hidden_act → fc2
+//   CLIPEncoderLayer     x + self_attn(layer_norm1(x)), then x + mlp(layer_norm2(x))
+//   CLIPEncoder          num_hidden_layers × CLIPEncoderLayer
+//   CLIPTextTransformer  embeddings → encoder → final_layer_norm; pooled output at the end-of-text token
+//   CLIPTextModel        text_model: CLIPTextTransformer
 //
-// Outputs what pipelines use: last_hidden_state (SD 1.x conditioning), the hidden state before the last
-// layer (hidden_states[-2], "clip skip" / SD 2.x-style conditioning, before the final LayerNorm) and the
-// pooled output (last_hidden_state at the end-of-text token).
+// Outputs what pipelines use: last_hidden_state (SD 1.x conditioning), hidden_states[-2] (the input of the
+// last layer, before the final LayerNorm: "clip skip" / SD 2.x-style conditioning) and pooler_output.
 //
 // Parameter names are transformers' state_dict names relative to the text model
 // (`embeddings.token_embedding.weight`, `encoder.layers.0.self_attn.q_proj.weight`, …, `final_layer_norm.bias`).
 // Files from transformers ≤ 4 (every SD repository on the Hub) prefix them with `text_model.`; files written by
 // transformers 5 do not. Both load.
-import fs from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DiffusersFolder, ModelFolderError, readJson } from '../io/diffusers_folder.js';
-import { SafetensorsFile, refusePickle } from '../io/safetensors.js';
-import { ops, noLora, type LoraLookup } from '../engine/ops.js';
-import { Params } from './params.js';
+import { ModelFolderError, type DiffusersFolder } from '../io/diffusers_folder.js';
+import { ops } from '../engine/ops.js';
+import { CheckedParams, Embedding, LayerNorm, Linear, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
+import type { Params } from './params.js';
+import { fromPretrained, type PretrainedOptions } from './pretrained.js';
 
 export type ClipActivation = 'quick_gelu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh';
 const ACTIVATIONS: readonly ClipActivation[] = ['quick_gelu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh'];
 
+/** transformers' CLIPTextConfig: its key names and defaults, for the keys that shape the model. */
 export interface CLIPTextConfig {
-  readonly vocabSize: number;
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly numAttentionHeads: number;
-  readonly numHiddenLayers: number;
-  readonly layerNormEps: number;
-  readonly hiddenAct: ClipActivation;
-  readonly maxPositionEmbeddings: number;
+  readonly vocab_size: number;
+  readonly hidden_size: number;
+  readonly intermediate_size: number;
+  readonly num_hidden_layers: number;
+  readonly num_attention_heads: number;
+  readonly max_position_embeddings: number;
+  readonly hidden_act: ClipActivation;
+  readonly layer_norm_eps: number;
   /** The pooled output is read at this token; 2 means "legacy config: use the argmax of the ids" (transformers' rule). */
-  readonly eosTokenId: number;
+  readonly eos_token_id: number;
+  readonly [key: string]: unknown;
 }
 
-/** transformers' CLIPTextConfig defaults, for keys a config.json leaves out. */
 const DEFAULTS = {
   vocab_size: 49408,
   hidden_size: 512,
   intermediate_size: 2048,
-  num_attention_heads: 8,
   num_hidden_layers: 12,
-  layer_norm_eps: 1e-5,
-  hidden_act: 'quick_gelu',
+  num_attention_heads: 8,
   max_position_embeddings: 77,
+  hidden_act: 'quick_gelu',
+  layer_norm_eps: 1e-5,
   eos_token_id: 2,
 } as const;
 
-/** Reads a text_encoder/config.json object; `source` names the file in errors. */
-export function clipTextConfigFromJson(json: Record<string, unknown>, source = 'text_encoder/config.json'): CLIPTextConfig {
-  // CLIPModel configs nest the text tower under text_config.
-  const c = (json.text_config && typeof json.text_config === 'object' ? json.text_config : json) as Record<string, unknown>;
-  const int = (key: keyof typeof DEFAULTS): number => {
-    const v = c[key] ?? DEFAULTS[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ModelFolderError(`${source}: "${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
-    return v;
+/**
+ * Fills transformers' defaults and checks what this engine implements. Reads a text_encoder/config.json
+ * object (a CLIPModel config's text_config too); idempotent. `source` names the file in errors.
+ */
+export function normalizeClipTextConfig(raw: Record<string, unknown>, source = 'text_encoder/config.json'): CLIPTextConfig {
+  const json = (raw.text_config && typeof raw.text_config === 'object' ? raw.text_config : raw) as Record<string, unknown>;
+  const c: Record<string, unknown> = { ...DEFAULTS };
+  for (const [k, v] of Object.entries(json)) if (v !== undefined && v !== null) c[k] = v;
+  const fail = (why: string): never => {
+    throw new ModelFolderError(`${source}: ${why}`);
   };
-  const hiddenAct = (c.hidden_act ?? DEFAULTS.hidden_act) as ClipActivation;
-  if (!ACTIVATIONS.includes(hiddenAct)) throw new ModelFolderError(`${source}: hidden_act ${JSON.stringify(hiddenAct)} is not supported (supported: ${ACTIVATIONS.join(', ')})`);
-  const layerNormEps = Number(c.layer_norm_eps ?? DEFAULTS.layer_norm_eps);
-  if (!(layerNormEps > 0)) throw new ModelFolderError(`${source}: layer_norm_eps must be a positive number`);
-  const config: CLIPTextConfig = {
-    vocabSize: int('vocab_size'),
-    hiddenSize: int('hidden_size'),
-    intermediateSize: int('intermediate_size'),
-    numAttentionHeads: int('num_attention_heads'),
-    numHiddenLayers: int('num_hidden_layers'),
-    layerNormEps,
-    hiddenAct,
-    maxPositionEmbeddings: int('max_position_embeddings'),
-    eosTokenId: int('eos_token_id'),
-  };
-  if (config.numAttentionHeads === 0 || config.hiddenSize % config.numAttentionHeads !== 0) {
-    throw new ModelFolderError(`${source}: hidden_size ${config.hiddenSize} is not divisible by num_attention_heads ${config.numAttentionHeads}`);
+  for (const key of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'eos_token_id']) {
+    const v = c[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(`"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
   }
-  return config;
-}
-
-/** Every parameter the architecture needs, by name (relative to the text model) and PyTorch shape. */
-export function expectedParamShapes(config: CLIPTextConfig): Map<string, number[]> {
-  const h = config.hiddenSize;
-  const m = new Map<string, number[]>();
-  m.set('embeddings.token_embedding.weight', [config.vocabSize, h]);
-  m.set('embeddings.position_embedding.weight', [config.maxPositionEmbeddings, h]);
-  for (let i = 0; i < config.numHiddenLayers; i++) {
-    const l = `encoder.layers.${i}`;
-    for (const ln of ['layer_norm1', 'layer_norm2']) {
-      m.set(`${l}.${ln}.weight`, [h]);
-      m.set(`${l}.${ln}.bias`, [h]);
-    }
-    for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
-      m.set(`${l}.self_attn.${p}.weight`, [h, h]);
-      m.set(`${l}.self_attn.${p}.bias`, [h]);
-    }
-    m.set(`${l}.mlp.fc1.weight`, [config.intermediateSize, h]);
-    m.set(`${l}.mlp.fc1.bias`, [config.intermediateSize]);
-    m.set(`${l}.mlp.fc2.weight`, [h, config.intermediateSize]);
-    m.set(`${l}.mlp.fc2.bias`, [h]);
-  }
-  m.set('final_layer_norm.weight', [h]);
-  m.set('final_layer_norm.bias', [h]);
-  return m;
-}
-
-/** Throws one error listing every missing or mis-shaped parameter, so a wrong config is diagnosed in one go. */
-export function validateParams(params: Params, config: CLIPTextConfig): void {
-  const missing: string[] = [];
-  const mismatched: string[] = [];
-  for (const [name, shape] of expectedParamShapes(config)) {
-    const t = params.tensors.get(name);
-    if (!t) missing.push(name);
-    else if (t.shape.join(',') !== shape.join(',')) mismatched.push(`${name}: file [${t.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
-  }
-  if (missing.length === 0 && mismatched.length === 0) return;
-  const list = (xs: string[]) => xs.slice(0, 10).join('; ') + (xs.length > 10 ? `; … (${xs.length} in all)` : '');
-  const parts = [];
-  if (missing.length) parts.push(`missing ${list(missing)}`);
-  if (mismatched.length) parts.push(`wrong shape ${list(mismatched)}`);
-  throw new ModelFolderError(`${params.source}: the weights do not match the CLIP text encoder described by config.json — ${parts.join(' | ')}. Check that config.json and the weights come from the same model.`);
+  if (!ACTIVATIONS.includes(c.hidden_act as ClipActivation)) fail(`hidden_act ${JSON.stringify(c.hidden_act)} is not supported (supported: ${ACTIVATIONS.join(', ')})`);
+  if (!(Number(c.layer_norm_eps) > 0)) fail('layer_norm_eps must be a positive number');
+  const heads = c.num_attention_heads as number;
+  if (heads === 0 || (c.hidden_size as number) % heads !== 0) fail(`hidden_size ${String(c.hidden_size)} is not divisible by num_attention_heads ${heads}`);
+  return { ...c, layer_norm_eps: Number(c.layer_norm_eps) } as CLIPTextConfig;
 }
 
 export interface CLIPTextOutput {
@@ -131,97 +84,133 @@ export interface CLIPTextOutput {
   readonly poolerOutput: tf.Tensor2D;
 }
 
-export class CLIPTextModel {
+/** Token embeddings plus learned absolute position embeddings 0..T-1. */
+export class CLIPTextEmbeddings {
+  readonly token_embedding: Embedding;
+  readonly position_embedding: Embedding;
+
+  constructor(scope: ModuleScope, c: CLIPTextConfig) {
+    this.token_embedding = new Embedding(scope.child('token_embedding'), c.vocab_size, c.hidden_size);
+    this.position_embedding = new Embedding(scope.child('position_embedding'), c.max_position_embeddings, c.hidden_size);
+  }
+
+  forward(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const [, t] = inputIds.shape;
+    const positions = this.position_embedding.weight.slice([0, 0], [t, this.position_embedding.embeddingDim]);
+    return this.token_embedding.forward(inputIds).add(positions) as tf.Tensor3D;
+  }
+}
+
+/** Multi-head self-attention with CLIP's causal mask (each token sees itself and the tokens before it). */
+export class CLIPAttention {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly out_proj: Linear;
+
   constructor(
-    readonly config: CLIPTextConfig,
-    /** Names relative to the text model (no `text_model.` prefix); validated against the config. */
-    readonly params: Params,
+    scope: ModuleScope,
+    c: CLIPTextConfig,
+    readonly numHeads = c.num_attention_heads,
   ) {
-    validateParams(params, config);
+    const h = c.hidden_size;
+    this.q_proj = new Linear(scope.child('q_proj'), h, h);
+    this.k_proj = new Linear(scope.child('k_proj'), h, h);
+    this.v_proj = new Linear(scope.child('v_proj'), h, h);
+    this.out_proj = new Linear(scope.child('out_proj'), h, h);
   }
 
-  /**
-   * Loads from a diffusers pipeline folder (its text_encoder/), a DiffusersFolder, or a text_encoder folder
-   * itself (config.json + *.safetensors). fp16/bf16 files become f32.
-   */
-  static fromPretrained(source: string | DiffusersFolder, opts: { variant?: 'fp32' | 'fp16' } = {}): CLIPTextModel {
-    const { dir, config, weights } = textEncoderFiles(source, opts.variant);
-    if (Object.keys(config).length === 0) throw new ModelFolderError(`${dir}: config.json is missing — the text encoder's architecture cannot be known without it`);
-    const cfg = clipTextConfigFromJson(config, path.join(dir, 'config.json'));
-    const params = Params.load(weights, weightPrefix(weights));
-    try {
-      return new CLIPTextModel(cfg, params);
-    } catch (e) {
-      params.dispose();
-      throw e;
+  forward(x: tf.Tensor3D): tf.Tensor3D {
+    const q = this.q_proj.forward(x) as tf.Tensor3D;
+    const k = this.k_proj.forward(x) as tf.Tensor3D;
+    const v = this.v_proj.forward(x) as tf.Tensor3D;
+    return this.out_proj.forward(ops().attention(q, k, v, this.numHeads, true)) as tf.Tensor3D;
+  }
+}
+
+export class CLIPMLP {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+
+  constructor(
+    scope: ModuleScope,
+    c: CLIPTextConfig,
+    readonly act = c.hidden_act,
+  ) {
+    this.fc1 = new Linear(scope.child('fc1'), c.hidden_size, c.intermediate_size);
+    this.fc2 = new Linear(scope.child('fc2'), c.intermediate_size, c.hidden_size);
+  }
+
+  forward(x: tf.Tensor3D): tf.Tensor3D {
+    return this.fc2.forward(activation(this.fc1.forward(x), this.act)) as tf.Tensor3D;
+  }
+}
+
+/** Pre-LN causal self-attention and pre-LN MLP, each with a residual. */
+export class CLIPEncoderLayer {
+  readonly self_attn: CLIPAttention;
+  readonly layer_norm1: LayerNorm;
+  readonly mlp: CLIPMLP;
+  readonly layer_norm2: LayerNorm;
+
+  constructor(scope: ModuleScope, c: CLIPTextConfig) {
+    this.self_attn = new CLIPAttention(scope.child('self_attn'), c);
+    this.layer_norm1 = new LayerNorm(scope.child('layer_norm1'), c.hidden_size, c.layer_norm_eps);
+    this.mlp = new CLIPMLP(scope.child('mlp'), c);
+    this.layer_norm2 = new LayerNorm(scope.child('layer_norm2'), c.hidden_size, c.layer_norm_eps);
+  }
+
+  forward(x: tf.Tensor3D): tf.Tensor3D {
+    const h = x.add(this.self_attn.forward(this.layer_norm1.forward(x) as tf.Tensor3D)) as tf.Tensor3D;
+    return h.add(this.mlp.forward(this.layer_norm2.forward(h) as tf.Tensor3D)) as tf.Tensor3D;
+  }
+}
+
+export class CLIPEncoder {
+  readonly layers: CLIPEncoderLayer[];
+
+  constructor(scope: ModuleScope, c: CLIPTextConfig) {
+    this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => new CLIPEncoderLayer(scope.child('layers').child(i), c));
+  }
+
+  /** The last hidden state and hidden_states[-2], the last layer's input (the embeddings when there is one layer). */
+  forward(x: tf.Tensor3D): { last: tf.Tensor3D; penultimate: tf.Tensor3D } {
+    let hidden = x;
+    let penultimate = x;
+    for (const layer of this.layers) {
+      penultimate = hidden;
+      hidden = layer.forward(hidden);
     }
+    return { last: hidden, penultimate };
+  }
+}
+
+export class CLIPTextTransformer {
+  readonly embeddings: CLIPTextEmbeddings;
+  readonly encoder: CLIPEncoder;
+  readonly final_layer_norm: LayerNorm;
+
+  constructor(
+    scope: ModuleScope,
+    readonly config: CLIPTextConfig,
+  ) {
+    this.embeddings = new CLIPTextEmbeddings(scope.child('embeddings'), config);
+    this.encoder = new CLIPEncoder(scope.child('encoder'), config);
+    this.final_layer_norm = new LayerNorm(scope.child('final_layer_norm'), config.hidden_size, config.layer_norm_eps);
   }
 
-  /** Random weights with the config's shapes (N(0, 0.02) matrices, unit LayerNorms), for benchmarks and tests. */
-  static randomInit(config: CLIPTextConfig, seed = 0): CLIPTextModel {
-    const tensors = new Map<string, tf.Tensor>();
-    let s = seed;
-    for (const [name, shape] of expectedParamShapes(config)) {
-      const isNorm = /layer_norm\d?\.weight$/.test(name);
-      const isBias = name.endsWith('.bias');
-      tensors.set(name, isNorm ? tf.ones(shape) : isBias ? tf.zeros(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', s++));
-    }
-    return new CLIPTextModel(config, new Params(tensors, 'random weights'));
-  }
-
-  /**
-   * inputIds: int32 [B, T] with T ≤ max_position_embeddings (77 from the tokenizer). `lora` finds adapters by
-   * transformers' module path (`text_model.encoder.layers.0.self_attn.q_proj`, `….mlp.fc1`), as LoRA files name them.
-   */
-  forward(inputIds: tf.Tensor2D, lora: LoraLookup = noLora): CLIPTextOutput {
+  forward(inputIds: tf.Tensor2D): CLIPTextOutput {
     const [b, t] = inputIds.shape;
     const c = this.config;
-    if (t > c.maxPositionEmbeddings) throw new Error(`CLIPTextModel: ${t} tokens exceed max_position_embeddings ${c.maxPositionEmbeddings}`);
-    const p = this.params;
-    const o = ops();
+    if (t > c.max_position_embeddings) throw new Error(`CLIPTextModel: ${t} tokens exceed max_position_embeddings ${c.max_position_embeddings}`);
     return tf.tidy(() => {
       const ids: tf.Tensor2D = inputIds.dtype === 'int32' ? inputIds : inputIds.cast('int32');
-
-      // Embeddings: token lookup + learned absolute positions 0..T-1.
-      const tokens = tf.gather(p.get<tf.Rank.R2>('embeddings.token_embedding.weight'), ids.reshape([-1])).reshape([b, t, c.hiddenSize]);
-      const positions = p.get<tf.Rank.R2>('embeddings.position_embedding.weight').slice([0, 0], [t, c.hiddenSize]);
-      let hidden = tokens.add(positions) as tf.Tensor3D;
-
-      // hidden_states[-2] is the input of the last layer (the embeddings when there is only one layer).
-      let penultimate = hidden;
-      for (let i = 0; i < c.numHiddenLayers; i++) {
-        if (i === c.numHiddenLayers - 1) penultimate = hidden;
-        hidden = this.encoderLayer(hidden, i, lora);
-      }
-
-      const lastHiddenState = o.layerNorm(hidden, p.get('final_layer_norm.weight'), p.get('final_layer_norm.bias'), c.layerNormEps) as tf.Tensor3D;
-      const eos = this.eosPositions(ids);
-      const flatIndex = tf.range(0, b * t, t, 'int32').add(eos);
-      const poolerOutput = tf.gather(lastHiddenState.reshape([b * t, c.hiddenSize]), flatIndex) as tf.Tensor2D;
+      const { last, penultimate } = this.encoder.forward(this.embeddings.forward(ids));
+      const lastHiddenState = this.final_layer_norm.forward(last) as tf.Tensor3D;
+      const flatIndex = tf.range(0, b * t, t, 'int32').add(this.eosPositions(ids));
+      const poolerOutput = tf.gather(lastHiddenState.reshape([b * t, c.hidden_size]), flatIndex) as tf.Tensor2D;
       return { lastHiddenState, penultimateHiddenState: penultimate, poolerOutput };
     });
-  }
-
-  /** One CLIPEncoderLayer: pre-LN causal self-attention and pre-LN MLP, each with a residual. */
-  private encoderLayer(x: tf.Tensor3D, i: number, lora: LoraLookup): tf.Tensor3D {
-    const c = this.config;
-    const o = ops();
-    const prefix = `encoder.layers.${i}`;
-    const lp = this.params.scope(prefix);
-    const linear = (input: tf.Tensor, name: string) =>
-      o.linear(input, lp.get(`${name}.weight`), lp.get(`${name}.bias`), lora(`text_model.${prefix}.${name}`));
-
-    const h1 = o.layerNorm(x, lp.get('layer_norm1.weight'), lp.get('layer_norm1.bias'), c.layerNormEps);
-    const q = linear(h1, 'self_attn.q_proj') as tf.Tensor3D;
-    const k = linear(h1, 'self_attn.k_proj') as tf.Tensor3D;
-    const v = linear(h1, 'self_attn.v_proj') as tf.Tensor3D;
-    // Causal: each token sees itself and the tokens before it (CLIP was trained left-to-right).
-    const attn = o.attention(q, k, v, c.numAttentionHeads, true);
-    const afterAttn = x.add(linear(attn, 'self_attn.out_proj')) as tf.Tensor3D;
-
-    const h2 = o.layerNorm(afterAttn, lp.get('layer_norm2.weight'), lp.get('layer_norm2.bias'), c.layerNormEps);
-    const mlp = linear(activation(linear(h2, 'mlp.fc1'), c.hiddenAct), 'mlp.fc2');
-    return afterAttn.add(mlp) as tf.Tensor3D;
   }
 
   /**
@@ -232,11 +221,63 @@ export class CLIPTextModel {
    */
   private eosPositions(ids: tf.Tensor2D): tf.Tensor1D {
     const t = ids.shape[1];
-    const target = this.config.eosTokenId === 2 ? ids.max(1, true) : tf.scalar(this.config.eosTokenId, 'int32');
+    const target = this.config.eos_token_id === 2 ? ids.max(1, true) : tf.scalar(this.config.eos_token_id, 'int32');
     const hit = ids.equal(target);
     const positions = tf.range(0, t, 1, 'int32').reshape([1, t]).tile([ids.shape[0], 1]);
     const first = tf.where(hit, positions, tf.fill(hit.shape, t, 'int32')).min(1);
     return tf.where(first.equal(t), tf.zerosLike(first), first) as tf.Tensor1D;
+  }
+}
+
+/** Buffers older transformers saved with the weights; they are no parameters. */
+const BUFFERS = /^embeddings\.position_ids$/;
+
+export class CLIPTextModel {
+  readonly config: CLIPTextConfig;
+  readonly text_model: CLIPTextTransformer;
+
+  /** Builds the model of `config` (raw config.json or normalized) on these weights; throws naming every missing, unexpected or wrong-shaped key. */
+  constructor(
+    config: Record<string, unknown>,
+    /** Names relative to the text model (no `text_model.` prefix). */
+    readonly params: Params,
+  ) {
+    const cfg = normalizeClipTextConfig(config);
+    const checked = new CheckedParams(params, 'CLIPTextModel', BUFFERS);
+    this.text_model = CLIPTextModel.build(cfg, checked);
+    checked.throwIfProblems();
+    this.config = cfg;
+  }
+
+  /** Loads a diffusers pipeline folder's text_encoder/, or a text_encoder folder itself (config.json + *.safetensors). */
+  static fromPretrained(source: string | DiffusersFolder, opts: PretrainedOptions = {}): CLIPTextModel {
+    return fromPretrained(
+      { className: 'CLIPTextModel', subfolder: 'text_encoder', prefixes: ['text_model.'], create: (config, params) => new CLIPTextModel(config, params) },
+      source,
+      opts,
+    );
+  }
+
+  /** Every parameter the config needs, by state-dict name (relative to the text model), with its PyTorch shape. */
+  static expectedParamShapes(config: Record<string, unknown>): Map<string, number[]> {
+    const recorder = new ShapeRecorder();
+    CLIPTextModel.build(normalizeClipTextConfig(config), recorder);
+    return recorder.shapes;
+  }
+
+  /** The model of `config` with reproducible random weights (benchmarks, shape tests). */
+  static random(config: Record<string, unknown>, seed = 0): CLIPTextModel {
+    const cfg = normalizeClipTextConfig(config);
+    return new CLIPTextModel(cfg, randomParams(CLIPTextModel.expectedParamShapes(cfg), seed));
+  }
+
+  private static build(cfg: CLIPTextConfig, source: ParamSource): CLIPTextTransformer {
+    return new CLIPTextTransformer(new ModuleScope(source, ''), cfg);
+  }
+
+  /** inputIds: int32 [B, T] with T ≤ max_position_embeddings (77 from the tokenizer). */
+  forward(inputIds: tf.Tensor2D): CLIPTextOutput {
+    return this.text_model.forward(inputIds);
   }
 
   dispose(): void {
@@ -257,44 +298,4 @@ function activation(x: tf.Tensor, act: ClipActivation): tf.Tensor {
       // tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
       return x.mul(0.5).mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI))).add(1));
   }
-}
-
-/** The text_encoder folder's config and weights, from whichever form of source was given. */
-function textEncoderFiles(source: string | DiffusersFolder, variant: 'fp32' | 'fp16' | undefined): { dir: string; config: Record<string, unknown>; weights: readonly string[] } {
-  if (source instanceof DiffusersFolder) return source.component('text_encoder', { variant });
-  if (fs.existsSync(path.join(source, 'model_index.json'))) return DiffusersFolder.open(source).component('text_encoder', { variant });
-  // A text_encoder folder inside a pipeline: let the pipeline folder pick the weights (variants, shards).
-  const parent = path.dirname(path.resolve(source));
-  if (fs.existsSync(path.join(parent, 'model_index.json'))) return DiffusersFolder.open(parent).component(path.basename(path.resolve(source)), { variant });
-  // A stand-alone text encoder folder.
-  if (!fs.existsSync(source) || !fs.statSync(source).isDirectory()) throw new ModelFolderError(`${source}: text encoder folder not found`);
-  const configPath = path.join(source, 'config.json');
-  const config = fs.existsSync(configPath) ? (readJson(configPath) as Record<string, unknown>) : {};
-  const files = fs.readdirSync(source).sort();
-  const st = files.filter((f) => f.endsWith('.safetensors'));
-  const isFp16 = (f: string) => f.endsWith('.fp16.safetensors');
-  const preferred = st.filter((f) => (variant === 'fp16' ? isFp16(f) : !isFp16(f)));
-  const chosen = preferred.length ? preferred : st;
-  if (chosen.length === 0) {
-    const pickle = files.find((f) => /\.(bin|ckpt|pt|pth)$/.test(f));
-    if (pickle) refusePickle(path.join(source, pickle));
-    throw new ModelFolderError(`${source}: no .safetensors weights found for the text encoder`);
-  }
-  return { dir: source, config, weights: chosen.map((f) => path.join(source, f)) };
-}
-
-/** "text_model." when the files use transformers ≤ 4's names, "" for transformers 5's. */
-function weightPrefix(files: readonly string[]): string {
-  for (const file of files) {
-    const f = SafetensorsFile.open(file);
-    try {
-      for (const name of f.tensors.keys()) {
-        if (name.startsWith('text_model.')) return 'text_model.';
-        if (name.startsWith('embeddings.') || name.startsWith('encoder.') || name.startsWith('final_layer_norm.')) return '';
-      }
-    } finally {
-      f.close();
-    }
-  }
-  return '';
 }

@@ -21,35 +21,46 @@ export const storedShape = (torchShape: readonly number[]): number[] =>
   torchShape.length === 4 ? [torchShape[2], torchShape[3], torchShape[1], torchShape[0]] : [...torchShape];
 const torchShapeOfStored = (s: readonly number[]): number[] => (s.length === 4 ? [s[3], s[2], s[0], s[1]] : [...s]);
 
-/** Hands out the tensors of loaded Params, collecting every missing or wrong-shaped key for one error. */
+/**
+ * Hands out the tensors of loaded Params, collecting every missing, wrong-shaped or unexpected key for one
+ * error (PyTorch's load_state_dict(strict=True)).
+ */
 export class CheckedParams implements ParamSource {
-  private readonly problems: string[] = [];
+  private readonly missing: string[] = [];
+  private readonly misshapen: string[] = [];
+  private readonly taken = new Set<string>();
 
   constructor(
     readonly params: Params,
     /** What is being built, for the message ("UNet2DConditionModel"). */
     readonly what: string,
+    /** Keys a file may hold that are no parameters (buffers older writers saved, as transformers' CLIP position_ids). */
+    readonly ignoredKeys: RegExp | null = null,
   ) {}
 
   take(name: string, torchShape: readonly number[]): tf.Tensor {
+    this.taken.add(name);
     if (!this.params.has(name)) {
-      this.problems.push(`missing "${name}" (expected shape ${JSON.stringify(torchShape)})`);
+      this.missing.push(`missing "${name}" (expected shape ${JSON.stringify(torchShape)})`);
       return undefined as unknown as tf.Tensor; // never run: throwIfProblems() stops the build
     }
     const t = this.params.get(name);
     const want = storedShape(torchShape);
     if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      this.problems.push(`"${name}" has shape ${JSON.stringify(torchShapeOfStored(t.shape))} but config.json needs ${JSON.stringify(torchShape)}`);
+      this.misshapen.push(`"${name}" has shape ${JSON.stringify(torchShapeOfStored(t.shape))} but config.json needs ${JSON.stringify(torchShape)}`);
     }
     return t;
   }
 
   throwIfProblems(): void {
-    if (this.problems.length === 0) return;
-    const shown = this.problems.slice(0, 12).map((p) => `  - ${p}`);
-    if (this.problems.length > 12) shown.push(`  … and ${this.problems.length - 12} more`);
+    const unexpected = [...this.params.tensors.keys()].filter((name) => !this.taken.has(name) && !this.ignoredKeys?.test(name)).map((name) => `unexpected "${name}" (config.json has no such parameter)`);
+    const groups = [this.missing, this.misshapen, unexpected];
+    const total = groups.reduce((n, g) => n + g.length, 0);
+    if (total === 0) return;
+    // A few of each kind, so that one kind cannot hide another.
+    const shown = groups.flatMap((g) => [...g.slice(0, 6), ...(g.length > 6 ? [`… and ${g.length - 6} more like it`] : [])]).map((p) => `  - ${p}`);
     throw new Error(
-      `${this.params.source}: the weights do not fit the ${this.what} described by its config.json (${this.problems.length} problem${this.problems.length > 1 ? 's' : ''}):\n${shown.join('\n')}\n` +
+      `${this.params.source}: the weights do not fit the ${this.what} described by its config.json (${total} problem${total > 1 ? 's' : ''}):\n${shown.join('\n')}\n` +
         'Check that config.json and the weights come from the same model (and the same variant).',
     );
   }
@@ -77,7 +88,7 @@ export function randomParams(shapes: ReadonlyMap<string, readonly number[]>, see
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
-    const isNorm = /(^|\.)(norm\d*|group_norm|conv_norm_out|norm_out)\.(weight|bias)$/.test(name);
+    const isNorm = /(^|[._])(norm\d*|group_norm|conv_norm_out|norm_out)\.(weight|bias)$/.test(name);
     if (isNorm) {
       if (name.endsWith('.weight')) data.fill(1);
     } else {
@@ -148,6 +159,24 @@ export class Linear {
 
   forward(x: tf.Tensor, adapters?: readonly LoraAdapter[]): tf.Tensor {
     return ops().linear(x, this.weight, this.bias, adapters);
+  }
+}
+
+/** torch.nn.Embedding: rows of `weight` [num_embeddings, embedding_dim] looked up by index. */
+export class Embedding {
+  readonly weight: tf.Tensor2D;
+
+  constructor(
+    scope: ModuleScope,
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+  ) {
+    this.weight = scope.param('weight', [numEmbeddings, embeddingDim]);
+  }
+
+  /** ids int32 of any shape → [...ids.shape, embedding_dim]. */
+  forward(ids: tf.Tensor): tf.Tensor {
+    return tf.gather(this.weight, ids.reshape([-1])).reshape([...ids.shape, this.embeddingDim]);
   }
 }
 

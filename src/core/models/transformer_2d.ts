@@ -48,7 +48,6 @@ export interface BasicTransformerBlockOptions {
   crossAttentionDim: number | null;
   /** attn1 attends to encoder_hidden_states too (no self-attention at all). */
   onlyCrossAttention: boolean;
-  upcastAttention: boolean;
   normEps?: number;
 }
 
@@ -64,8 +63,7 @@ export class BasicTransformerBlock {
 
   constructor(scope: ModuleScope, o: BasicTransformerBlockOptions) {
     const eps = o.normEps ?? 1e-5;
-    const upcastAttention = o.upcastAttention;
-    const attn = { queryDim: o.dim, heads: o.heads, dimHead: o.dimHead, bias: false, upcastAttention };
+    const attn = { queryDim: o.dim, heads: o.heads, dimHead: o.dimHead, bias: false };
     this.onlyCrossAttention = o.onlyCrossAttention;
     this.norm1 = new LayerNorm(scope.child('norm1'), o.dim, eps);
     this.attn1 = new Attention(scope.child('attn1'), { ...attn, crossAttentionDim: o.onlyCrossAttention ? o.crossAttentionDim : null });
@@ -101,7 +99,6 @@ export interface Transformer2DModelOptions {
   crossAttentionDim: number | null;
   useLinearProjection: boolean;
   onlyCrossAttention: boolean;
-  upcastAttention: boolean;
 }
 
 /** GroupNorm → proj_in (1×1 conv or linear) → transformer_blocks → proj_out, plus the input as residual. */
@@ -125,7 +122,6 @@ export class Transformer2DModel {
           dimHead: o.dimHead,
           crossAttentionDim: o.crossAttentionDim,
           onlyCrossAttention: o.onlyCrossAttention,
-          upcastAttention: o.upcastAttention,
         }),
       );
     }

@@ -28,7 +28,6 @@ export interface CrossAttnOptions {
   crossAttentionDim: number;
   useLinearProjection: boolean;
   onlyCrossAttention: boolean;
-  upcastAttention: boolean;
 }
 
 export interface DownBlockOutput {
@@ -68,7 +67,6 @@ function makeTransformer(scope: ModuleScope, channels: number, groups: number, l
     crossAttentionDim: c.crossAttentionDim,
     useLinearProjection: c.useLinearProjection,
     onlyCrossAttention: c.onlyCrossAttention,
-    upcastAttention: c.upcastAttention,
   });
 }
 
@@ -358,7 +356,6 @@ export class UNetMidBlock2D implements UNetMidBlock {
               heads: o.inChannels / o.attentionHeadDim,
               dimHead: o.attentionHeadDim,
               bias: true,
-              upcastAttention: true,
               // attn_groups = resnet_groups when resnet_time_scale_shift is "default"
               normNumGroups: o.resnetGroups,
               eps: o.resnetEps,

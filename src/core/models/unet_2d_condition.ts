@@ -8,15 +8,14 @@
 // Every attention's to_q/to_k/to_v/to_out.0 consults the LoraLookup passed to forward(); the forward
 // is pure tf ops (no reads back to the CPU), so tf.grad can differentiate it with respect to the
 // adapters.
-import fs from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { findWeights, readJson } from '../io/diffusers_folder.js';
+import type { DiffusersFolder } from '../io/diffusers_folder.js';
 import type { LoraLookup } from '../engine/ops.js';
 import type { LoraTarget } from './attention.js';
 import { parseActivation, TimestepEmbedding, timestepEmbedding, applyActivation, type Activation } from './embeddings.js';
 import { CheckedParams, Conv2d, GroupNorm, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
-import { Params } from './params.js';
+import type { Params } from './params.js';
+import { fromPretrained, type PretrainedOptions } from './pretrained.js';
 import type { TimeEmbeddingNorm } from './resnet.js';
 import {
   CrossAttnDownBlock2D,
@@ -59,6 +58,7 @@ export interface UNet2DConditionConfig {
   readonly attention_head_dim: number | number[];
   readonly num_attention_heads: number | number[] | null;
   readonly use_linear_projection: boolean;
+  /** Read and kept, never acted on: diffusers upcasts attention scores to f32 only when running in fp16; this engine computes in f32 throughout. */
   readonly upcast_attention: boolean;
   readonly resnet_time_scale_shift: TimeEmbeddingNorm;
   readonly time_embedding_type: 'positional';
@@ -260,21 +260,9 @@ export class UNet2DConditionModel {
     this.timeEmbedAct = parseActivation(cfg.time_embedding_act_fn, 'time_embedding_act_fn');
   }
 
-  /** Loads `dir` (a diffusers unet/ folder: config.json + safetensors weights). */
-  static fromPretrained(dir: string, opts: { variant?: 'fp16' } = {}): UNet2DConditionModel {
-    const configPath = path.join(dir, 'config.json');
-    if (!fs.existsSync(configPath)) throw new Error(`${dir}: no config.json — expected a diffusers unet/ folder`);
-    const config = normalizeUNetConfig(readJson(configPath) as Record<string, unknown>);
-    if (config._class_name !== undefined && config._class_name !== 'UNet2DConditionModel') {
-      throw new Error(`${configPath}: _class_name is ${JSON.stringify(config._class_name)}, not UNet2DConditionModel`);
-    }
-    const params = Params.load(findWeights(dir, opts.variant));
-    try {
-      return new UNet2DConditionModel(config, params);
-    } catch (e) {
-      params.dispose();
-      throw e;
-    }
+  /** Loads a diffusers pipeline folder's unet/, or a unet folder itself (config.json + safetensors weights). */
+  static fromPretrained(source: string | DiffusersFolder, opts: PretrainedOptions = {}): UNet2DConditionModel {
+    return fromPretrained({ className: 'UNet2DConditionModel', subfolder: 'unet', create: (config, params) => new UNet2DConditionModel(config, params) }, source, opts);
   }
 
   /** Every parameter the config needs, by state-dict name, with its PyTorch shape (OIHW for convs). */
@@ -304,7 +292,6 @@ export class UNet2DConditionModel {
       crossAttentionDim: b.crossAttentionDim[i],
       useLinearProjection: cfg.use_linear_projection,
       onlyCrossAttention: b.onlyCrossAttention[i],
-      upcastAttention: cfg.upcast_attention,
     });
 
     const conv_in = new Conv2d(root.child('conv_in'), cfg.in_channels, ch[0], cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2);

@@ -24,13 +24,13 @@ export interface StableDiffusion {
 
 export function loadStableDiffusion(dir: string, opts: { variant?: Variant } = {}): StableDiffusion {
   const folder = DiffusersFolder.open(dir);
-  const variant = opts.variant === 'fp16' ? 'fp16' : undefined;
-  const vae = AutoencoderKL.fromPretrained(folder.component('vae').dir, { variant });
+  const variant = opts.variant;
+  const vae = AutoencoderKL.fromPretrained(folder, { variant });
   return {
     dir,
     tokenizer: CLIPTokenizer.fromPretrained(folder.component('tokenizer').dir),
-    textEncoder: CLIPTextModel.fromPretrained(folder.component('text_encoder').dir),
-    unet: UNet2DConditionModel.fromPretrained(folder.component('unet').dir, { variant }),
+    textEncoder: CLIPTextModel.fromPretrained(folder, { variant }),
+    unet: UNet2DConditionModel.fromPretrained(folder, { variant }),
     vae,
     schedulerConfig: folder.component('scheduler').config,
     vaeScaleFactor: 2 ** ((vae.config.block_out_channels as number[]).length - 1),
