@@ -45,12 +45,7 @@ export class Params {
     return t as tf.Tensor<R>;
   }
 
-  /** A view of the parameters under `prefix.` (module paths as in PyTorch's state_dict). */
-  scope(prefix: string): ParamScope {
-    return new ParamScope(this, prefix);
-  }
-
-  /** Names present in the file but never read by the model: a sign of a wrong architecture. */
+  /** Names present in the file but never read by the model (CheckedParams refuses a model that leaves any). */
   unused(): string[] {
     return [...this.tensors.keys()].filter((k) => !this.used.has(k));
   }
@@ -58,28 +53,5 @@ export class Params {
   dispose(): void {
     for (const t of this.tensors.values()) t.dispose();
     this.tensors.clear();
-  }
-}
-
-export class ParamScope {
-  constructor(
-    readonly params: Params,
-    readonly prefix: string,
-  ) {}
-
-  get<R extends tf.Rank>(name: string): tf.Tensor<R> {
-    return this.params.get<R>(this.path(name));
-  }
-
-  has(name: string): boolean {
-    return this.params.has(this.path(name));
-  }
-
-  scope(name: string | number): ParamScope {
-    return new ParamScope(this.params, this.path(String(name)));
-  }
-
-  path(name: string): string {
-    return this.prefix ? `${this.prefix}.${name}` : name;
   }
 }

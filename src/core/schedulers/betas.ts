@@ -22,6 +22,25 @@ export interface FieldSpec {
 
 export type ConfigSpec = Record<string, FieldSpec>;
 
+/**
+ * The resolved config a spec describes, derived from it: as diffusers' `__init__` signature is the class's
+ * config (names, types and defaults in one place), a scheduler's `*_CONFIG` spec is the only declaration of
+ * its config, and this type follows from it (`oneOf` gives the literal union, `nullable` adds null).
+ */
+export type ConfigOf<S extends ConfigSpec> = { -readonly [K in keyof S]: FieldValue<S[K]> | (S[K] extends { readonly nullable: true } ? null : never) };
+
+type FieldValue<F> = F extends { readonly oneOf: readonly (infer O)[] }
+  ? O
+  : F extends { readonly kind: 'number' | 'integer' }
+    ? number
+    : F extends { readonly kind: 'boolean' }
+      ? boolean
+      : F extends { readonly kind: 'string' }
+        ? string
+        : F extends { readonly kind: 'number[]' }
+          ? number[]
+          : never;
+
 export class SchedulerConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -36,7 +55,7 @@ export class SchedulerConfigError extends Error {
  * records there which values were defaults of the class that wrote the file, so that another class
  * loading it uses its own defaults instead.
  */
-export function resolveConfig<T>(className: string, spec: ConfigSpec, config: Record<string, unknown>): T {
+export function resolveConfig<S extends ConfigSpec>(className: string, spec: S, config: Record<string, unknown>): ConfigOf<S> {
   if (config === null || typeof config !== 'object' || Array.isArray(config)) {
     throw new SchedulerConfigError(`${className}: the scheduler config must be a JSON object (scheduler/scheduler_config.json)`);
   }
@@ -46,7 +65,7 @@ export function resolveConfig<T>(className: string, spec: ConfigSpec, config: Re
     const has = Object.prototype.hasOwnProperty.call(config, key) && !usedDefaults.has(key);
     out[key] = has ? checkField(className, key, field, config[key]) : field.default;
   }
-  return out as T;
+  return out as ConfigOf<S>;
 }
 
 function checkField(className: string, key: string, field: FieldSpec, value: unknown): unknown {
@@ -89,20 +108,16 @@ export const BETA_FIELDS = {
   beta_end: { kind: 'number', default: 0.02 },
   beta_schedule: { kind: 'string', default: 'linear', oneOf: ['linear', 'scaled_linear', 'squaredcos_cap_v2'] },
   trained_betas: { kind: 'number[]', default: null, nullable: true },
-} satisfies ConfigSpec;
+} as const satisfies ConfigSpec;
 
-export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
-export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
-export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
+/** The timestep spacings diffusers offers (every scheduler here takes all three). */
+export const TIMESTEP_SPACING = { kind: 'string', oneOf: ['linspace', 'leading', 'trailing'] } as const;
 
-export interface BetaConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  rescale_betas_zero_snr?: boolean;
-}
+export type BetaSchedule = ConfigOf<typeof BETA_FIELDS>['beta_schedule'];
+export type TimestepSpacing = (typeof TIMESTEP_SPACING.oneOf)[number];
+
+/** What betasFromConfig reads: the shared fields, and rescale_betas_zero_snr where the class has it. */
+export type BetaConfig = ConfigOf<typeof BETA_FIELDS> & { rescale_betas_zero_snr?: boolean };
 
 // ───────────────────────────────────────── betas ─────────────────────────────────────────
 

@@ -5,9 +5,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Scheduler } from './index.js';
 import {
   BETA_FIELDS,
-  type BetaSchedule,
-  type PredictionType,
-  type TimestepSpacing,
+  type ConfigOf,
+  type ConfigSpec,
+  TIMESTEP_SPACING,
   alphasCumprodFromBetas,
   betasFromConfig,
   f32,
@@ -28,27 +28,11 @@ export const DDIM_CONFIG = {
   dynamic_thresholding_ratio: { kind: 'number', default: 0.995 },
   clip_sample_range: { kind: 'number', default: 1.0 },
   sample_max_value: { kind: 'number', default: 1.0 },
-  timestep_spacing: { kind: 'string', default: 'leading', oneOf: ['linspace', 'leading', 'trailing'] },
+  timestep_spacing: { ...TIMESTEP_SPACING, default: 'leading' },
   rescale_betas_zero_snr: { kind: 'boolean', default: false },
-} as const;
+} as const satisfies ConfigSpec;
 
-export interface DDIMConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  clip_sample: boolean;
-  set_alpha_to_one: boolean;
-  steps_offset: number;
-  prediction_type: PredictionType;
-  thresholding: boolean;
-  dynamic_thresholding_ratio: number;
-  clip_sample_range: number;
-  sample_max_value: number;
-  timestep_spacing: TimestepSpacing;
-  rescale_betas_zero_snr: boolean;
-}
+export type DDIMConfig = ConfigOf<typeof DDIM_CONFIG>;
 
 export class DDIMScheduler implements Scheduler {
   readonly config: DDIMConfig;
@@ -60,7 +44,7 @@ export class DDIMScheduler implements Scheduler {
   private numInferenceSteps: number | null = null;
 
   constructor(config: Record<string, unknown> = {}) {
-    this.config = resolveConfig<DDIMConfig>(CLASS, DDIM_CONFIG, config);
+    this.config = resolveConfig(CLASS, DDIM_CONFIG, config);
     this.alphasCumprod = alphasCumprodFromBetas(betasFromConfig(CLASS, this.config));
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
     const n = this.config.num_train_timesteps;

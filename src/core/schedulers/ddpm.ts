@@ -6,9 +6,9 @@ import { TorchGenerator } from '../engine/torch_random.js';
 import type { Scheduler } from './index.js';
 import {
   BETA_FIELDS,
-  type BetaSchedule,
-  type PredictionType,
-  type TimestepSpacing,
+  type ConfigOf,
+  type ConfigSpec,
+  TIMESTEP_SPACING,
   SchedulerConfigError,
   alphasCumprodFromBetas,
   betasFromConfig,
@@ -33,28 +33,12 @@ export const DDPM_CONFIG = {
   dynamic_thresholding_ratio: { kind: 'number', default: 0.995 },
   clip_sample_range: { kind: 'number', default: 1.0 },
   sample_max_value: { kind: 'number', default: 1.0 },
-  timestep_spacing: { kind: 'string', default: 'leading', oneOf: ['linspace', 'leading', 'trailing'] },
+  timestep_spacing: { ...TIMESTEP_SPACING, default: 'leading' },
   steps_offset: { kind: 'integer', default: 0 },
   rescale_betas_zero_snr: { kind: 'boolean', default: false },
-} as const;
+} as const satisfies ConfigSpec;
 
-export interface DDPMConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  variance_type: 'fixed_small' | 'fixed_small_log' | 'fixed_large' | 'fixed_large_log' | 'learned' | 'learned_range';
-  clip_sample: boolean;
-  prediction_type: PredictionType;
-  thresholding: boolean;
-  dynamic_thresholding_ratio: number;
-  clip_sample_range: number;
-  sample_max_value: number;
-  timestep_spacing: TimestepSpacing;
-  steps_offset: number;
-  rescale_betas_zero_snr: boolean;
-}
+export type DDPMConfig = ConfigOf<typeof DDPM_CONFIG>;
 
 /** Where step() gets its variance noise: a tensor shaped like the sample, or a torch-compatible generator. */
 export type VarianceNoise = tf.Tensor | TorchGenerator;
@@ -75,7 +59,7 @@ export class DDPMScheduler implements Scheduler {
   private tables: { sqrtAlpha: tf.Tensor1D; sqrtOneMinusAlpha: tf.Tensor1D } | null = null;
 
   constructor(config: Record<string, unknown> = {}) {
-    this.config = resolveConfig<DDPMConfig>(CLASS, DDPM_CONFIG, config);
+    this.config = resolveConfig(CLASS, DDPM_CONFIG, config);
     if (this.config.variance_type === 'learned' || this.config.variance_type === 'learned_range') {
       throw new SchedulerConfigError(`${CLASS}: variance_type "${this.config.variance_type}" needs a model that predicts its variance; Stable Diffusion UNets do not — use fixed_small`);
     }

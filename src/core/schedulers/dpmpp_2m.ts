@@ -6,8 +6,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Scheduler } from './index.js';
 import {
   BETA_FIELDS,
-  type BetaSchedule,
-  type TimestepSpacing,
+  type ConfigOf,
+  type ConfigSpec,
+  TIMESTEP_SPACING,
   SchedulerConfigError,
   alphasCumprodFromBetas,
   betasFromConfig,
@@ -44,43 +45,14 @@ export const DPM_CONFIG = {
   final_sigmas_type: { kind: 'string', default: 'zero', oneOf: ['zero', 'sigma_min'] },
   lambda_min_clipped: { kind: 'number', default: -Infinity },
   variance_type: { kind: 'string', default: null, nullable: true, oneOf: ['learned', 'learned_range'] },
-  timestep_spacing: { kind: 'string', default: 'linspace', oneOf: ['linspace', 'leading', 'trailing'] },
+  timestep_spacing: { ...TIMESTEP_SPACING, default: 'linspace' },
   steps_offset: { kind: 'integer', default: 0 },
   rescale_betas_zero_snr: { kind: 'boolean', default: false },
   use_dynamic_shifting: { kind: 'boolean', default: false },
   time_shift_type: { kind: 'string', default: 'exponential', oneOf: ['exponential'] },
-} as const;
+} as const satisfies ConfigSpec;
 
-export interface DPMConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  solver_order: number;
-  prediction_type: 'epsilon' | 'sample' | 'v_prediction' | 'flow_prediction';
-  thresholding: boolean;
-  dynamic_thresholding_ratio: number;
-  sample_max_value: number;
-  algorithm_type: 'dpmsolver' | 'dpmsolver++' | 'sde-dpmsolver' | 'sde-dpmsolver++' | 'deis';
-  solver_type: 'midpoint' | 'heun' | 'logrho' | 'bh1' | 'bh2';
-  lower_order_final: boolean;
-  euler_at_final: boolean;
-  use_karras_sigmas: boolean | null;
-  use_exponential_sigmas: boolean | null;
-  use_beta_sigmas: boolean | null;
-  use_lu_lambdas: boolean | null;
-  use_flow_sigmas: boolean | null;
-  flow_shift: number | null;
-  final_sigmas_type: 'zero' | 'sigma_min';
-  lambda_min_clipped: number;
-  variance_type: 'learned' | 'learned_range' | null;
-  timestep_spacing: TimestepSpacing;
-  steps_offset: number;
-  rescale_betas_zero_snr: boolean;
-  use_dynamic_shifting: boolean;
-  time_shift_type: 'exponential';
-}
+export type DPMConfig = ConfigOf<typeof DPM_CONFIG>;
 
 /** α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, λ = log α_t − log σ_t: float32 as torch evaluates them. */
 function alphaSigmaLambda(sigma: number): { alpha: number; sigma: number; lambda: number } {
@@ -102,7 +74,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   private numInferenceSteps: number | null = null;
 
   constructor(config: Record<string, unknown> = {}) {
-    const c = (this.config = resolveConfig<DPMConfig>(CLASS, DPM_CONFIG, config));
+    const c = (this.config = resolveConfig(CLASS, DPM_CONFIG, config));
     // diffusers maps these legacy names onto the supported ones.
     if (c.algorithm_type === 'deis') c.algorithm_type = 'dpmsolver++';
     if (c.solver_type !== 'midpoint' && c.solver_type !== 'heun') c.solver_type = 'midpoint';

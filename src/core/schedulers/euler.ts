@@ -5,8 +5,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Scheduler } from './index.js';
 import {
   BETA_FIELDS,
-  type BetaSchedule,
-  type TimestepSpacing,
+  type ConfigOf,
+  type ConfigSpec,
+  TIMESTEP_SPACING,
   SchedulerConfigError,
   alphasCumprodFromBetas,
   betasFromConfig,
@@ -30,32 +31,14 @@ export const EULER_CONFIG = {
   use_beta_sigmas: { kind: 'boolean', default: false, nullable: true },
   sigma_min: { kind: 'number', default: null, nullable: true },
   sigma_max: { kind: 'number', default: null, nullable: true },
-  timestep_spacing: { kind: 'string', default: 'linspace', oneOf: ['linspace', 'leading', 'trailing'] },
+  timestep_spacing: { ...TIMESTEP_SPACING, default: 'linspace' },
   timestep_type: { kind: 'string', default: 'discrete', oneOf: ['discrete', 'continuous'] },
   steps_offset: { kind: 'integer', default: 0 },
   rescale_betas_zero_snr: { kind: 'boolean', default: false },
   final_sigmas_type: { kind: 'string', default: 'zero', oneOf: ['zero', 'sigma_min'] },
-} as const;
+} as const satisfies ConfigSpec;
 
-export interface EulerConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  prediction_type: 'epsilon' | 'sample' | 'original_sample' | 'v_prediction';
-  interpolation_type: 'linear' | 'log_linear';
-  use_karras_sigmas: boolean | null;
-  use_exponential_sigmas: boolean | null;
-  use_beta_sigmas: boolean | null;
-  sigma_min: number | null;
-  sigma_max: number | null;
-  timestep_spacing: TimestepSpacing;
-  timestep_type: 'discrete' | 'continuous';
-  steps_offset: number;
-  rescale_betas_zero_snr: boolean;
-  final_sigmas_type: 'zero' | 'sigma_min';
-}
+export type EulerConfig = ConfigOf<typeof EULER_CONFIG>;
 
 /** Karras et al. eq. 5: σ_i = (σ_max^(1/ρ) + i/(n−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, ρ = 7, in float64. */
 export function karrasSigmas(sigmaMin: number, sigmaMax: number, n: number): number[] {
@@ -103,7 +86,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   private stepIndex: number | null = null;
 
   constructor(config: Record<string, unknown> = {}) {
-    this.config = resolveConfig<EulerConfig>(CLASS, EULER_CONFIG, config);
+    this.config = resolveConfig(CLASS, EULER_CONFIG, config);
     const c = this.config;
     const picked = [c.use_karras_sigmas, c.use_exponential_sigmas, c.use_beta_sigmas].filter(Boolean).length;
     if (picked > 1) throw new SchedulerConfigError(`${CLASS}: only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be true`);

@@ -6,8 +6,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Scheduler } from './index.js';
 import {
   BETA_FIELDS,
-  type BetaSchedule,
-  type TimestepSpacing,
+  type ConfigOf,
+  type ConfigSpec,
+  TIMESTEP_SPACING,
   alphasCumprodFromBetas,
   betasFromConfig,
   f32,
@@ -22,22 +23,11 @@ export const PNDM_CONFIG = {
   skip_prk_steps: { kind: 'boolean', default: false },
   set_alpha_to_one: { kind: 'boolean', default: false },
   prediction_type: { kind: 'string', default: 'epsilon', oneOf: ['epsilon', 'v_prediction'] },
-  timestep_spacing: { kind: 'string', default: 'leading', oneOf: ['linspace', 'leading', 'trailing'] },
+  timestep_spacing: { ...TIMESTEP_SPACING, default: 'leading' },
   steps_offset: { kind: 'integer', default: 0 },
-} as const;
+} as const satisfies ConfigSpec;
 
-export interface PNDMConfig {
-  num_train_timesteps: number;
-  beta_start: number;
-  beta_end: number;
-  beta_schedule: BetaSchedule;
-  trained_betas: number[] | null;
-  skip_prk_steps: boolean;
-  set_alpha_to_one: boolean;
-  prediction_type: 'epsilon' | 'v_prediction';
-  timestep_spacing: TimestepSpacing;
-  steps_offset: number;
-}
+export type PNDMConfig = ConfigOf<typeof PNDM_CONFIG>;
 
 export class PNDMScheduler implements Scheduler {
   readonly config: PNDMConfig;
@@ -55,7 +45,7 @@ export class PNDMScheduler implements Scheduler {
   private curModelOutput: tf.Tensor | null = null;
 
   constructor(config: Record<string, unknown> = {}) {
-    this.config = resolveConfig<PNDMConfig>(CLASS, PNDM_CONFIG, config);
+    this.config = resolveConfig(CLASS, PNDM_CONFIG, config);
     this.alphasCumprod = alphasCumprodFromBetas(betasFromConfig(CLASS, this.config));
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }
