@@ -13,14 +13,15 @@ export interface CheckedConfig {
   warnings: Problem[];
 }
 
-/** Problems of configs the language server is not running for (no server bundle): shown in Problems. */
-let fallbackDiagnostics: vscode.DiagnosticCollection | undefined;
+/** The source named on the problems shown here. */
+export const DIAGNOSTIC_SOURCE = 'lora-studio';
 
 /**
  * Saves the config if it has unsaved edits (the trainer reads the file), validates it, and on errors shows
  * them — in the editor at the first problem, in the Problems panel, and in a message — returning undefined.
+ * `withoutServer`: where the problems go when no language server publishes them (undefined while it runs).
  */
-export async function checkConfigForTraining(uri: vscode.Uri, languageServerRunning: boolean): Promise<CheckedConfig | undefined> {
+export async function checkConfigForTraining(uri: vscode.Uri, withoutServer: vscode.DiagnosticCollection | undefined): Promise<CheckedConfig | undefined> {
   const doc = await vscode.workspace.openTextDocument(uri);
   if (doc.isDirty) await doc.save();
   const file = uri.fsPath;
@@ -28,10 +29,7 @@ export async function checkConfigForTraining(uri: vscode.Uri, languageServerRunn
   // dataset, checkpoints). Paths come back absolute.
   const { config, problems } = loadRunConfig(file);
   const errors = problems.filter((p) => p.severity === 'error');
-  if (!languageServerRunning) {
-    fallbackDiagnostics ??= vscode.languages.createDiagnosticCollection('lora-studio');
-    fallbackDiagnostics.set(uri, problems.map(toDiagnostic));
-  }
+  withoutServer?.set(uri, problems.map(toDiagnostic));
   if (!config || errors.length) {
     const first = errors[0] ?? problems[0];
     const editor = await vscode.window.showTextDocument(doc, { preview: false });
@@ -64,11 +62,7 @@ function toDiagnostic(p: Problem): vscode.Diagnostic {
     p.message,
     p.severity === 'error' ? vscode.DiagnosticSeverity.Error : p.severity === 'warning' ? vscode.DiagnosticSeverity.Warning : vscode.DiagnosticSeverity.Information,
   );
-  d.source = 'lora-studio';
+  d.source = DIAGNOSTIC_SOURCE;
   if (p.code) d.code = p.code;
   return d;
-}
-
-export function disposeConfigCheck(): void {
-  fallbackDiagnostics?.dispose();
 }

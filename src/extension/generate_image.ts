@@ -9,7 +9,9 @@ import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerLaunch } from './run_session.js';
 import { LORA_FILE } from './run_history.js';
+import { COMMANDS } from './manifest.js';
 import { splitLines } from './util.js';
+import { activeRunConfig, FIND_EXCLUDE } from './workspace.js';
 
 export interface GenerateRequest {
   /** A LoRA .safetensors already chosen (a checkpoint's or the final one). */
@@ -25,12 +27,11 @@ export interface GenerateDeps {
   state: vscode.Memento;
 }
 
-const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
 const NO_LORA = '$(circle-slash) No LoRA (base model only)';
 const BROWSE = '$(folder-opened) Browse…';
 
 export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequest = {}): Promise<void> {
-  const configPath = req.configPath ?? activeRunConfig();
+  const configPath = req.configPath ?? activeRunConfig()?.fsPath;
   const fromConfig = configPath ? readModelAndPrompt(configPath) : {};
 
   const modelDir = fromConfig.modelDir ?? (await pickModel());
@@ -104,16 +105,11 @@ function runGenerate(deps: GenerateDeps, args: string[], token: vscode.Cancellat
       if (code === 0) return resolve(true);
       if (!token.isCancellationRequested) {
         const why = [...tail].reverse().find((l) => l.trim()) ?? `exit code ${code}`;
-        void vscode.window.showErrorMessage(`Image generation failed: ${why}`, 'Show Log').then((c) => c === 'Show Log' && vscode.commands.executeCommand('loraStudio.showLog'));
+        void vscode.window.showErrorMessage(`Image generation failed: ${why}`, 'Show Log').then((c) => c === 'Show Log' && vscode.commands.executeCommand(COMMANDS.showLog));
       }
       resolve(false);
     });
   });
-}
-
-function activeRunConfig(): string | undefined {
-  const doc = vscode.window.activeTextEditor?.document;
-  return doc && /\.lora\.ya?ml$/i.test(doc.fileName) ? doc.fileName : undefined;
 }
 
 /** The base model folder and validation prompt a run config names (paths against the config's folder). */
@@ -132,7 +128,7 @@ function readModelAndPrompt(configPath: string): { modelDir?: string; prompt?: s
 
 async function pickModel(): Promise<string | undefined> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const found = (await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath));
+  const found = (await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath));
   const items: vscode.QuickPickItem[] = found.sort().map((d) => ({ label: root ? path.relative(root, d) || '.' : d, description: d }));
   items.push({ label: BROWSE });
   const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: base model', placeHolder: 'A diffusers pipeline folder', ignoreFocusOut: true });
@@ -144,7 +140,7 @@ async function pickModel(): Promise<string | undefined> {
 /** '' for no LoRA, undefined when cancelled. */
 async function pickLora(): Promise<string | undefined> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const found = (await vscode.workspace.findFiles(`**/${LORA_FILE}`, EXCLUDE, 200)).map((u) => u.fsPath);
+  const found = (await vscode.workspace.findFiles(`**/${LORA_FILE}`, FIND_EXCLUDE, 200)).map((u) => u.fsPath);
   // Newest first: the run just trained is the likely choice.
   const mtime = (f: string) => fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? 0;
   found.sort((a, b) => mtime(b) - mtime(a));

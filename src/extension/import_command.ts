@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import { importAccelerateCommand } from '../core/config/import_command.js';
 import { validateRunConfigText } from '../core/config/validate.js';
+import { withRunConfigExtension } from './workspace.js';
 
 const LOOKS_LIKE_COMMAND = /train_text_to_image_lora|--pretrained_model_name_or_path/;
 
@@ -36,8 +37,7 @@ export async function importTrainingCommand(): Promise<void> {
     filters: { 'LoRA run config': ['lora.yaml'] },
   });
   if (!target) return;
-  let file = target.fsPath;
-  if (!/\.lora\.ya?ml$/i.test(file)) file = file.replace(/(\.ya?ml)?$/i, '.lora.yaml');
+  const file = withRunConfigExtension(target.fsPath);
   fs.writeFileSync(file, yaml);
   await vscode.window.showTextDocument(vscode.Uri.file(file));
   // The language server marks the problems in the editor; say how many there are to look at.

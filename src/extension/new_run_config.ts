@@ -3,25 +3,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
+import type { Settings } from './ctx.js';
+import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
-
-const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+import { FIND_EXCLUDE, withRunConfigExtension } from './workspace.js';
 const BROWSE = '$(folder-opened) Browse…';
 
-export async function newRunConfigCommand(): Promise<void> {
+export async function newRunConfigCommand(settings: Settings): Promise<void> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const title = 'New LoRA Run Config';
 
   const model = await pickFolder(
     `${title} (1/5): base model`,
     'A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)',
-    (await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
+    (await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
     (dir) => (fs.existsSync(path.join(dir, 'model_index.json')) ? undefined : `${dir} has no model_index.json: it is not a diffusers pipeline folder.`),
   );
   if (!model) return;
 
   const datasets = [
-    ...(await vscode.workspace.findFiles('**/metadata.jsonl', EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
+    ...(await vscode.workspace.findFiles('**/metadata.jsonl', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
   ];
   const data = await pickFolder(`${title} (2/5): training images`, 'A folder of images with metadata.jsonl, or with a .txt caption beside each image', datasets, (dir) =>
     datasetFacts(dir).numImages > 0 ? undefined : `${dir} holds no images.`,
@@ -29,7 +30,7 @@ export async function newRunConfigCommand(): Promise<void> {
   if (!data) return;
   const facts = datasetFacts(data);
 
-  const defaultOutput = vscode.workspace.getConfiguration('loraStudio').get<string>('defaultOutputFolder') || 'lora-output';
+  const defaultOutput = settings.defaultOutputFolder || 'lora-output';
   const runName = path.basename(data).replace(/[^\w.-]+/g, '-') || 'my-lora';
   const output = await vscode.window.showInputBox({
     title: `${title} (3/5): output folder`,
@@ -67,8 +68,7 @@ export async function newRunConfigCommand(): Promise<void> {
     filters: { 'LoRA run config': ['lora.yaml'] },
   });
   if (!target) return;
-  let file = target.fsPath;
-  if (!/\.lora\.ya?ml$/i.test(file)) file = file.replace(/(\.ya?ml)?$/i, '.lora.yaml');
+  const file = withRunConfigExtension(target.fsPath);
   const dir = path.dirname(file);
   const rel = (p: string) => {
     const r = path.relative(dir, p) || '.';
@@ -91,7 +91,7 @@ export async function newRunConfigCommand(): Promise<void> {
   const doc = await vscode.workspace.openTextDocument(file);
   await vscode.window.showTextDocument(doc);
   const choice = await vscode.window.showInformationMessage(`Wrote ${path.basename(file)}.`, 'Train LoRA');
-  if (choice === 'Train LoRA') void vscode.commands.executeCommand('loraStudio.train', vscode.Uri.file(file));
+  if (choice === 'Train LoRA') void vscode.commands.executeCommand(COMMANDS.train, vscode.Uri.file(file));
 }
 
 /** A quick pick of folders found in the workspace, plus Browse…; returns an absolute path. */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import type { ProgressEvent } from '../protocol/training.js';
 import type { RunExit, RunSession } from './run_session.js';
+import { COMMANDS } from './manifest.js';
 import { formatDuration, formatLoss } from '../protocol/dashboard.js';
 
 export interface RunUiActions {
@@ -35,7 +36,7 @@ export class TrainerLog {
 export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUiActions): void {
   const item = vscode.window.createStatusBarItem(`loraStudio.run.${session.configPath}`, vscode.StatusBarAlignment.Left, 50);
   item.name = `LoRA training: ${session.name}`;
-  item.command = { title: 'Open Training Dashboard', command: 'loraStudio.openDashboard', arguments: [vscode.Uri.file(session.configPath)] };
+  item.command = { title: 'Open Training Dashboard', command: COMMANDS.openDashboard, arguments: [vscode.Uri.file(session.configPath)] };
   item.text = `$(loading~spin) LoRA ${session.name}: starting…`;
   item.tooltip = `Starting the trainer for ${session.configPath}`;
   item.show();

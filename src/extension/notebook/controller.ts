@@ -7,6 +7,7 @@ import { CELL_LANGUAGE_ID, modelOfCell, type CellProblem } from './cell_spec.js'
 import { GENERATION_MIME, NOTEBOOK_TYPE, type GenerationOutput } from '../../protocol/generation_output.js';
 import { notebookDir, notebookOutputDir, runFileBase, type NotebookLocation } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
+import { errorMessage } from '../util.js';
 
 export const CONTROLLER_ID = 'lora-studio-inference';
 /** Progress lines at most this often: each is an output update the notebook has to re-render. */
@@ -89,7 +90,7 @@ export class InferenceController implements vscode.Disposable {
         },
       });
     } catch (e) {
-      result = { kind: 'output', status: 'failed', error: e instanceof Error ? e.message : String(e), output: latest! };
+      result = { kind: 'output', status: 'failed', error: errorMessage(e), output: latest! };
     } finally {
       cancelled.dispose();
     }

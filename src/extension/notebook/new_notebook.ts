@@ -6,8 +6,8 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import { CELL_LANGUAGE_ID, cellText, pathForCell } from './cell_spec.js';
 import { NOTEBOOK_TYPE } from '../../protocol/generation_output.js';
+import { FIND_EXCLUDE } from '../workspace.js';
 
-const EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
 
 export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -34,7 +34,7 @@ export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
 }
 
 async function newestLora(): Promise<string | undefined> {
-  const found = await vscode.workspace.findFiles('**/pytorch_lora_weights.safetensors', EXCLUDE, 500);
+  const found = await vscode.workspace.findFiles('**/pytorch_lora_weights.safetensors', FIND_EXCLUDE, 500);
   let best: { file: string; mtime: number } | undefined;
   for (const uri of found) {
     try {
@@ -48,7 +48,7 @@ async function newestLora(): Promise<string | undefined> {
 }
 
 async function someModelFolder(): Promise<string | undefined> {
-  const found = await vscode.workspace.findFiles('**/model_index.json', EXCLUDE, 1);
+  const found = await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 1);
   return found[0] && path.dirname(found[0].fsPath);
 }
 

@@ -15,6 +15,7 @@
 import { Document, isMap, isScalar, isSeq, parse, Scalar, visit, YAMLParseError } from 'yaml';
 import type { LoraRef } from '../../protocol/inference.js';
 import { withoutImageData, type GenerationOutput, type GenerationSettings, type OutputImage } from '../../protocol/generation_output.js';
+import { errorMessage } from '../util.js';
 
 export const NOTEBOOK_FORMAT_VERSION = 1;
 
@@ -39,7 +40,7 @@ export function parseNotebookFile(text: string): NotebookFile {
     data = parse(text);
   } catch (e) {
     const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : '';
-    throw new NotebookFormatError(`this .loranb file is not valid YAML${where}: ${(e as Error).message.split('\n')[0]}`);
+    throw new NotebookFormatError(`this .loranb file is not valid YAML${where}: ${errorMessage(e).split('\n')[0]}`);
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new NotebookFormatError('a .loranb file is a YAML mapping with `loranb: 1` and `cells:`');
   const root = data as Record<string, unknown>;

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
+import { showError } from '../ctx.js';
 import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
@@ -16,9 +17,7 @@ export function registerRendererHost(client: () => WorkerClient): vscode.Disposa
   const messaging = vscode.notebooks.createRendererMessaging(RENDERER_ID);
   return messaging.onDidReceiveMessage(({ editor, message }) => {
     const post = (m: ExtensionToRenderer) => void messaging.postMessage(m, editor);
-    handle(editor, message as RendererToExtension, post, client).catch((e: unknown) => {
-      void vscode.window.showErrorMessage(`LoRA Studio: ${e instanceof Error ? e.message : String(e)}`);
-    });
+    handle(editor, message as RendererToExtension, post, client).catch(showError);
   });
 }
 

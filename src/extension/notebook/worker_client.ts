@@ -15,7 +15,7 @@ import {
   type WorkerMessage,
 } from '../../protocol/inference.js';
 import type { TrainerLaunch } from '../run_session.js';
-import { Emitter, splitLines } from '../util.js';
+import { Emitter, errorMessage, splitLines } from '../util.js';
 
 export interface WorkerClientOptions {
   launch: TrainerLaunch;
@@ -111,7 +111,7 @@ export class WorkerClient {
     } catch (e) {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
-      p?.resolve(workerMessage({ type: 'error', id: r.id, code: 'internal', message: (e as Error).message }) as ErrorMessage);
+      p?.resolve(workerMessage({ type: 'error', id: r.id, code: 'internal', message: errorMessage(e) }) as ErrorMessage);
     }
     return final;
   }

@@ -1,0 +1,28 @@
+// What package.json contributes, named once for the code (no `vscode` import): the command ids (registered
+// in one loop by Ctx from the factories in commands.ts), the settings Ctx reads, and the `when`-clause
+// context key. test/extension/manifest.test.ts checks package.json against these.
+
+export const COMMANDS = {
+  train: 'loraStudio.train',
+  newRunConfig: 'loraStudio.newRunConfig',
+  stop: 'loraStudio.stop',
+  resume: 'loraStudio.resume',
+  openDashboard: 'loraStudio.openDashboard',
+  showLog: 'loraStudio.showLog',
+  generateImage: 'loraStudio.generateImage',
+  importCommand: 'loraStudio.importCommand',
+  newNotebook: 'loraStudio.newNotebook',
+} as const;
+
+export type CommandName = keyof typeof COMMANDS;
+
+/** The settings section and its keys (`loraStudio.backend`, …). */
+export const SETTINGS_SECTION = 'loraStudio';
+export const SETTINGS = {
+  backend: 'backend',
+  nodePath: 'nodePath',
+  defaultOutputFolder: 'defaultOutputFolder',
+} as const;
+
+/** True while a run trains: the editor title shows Stop instead of Train (package.json `menus`). */
+export const TRAINING_CONTEXT_KEY = 'loraStudio.training';
