@@ -7,6 +7,7 @@ import type { Settings } from './ctx.js';
 import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
 import { FIND_EXCLUDE, withRunConfigExtension } from './workspace.js';
+
 const BROWSE = '$(folder-opened) Browse…';
 
 export async function newRunConfigCommand(settings: Settings): Promise<void> {
