@@ -9,20 +9,18 @@ import { writePng } from '../core/io/png.js';
 import { loadStableDiffusion, generate, disposeStableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { loadLoras } from '../core/pipeline/loras.js';
 import { parseLoraArg } from '../core/lora/lora_set.js';
-import type { SchedulerName } from '../core/schedulers/index.js';
-
-const SCHEDULERS: SchedulerName[] = ['ddim', 'euler', 'dpmpp-2m', 'pndm'];
+import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
 
 const HELP = `usage: lora-studio generate --model DIR --prompt "…" --out FILE.png [options]
 
   --model DIR               diffusers pipeline folder (model_index.json, unet/, vae/, …)
   --prompt TEXT             what to draw
-  --negative-prompt TEXT    what to steer away from (default "")
+  --negative-prompt TEXT    what to steer away from (default "${D.negativePrompt}")
   --lora FILE[:SCALE]       a LoRA .safetensors (diffusers, PEFT or kohya layout); repeat for several
-  --scheduler NAME          ${SCHEDULERS.join(' | ')} (default dpmpp-2m)
-  --steps N                 denoising steps (default 20)
-  --guidance G              classifier-free guidance scale (default 7.5; ≤ 1 turns it off)
-  --seed S                  seed of the initial noise (default 0)
+  --scheduler NAME          ${INFERENCE_SCHEDULERS.join(' | ')} (default ${D.scheduler})
+  --steps N                 denoising steps (default ${D.steps})
+  --guidance G              classifier-free guidance scale (default ${D.guidance}; ≤ 1 turns it off)
+  --seed S                  seed of the initial noise (default ${D.seed})
   --width W --height H      image size in pixels, multiples of 8 (default: the model's)
   --latents FILE            start from this initial noise (tensor "latents", NCHW [1,4,h,w]) instead of a seed
   --variant fp16            load *.fp16.safetensors weights
@@ -35,12 +33,12 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       prompt: { type: 'string' },
-      'negative-prompt': { type: 'string', default: '' },
+      'negative-prompt': { type: 'string', default: D.negativePrompt },
       lora: { type: 'string', multiple: true, default: [] },
-      scheduler: { type: 'string', default: 'dpmpp-2m' },
-      steps: { type: 'string', default: '20' },
-      guidance: { type: 'string', default: '7.5' },
-      seed: { type: 'string', default: '0' },
+      scheduler: { type: 'string', default: D.scheduler },
+      steps: { type: 'string', default: String(D.steps) },
+      guidance: { type: 'string', default: String(D.guidance) },
+      seed: { type: 'string', default: String(D.seed) },
       width: { type: 'string' },
       height: { type: 'string' },
       latents: { type: 'string' },
@@ -59,7 +57,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
   if (!values.model) problems.push('--model DIR is required');
   if (values.prompt === undefined) problems.push('--prompt is required');
   if (!values.out) problems.push('--out FILE.png is required');
-  if (!SCHEDULERS.includes(values.scheduler as SchedulerName)) problems.push(`--scheduler must be one of ${SCHEDULERS.join(', ')}, got "${values.scheduler}"`);
+  if (!INFERENCE_SCHEDULERS.includes(values.scheduler as InferenceScheduler)) problems.push(`--scheduler must be one of ${INFERENCE_SCHEDULERS.join(', ')}, got "${values.scheduler}"`);
   if (!BACKENDS.includes(values.backend as BackendName)) problems.push(`--backend must be one of ${BACKENDS.join(', ')}, got "${values.backend}"`);
   const int = (name: string, v: string | undefined, min: number) => {
     if (v === undefined) return undefined;
@@ -92,7 +90,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     const image = await generate(sd, {
       prompt: values.prompt!,
       negativePrompt: values['negative-prompt'],
-      scheduler: values.scheduler as SchedulerName,
+      scheduler: values.scheduler as InferenceScheduler,
       steps,
       guidanceScale: guidance,
       seed,

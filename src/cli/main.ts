@@ -4,6 +4,8 @@ import { runGenerateCommand } from './generate.js';
 import { runInspectCommand } from './inspect.js';
 import { runTrainCommand } from './train.js';
 import { runWorkerCommand } from './worker.js';
+import { INFERENCE_SCHEDULERS } from '../core/config/generation.js';
+import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 
 const USAGE = `usage: lora-studio <command> [options]
 
@@ -11,7 +13,7 @@ commands:
   train CONFIG.lora.yaml | --pretrained_model_name_or_path=… [guide flags]
                           train a LoRA (diffusers' train_text_to_image_lora.py workflow)
   generate --model DIR --prompt "…" [--negative-prompt "…"] [--lora FILE[:SCALE]]…
-           [--scheduler ddim|euler|dpmpp-2m|pndm] [--steps N] [--guidance G] [--seed S]
+           [--scheduler ${INFERENCE_SCHEDULERS.join('|')}] [--steps N] [--guidance G] [--seed S]
            [--width W --height H] [--latents FILE.safetensors] [--backend B] --out FILE.png
                           generate an image, optionally with LoRAs
   inspect FILE.safetensors
@@ -33,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
       return runWorkerCommand(rest);
     case '--version':
     case '-v':
-      console.log(process.env.LORA_STUDIO_VERSION ?? '0.1.0');
+      console.log(LORA_STUDIO_VERSION);
       return 0;
     case undefined:
     case 'help':

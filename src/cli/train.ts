@@ -6,7 +6,7 @@
 // `checkpoint` and `sample` are read from stdin; Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits 0.
 //
 // Exit status: 0 completed or stopped on request, 1 the run failed (error event), 2 the config is invalid.
-import path from 'node:path';
+import { isCheckpointTemporary } from '../core/config/run_folder.js';
 import { loadRunConfig, loadRunConfigWithOverrides, type LoadedRunConfig } from '../core/config/load.js';
 import { configFromFlags } from '../core/config/flags.js';
 import { formatProblems, summarizeProblems, hasErrors } from '../core/config/problems.js';
@@ -100,7 +100,7 @@ function testHooks(): TrainHooks | undefined {
   if (!step) return undefined;
   return {
     beforeCheckpointPublish(tmpDir) {
-      if (!new RegExp(`^\\.checkpoint-${step}\\.`).test(path.basename(tmpDir))) return;
+      if (!isCheckpointTemporary(tmpDir, Number(step))) return;
       process.stderr.write(`test: checkpoint files written to ${tmpDir}; pausing before publishing\n`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
     },

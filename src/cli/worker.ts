@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import type * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
 import { BACKENDS, type BackendName } from '../core/config/run_config.js';
+import { GENERATION_DEFAULTS } from '../core/config/generation.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 import { tensorToRgb8, writePng } from '../core/io/png.js';
 import { LoraSet } from '../core/lora/lora_set.js';
@@ -354,11 +355,11 @@ export class InferenceWorker {
     const file = path.resolve(r.outDir, job.fileName ?? `${r.id}-${index}.png`);
     const parameters = {
       prompt: r.prompt,
-      negative_prompt: r.negativePrompt ?? '',
+      negative_prompt: r.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt,
       model: this.model?.dir,
-      scheduler: r.scheduler ?? 'dpmpp-2m',
-      steps: r.steps ?? 20,
-      guidance: r.guidance ?? 7.5,
+      scheduler: r.scheduler ?? GENERATION_DEFAULTS.scheduler,
+      steps: r.steps ?? GENERATION_DEFAULTS.steps,
+      guidance: r.guidance ?? GENERATION_DEFAULTS.guidance,
       seed: job.seed,
       loras,
     };

@@ -11,7 +11,7 @@ import { importTrainingCommand } from './import_command.js';
 import { COMMANDS, type CommandName } from './manifest.js';
 import { newRunConfigCommand } from './new_run_config.js';
 import { newInferenceNotebook } from './notebook/new_notebook.js';
-import { listCheckpoints, LORA_FILE } from './run_history.js';
+import { listCheckpoints, LORA_FILE } from '../core/config/run_folder.js';
 import { RunSession } from './run_session.js';
 import { attachRunUi, type RunUiActions } from './run_ui.js';
 import { activeRunConfig, FIND_EXCLUDE, RUN_CONFIG_FILE, RUN_CONFIG_GLOB } from './workspace.js';

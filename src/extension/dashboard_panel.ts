@@ -7,7 +7,8 @@ import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerEvent } from '../protocol/training.js';
 import { dashboardHtml } from './dashboard_html.js';
-import { LORA_FILE, readRunHistory, listCheckpoints, type DiskSample } from './run_history.js';
+import { readRunHistory, type DiskSample } from './run_history.js';
+import { LORA_FILE, listCheckpoints } from '../core/config/run_folder.js';
 import type { RunSession } from './run_session.js';
 import { isInside, type Disposable } from './util.js';
 import {

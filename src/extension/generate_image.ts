@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerLaunch } from './run_session.js';
-import { LORA_FILE } from './run_history.js';
+import { GENERATED_DIR, LORA_FILE, checkpointStep } from '../core/config/run_folder.js';
 import { COMMANDS } from './manifest.js';
 import { splitLines } from './util.js';
 import { activeRunConfig, FIND_EXCLUDE } from './workspace.js';
@@ -161,13 +161,13 @@ function outputFile(lora: string, prompt: string): string {
   let dir: string;
   if (lora) {
     dir = path.dirname(lora);
-    if (/^checkpoint-\d+$/.test(path.basename(dir))) dir = path.dirname(dir);
+    if (checkpointStep(dir) !== undefined) dir = path.dirname(dir);
   } else {
     dir = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.tmpdir();
   }
   const slug = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'image';
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const outDir = path.join(dir, 'generated');
+  const outDir = path.join(dir, GENERATED_DIR);
   fs.mkdirSync(outDir, { recursive: true });
   return path.join(outDir, `${stamp}-${slug}.png`);
 }

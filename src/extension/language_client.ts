@@ -2,7 +2,11 @@
 // diagnostics, completion, hover and quick fixes come from there.
 import fs from 'node:fs';
 import * as vscode from 'vscode';
+import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, METADATA_FILE } from '../core/config/dataset_files.js';
 import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+
+/** What the disk checks read: run configs, model folders, datasets (images, captions) and weights. */
+const WATCHED = ['*.lora.yaml', 'model_index.json', METADATA_FILE, '*.safetensors', ...IMAGE_EXTENSIONS.map((e) => `*${e}`), `*${CAPTION_EXTENSION}`];
 
 export async function startLanguageClient(context: vscode.ExtensionContext, log: vscode.OutputChannel): Promise<LanguageClient | undefined> {
   const serverModule = context.asAbsolutePath('dist/server.cjs');
@@ -18,7 +22,7 @@ export async function startLanguageClient(context: vscode.ExtensionContext, log:
     documentSelector: [{ language: 'lora-yaml' }],
     // The disk checks (model folder, dataset, checkpoints, an existing LoRA in output_dir) are re-run when
     // those change; the server asks for finer watching itself where it supports dynamic registration.
-    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher('**/{*.lora.yaml,model_index.json,metadata.jsonl,*.safetensors,*.png,*.jpg,*.jpeg,*.webp,*.txt}') },
+    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher(`**/{${WATCHED.join(',')}}`) },
     outputChannelName: 'LoRA Run Config Language Server',
   };
   const client = new LanguageClient('loraStudio.languageServer', 'LoRA Run Config Language Server', serverOptions, clientOptions);

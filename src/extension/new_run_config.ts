@@ -7,6 +7,7 @@ import type { Settings } from './ctx.js';
 import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
 import { FIND_EXCLUDE, withRunConfigExtension } from './workspace.js';
+import { METADATA_FILE } from '../core/config/dataset_files.js';
 
 const BROWSE = '$(folder-opened) Browse…';
 
@@ -23,7 +24,7 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
   if (!model) return;
 
   const datasets = [
-    ...(await vscode.workspace.findFiles('**/metadata.jsonl', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
+    ...(await vscode.workspace.findFiles(`**/${METADATA_FILE}`, FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
   ];
   const data = await pickFolder(`${title} (2/5): training images`, 'A folder of images with metadata.jsonl, or with a .txt caption beside each image', datasets, (dir) =>
     datasetFacts(dir).numImages > 0 ? undefined : `${dir} holds no images.`,

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RUN_CONFIG_KEYS, formatValue } from '../core/config/schema.js';
 import type { RunConfig } from '../core/config/run_config.js';
+import { CAPTION_EXTENSION, METADATA_FILE, isImageFile } from '../core/config/dataset_files.js';
 
 export interface NewRunAnswers {
   /** Paths as they should be written: relative to the config's folder where possible. */
@@ -94,8 +95,6 @@ export function modelResolution(modelDir: string): number | undefined {
   }
 }
 
-const IMAGE_FILE = /\.(png|jpe?g|webp|bmp|gif|tiff?)$/i;
-
 /** How many images a dataset folder holds and its first caption (metadata.jsonl "text", or a .txt beside an image). */
 export function datasetFacts(dataDir: string): { numImages: number; firstCaption?: string } {
   let names: string[];
@@ -104,13 +103,13 @@ export function datasetFacts(dataDir: string): { numImages: number; firstCaption
   } catch {
     return { numImages: 0 };
   }
-  const images = names.filter((n) => IMAGE_FILE.test(n));
+  const images = names.filter(isImageFile);
   let firstCaption: string | undefined;
   try {
-    const first = fs.readFileSync(path.join(dataDir, 'metadata.jsonl'), 'utf8').split('\n').find((l) => l.trim());
+    const first = fs.readFileSync(path.join(dataDir, METADATA_FILE), 'utf8').split('\n').find((l) => l.trim());
     if (first) firstCaption = (JSON.parse(first) as { text?: unknown }).text as string | undefined;
   } catch {
-    const txt = images.map((i) => path.join(dataDir, i.replace(/\.[^.]+$/, '.txt'))).find((t) => fs.existsSync(t));
+    const txt = images.map((i) => path.join(dataDir, i.replace(/\.[^.]+$/, CAPTION_EXTENSION))).find((t) => fs.existsSync(t));
     if (txt) firstCaption = fs.readFileSync(txt, 'utf8').trim().split('\n')[0];
   }
   return { numImages: images.length, firstCaption: typeof firstCaption === 'string' && firstCaption.trim() ? firstCaption.trim() : undefined };

@@ -4,9 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DashboardHistory, DashboardPoint } from '../protocol/dashboard.js';
-
-export const LORA_FILE = 'pytorch_lora_weights.safetensors';
-const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
+import { LORA_FILE, METRICS_FILE, SAMPLES_DIR, listCheckpoints } from '../core/config/run_folder.js';
 
 /** Sample images as found on disk, before the webview URIs are attached. */
 export interface DiskSample {
@@ -21,10 +19,10 @@ export interface DiskHistory extends Omit<DashboardHistory, 'samples'> {
 }
 
 export function readRunHistory(outputDir: string): DiskHistory {
-  const points = readMetricsPoints(path.join(outputDir, 'metrics.jsonl'));
+  const points = readMetricsPoints(path.join(outputDir, METRICS_FILE));
   const checkpoints = listCheckpoints(outputDir);
   const lastStep = points.at(-1)?.step ?? checkpoints.at(-1)?.step ?? 0;
-  const samples = listSamples(path.join(outputDir, 'samples'), lastStep);
+  const samples = listSamples(path.join(outputDir, SAMPLES_DIR), lastStep);
   const lora = path.join(outputDir, LORA_FILE);
   const history: DiskHistory = { points, checkpoints, samples, warnings: [] };
   const last = points.at(-1);
@@ -35,7 +33,7 @@ export function readRunHistory(outputDir: string): DiskHistory {
       type: 'finished',
       reason: 'completed',
       step: lastStep,
-      outputs: { lora, metrics: path.join(outputDir, 'metrics.jsonl'), samples: samples.map((s) => s.path) },
+      outputs: { lora, metrics: path.join(outputDir, METRICS_FILE), samples: samples.map((s) => s.path) },
       elapsedSeconds: last?.elapsedSeconds ?? 0,
     };
   }
@@ -81,20 +79,6 @@ export function readMetricsPoints(file: string): DashboardPoint[] {
     });
   }
   return [...byStep.values()].sort((a, b) => a.step - b.step);
-}
-
-export function listCheckpoints(outputDir: string): { step: number; path: string }[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(outputDir);
-  } catch {
-    return [];
-  }
-  return names
-    .map((n) => ({ m: CHECKPOINT_DIR.exec(n), n }))
-    .filter((x): x is { m: RegExpExecArray; n: string } => x.m !== null && isDir(path.join(outputDir, x.n)))
-    .map(({ m, n }) => ({ step: Number(m[1]), path: path.join(outputDir, n) }))
-    .sort((a, b) => a.step - b.step);
 }
 
 /**
@@ -175,14 +159,6 @@ export function readPngParameters(file: string): Record<string, unknown> | undef
     if (fd !== undefined) fs.closeSync(fd);
   }
   return undefined;
-}
-
-function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 function fileTime(p: string): number | undefined {

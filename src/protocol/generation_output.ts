@@ -1,7 +1,8 @@
 // What a generation cell outputs, and the messages between the notebook renderer and the extension.
 // Imported by the controller, the serializer and the renderer (webview/renderer): types and constants
 // only, no node or vscode imports.
-import type { InferenceScheduler, LoraRef } from './inference.js';
+import type { LoraRef } from './inference.js';
+import type { InferenceScheduler } from '../core/config/generation.js';
 
 export const NOTEBOOK_TYPE = 'lora-studio-notebook';
 export const GENERATION_MIME = 'application/vnd.lora-studio.generation+json';

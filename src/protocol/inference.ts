@@ -10,10 +10,9 @@
 // This module is imported by the worker, the extension and the notebook renderer: types and tiny pure
 // helpers only (no node or vscode imports).
 
-export const INFERENCE_PROTOCOL_VERSION = 1;
+import { INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
 
-export const INFERENCE_SCHEDULERS = ['ddim', 'euler', 'dpmpp-2m', 'pndm'] as const;
-export type InferenceScheduler = (typeof INFERENCE_SCHEDULERS)[number];
+export const INFERENCE_PROTOCOL_VERSION = 1;
 
 /** A LoRA file at a scale. Scale 0 keeps the LoRA loaded but leaves it out of the computation. */
 export interface LoraRef {

@@ -3,7 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CompletionItemKind, InsertTextFormat, MarkupKind, type CompletionItem } from 'vscode-languageserver';
-import { listCheckpoints, resolveConfigPath, IMAGE_EXTENSIONS } from '../core/config/disk_checks.js';
+import { resolveConfigPath } from '../core/config/disk_checks.js';
+import { LORA_FILE, listCheckpoints } from '../core/config/run_folder.js';
+import { METADATA_FILE, isImageFile } from '../core/config/dataset_files.js';
 import type { Range } from '../core/config/problems.js';
 import { describeExpected, formatValue, KEY_SPECS, keyDocumentation, RUN_CONFIG_KEYS, type KeySpec } from '../core/config/schema.js';
 import type { CheckedDocument } from './checker.js';
@@ -124,7 +126,7 @@ function pathItems(doc: CheckedDocument, spec: KeySpec, prefix: string, range: R
     items.push({ label: 'latest', kind: CompletionItemKind.Keyword, detail: 'the highest checkpoint-<step> in output_dir', textEdit: { range, newText: 'latest' }, sortText: '0' });
     const outputDir = resolveConfigPath(doc.analysis.effective.output_dir, baseDir);
     for (const c of listCheckpoints(outputDir).reverse()) {
-      const rel = relativeForConfig(baseDir, c);
+      const rel = relativeForConfig(baseDir, c.path);
       items.push({ label: rel, kind: CompletionItemKind.Folder, detail: 'checkpoint in output_dir', textEdit: { range, newText: rel }, sortText: `1${rel}` });
     }
   }
@@ -161,10 +163,10 @@ function describeFolder(dir: string, spec: KeySpec): string | undefined {
     if (spec.path === 'model' && fs.existsSync(path.join(dir, 'model_index.json'))) return 'diffusers model';
     if (spec.path === 'dataset') {
       const names = fs.readdirSync(dir);
-      const images = names.filter((n) => IMAGE_EXTENSIONS.includes(path.extname(n).toLowerCase())).length;
-      if (images) return `${images} image${images === 1 ? '' : 's'}${names.includes('metadata.jsonl') ? ' + metadata.jsonl' : ''}`;
+      const images = names.filter(isImageFile).length;
+      if (images) return `${images} image${images === 1 ? '' : 's'}${names.includes(METADATA_FILE) ? ` + ${METADATA_FILE}` : ''}`;
     }
-    if (spec.path === 'output' && fs.existsSync(path.join(dir, 'pytorch_lora_weights.safetensors'))) return 'holds a trained LoRA';
+    if (spec.path === 'output' && fs.existsSync(path.join(dir, LORA_FILE))) return 'holds a trained LoRA';
   } catch {
     // unreadable folder: no description
   }

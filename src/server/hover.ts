@@ -2,7 +2,7 @@
 // enums, and what the disk checks found for path keys (image and caption counts, checkpoints).
 import path from 'node:path';
 import { MarkupKind, type Hover } from 'vscode-languageserver';
-import { LORA_WEIGHTS_FILE } from '../core/config/disk_checks.js';
+import { LORA_FILE } from '../core/config/run_folder.js';
 import type { Entry } from '../core/config/entries.js';
 import type { Position, Range } from '../core/config/problems.js';
 import { GUIDE_ONLY, KEY_SPECS, keyDocumentation } from '../core/config/schema.js';
@@ -37,8 +37,8 @@ function diskNotes(doc: CheckedDocument, e: Entry): string[] {
   if (d?.model && e.key === 'pretrained_model_name_or_path') {
     notes.push(`This model: ${d.model.pipeline}${d.model.nativeResolution ? `, trained at ${d.model.nativeResolution} px` : ''}.`);
   }
-  if (d && e.key === 'output_dir' && d.checkpoints.length) notes.push(`Checkpoints here: ${d.checkpoints.map((c) => path.basename(c)).join(', ')}.`);
-  if (d && e.key === 'output_dir' && d.findings.some((f) => f.key === 'output_dir' && f.message.includes(LORA_WEIGHTS_FILE))) notes.push(`Holds a trained LoRA (${LORA_WEIGHTS_FILE}).`);
+  if (d && e.key === 'output_dir' && d.checkpoints.length) notes.push(`Checkpoints here: ${d.checkpoints.map((c) => path.basename(c.path)).join(', ')}.`);
+  if (d && e.key === 'output_dir' && d.findings.some((f) => f.key === 'output_dir' && f.message.includes(LORA_FILE))) notes.push(`Holds a trained LoRA (${LORA_FILE}).`);
   if (['max_train_steps', 'num_train_epochs', 'train_batch_size', 'gradient_accumulation_steps'].includes(e.key) && !doc.analysis.invalid.has(e.key)) {
     const len = runLength(doc.analysis.effective, d?.facts.numExamples);
     if (len) notes.push(`This run: ${len.steps} optimizer steps${len.epochs ? `, ${len.epochs} epochs` : ''} (${len.explain}).`);

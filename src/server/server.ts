@@ -17,7 +17,9 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { importAccelerateCommand } from '../core/config/import_command.js';
 import { runLength } from '../core/config/cross_checks.js';
-import { LORA_WEIGHTS_FILE, resolveConfigPath } from '../core/config/disk_checks.js';
+import { resolveConfigPath } from '../core/config/disk_checks.js';
+import { LORA_FILE } from '../core/config/run_folder.js';
+import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import { validateRunConfigText } from '../core/config/validate.js';
 import { codeActions } from './code_actions.js';
 import { ConfigChecker, toDiagnostic, type CheckedDocument } from './checker.js';
@@ -52,7 +54,7 @@ connection.onInitialize((params): InitializeResult => {
       hoverProvider: true,
       codeActionProvider: { codeActionKinds: ['quickfix'] },
     },
-    serverInfo: { name: 'lora-studio-run-config', version: '0.1.0' },
+    serverInfo: { name: 'lora-studio-run-config', version: LORA_STUDIO_VERSION },
   };
 });
 
@@ -167,8 +169,8 @@ connection.onRequest(RunConfigSummaryRequest, (params): RunConfigSummary | null 
     epochs: len?.epochs,
     dataset: c.disk?.dataset && { dir: c.disk.dataset.dir, images: c.disk.dataset.images, captions: c.disk.dataset.captions, captionSource: c.disk.dataset.captionSource },
     outputDir,
-    hasFinishedLora: outputDir ? fs.existsSync(path.join(outputDir, LORA_WEIGHTS_FILE)) : undefined,
-    checkpoints: c.disk?.checkpoints ?? [],
+    hasFinishedLora: outputDir ? fs.existsSync(path.join(outputDir, LORA_FILE)) : undefined,
+    checkpoints: c.disk?.checkpoints.map((k) => k.path) ?? [],
   };
 });
 

@@ -8,17 +8,24 @@
 // checkpoints_total_limit renames the folder out of the `checkpoint-*` namespace before deleting it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { encodeSafetensors, readAllFloat32, writeFileAtomic, SafetensorsFile, type TensorToWrite } from '../core/io/safetensors.js';
+import { encodeSafetensors, readAllFloat32, SafetensorsFile, type TensorToWrite } from '../core/io/safetensors.js';
+import {
+  CHECKPOINT_FILES,
+  checkpointDirName,
+  checkpointTemporaryDir,
+  listCheckpoints,
+  publishDirAtomic,
+  removeDirAtomic,
+  writeFileAtomic,
+} from '../core/config/run_folder.js';
+import { resolveCheckpoint } from '../core/config/disk_checks.js';
 import type { AdamWState } from './adamw.js';
 import type { RandomState } from './random.js';
 import type { LoraModuleWeights } from './lora_params.js';
 
 export const CHECKPOINT_FORMAT = 'lora-studio-checkpoint';
 export const CHECKPOINT_VERSION = 1;
-const LORA_FILE = 'pytorch_lora_weights.safetensors';
-const OPTIMIZER_FILE = 'optimizer.safetensors';
-const STATE_FILE = 'training_state.json';
-const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
+const { lora: LORA_FILE, optimizer: OPTIMIZER_FILE, state: STATE_FILE } = CHECKPOINT_FILES;
 
 /** Where the run stands: enough, with the seed and the config, to draw the same numbers from here on. */
 export interface TrainingState {
@@ -72,8 +79,8 @@ export interface SaveCheckpointInput {
 export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): string {
   const step = input.state.globalStep;
   fs.mkdirSync(outputDir, { recursive: true });
-  const final = path.join(outputDir, `checkpoint-${step}`);
-  const tmp = path.join(outputDir, `.checkpoint-${step}.tmp-${process.pid}-${Date.now()}`);
+  const final = path.join(outputDir, checkpointDirName(step));
+  const tmp = checkpointTemporaryDir(outputDir, step);
   fs.mkdirSync(tmp);
   try {
     const loraTensors = new Map<string, TensorToWrite>();
@@ -87,14 +94,9 @@ export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): s
     for (const [name, v] of input.optimizer.expAvgSq) optTensors.set(`${name}.exp_avg_sq`, { shape: [v.length], data: v });
     writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), encodeSafetensors(optTensors, { step: String(input.optimizer.step) }));
     writeFileAtomic(path.join(tmp, STATE_FILE), JSON.stringify(input.state, null, 1) + '\n');
-    fsyncDir(tmp);
     input.beforePublish?.(tmp);
-    if (fs.existsSync(final)) {
-      // Re-saving a step (a resumed run passing an old step again): move the old one aside first.
-      removeDir(final, outputDir);
-    }
-    fs.renameSync(tmp, final);
-    fsyncDir(outputDir);
+    // Re-saving a step (a resumed run passing an old step again) moves the old one aside first.
+    publishDirAtomic(tmp, final);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
@@ -142,27 +144,16 @@ export function loadCheckpoint(dir: string): Checkpoint {
   }
 }
 
-/** `checkpoint-<step>` folders in output_dir, oldest first. */
-export function listCheckpoints(outputDir: string): { step: number; dir: string }[] {
-  if (!fs.existsSync(outputDir)) return [];
-  return fs
-    .readdirSync(outputDir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && CHECKPOINT_DIR.test(e.name))
-    .map((e) => ({ step: Number(CHECKPOINT_DIR.exec(e.name)![1]), dir: path.join(outputDir, e.name) }))
-    .sort((a, b) => a.step - b.step);
-}
-
 /**
- * resume_from_checkpoint: `latest` → the newest checkpoint in output_dir (undefined when there is none:
- * the run starts fresh, as the guide does); a path → that folder (relative paths are tried against the
- * working directory, then inside output_dir as the guide does with its basename).
+ * resume_from_checkpoint as the trainer gets it (the config loader has made paths absolute): `latest` → the
+ * newest checkpoint in output_dir (undefined when there is none: the run starts fresh, as the guide does);
+ * a path → that folder, resolved as the config does (resolveCheckpoint; a relative path starts at the
+ * working directory here). Throws when it is not a folder.
  */
 export function resolveResume(outputDir: string, spec: string): string | undefined {
-  if (spec === 'latest') return listCheckpoints(outputDir).at(-1)?.dir;
-  const candidates = [path.resolve(spec), path.join(outputDir, path.basename(spec))];
-  const found = candidates.find((c) => fs.existsSync(c) && fs.statSync(c).isDirectory());
-  if (!found) throw new CheckpointError(spec, `not found (looked at ${candidates.join(' and ')}); use resume_from_checkpoint: latest or the path of a checkpoint-<step> folder`);
-  return found;
+  const dir = resolveCheckpoint(spec, process.cwd(), outputDir);
+  if (dir === undefined || fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return dir;
+  throw new CheckpointError(spec, `not found (no folder at ${dir}); use resume_from_checkpoint: latest or the path of a checkpoint-<step> folder`);
 }
 
 /** Removes the oldest checkpoints so that at most `limit` remain; returns the removed folders. */
@@ -170,34 +161,7 @@ export function pruneCheckpoints(outputDir: string, limit: number | null | undef
   if (limit == null) return [];
   const all = listCheckpoints(outputDir);
   const remove = all.slice(0, Math.max(0, all.length - limit));
-  for (const c of remove) removeDir(c.dir, outputDir);
-  return remove.map((c) => c.dir);
+  for (const c of remove) removeDirAtomic(c.path);
+  return remove.map((c) => c.path);
 }
 
-/** Deletes half-written checkpoint folders left by a killed run. */
-export function removeStaleTemporaries(outputDir: string): void {
-  if (!fs.existsSync(outputDir)) return;
-  for (const e of fs.readdirSync(outputDir)) {
-    if (/^\.checkpoint-\d+\.(tmp|old)-/.test(e)) fs.rmSync(path.join(outputDir, e), { recursive: true, force: true });
-  }
-}
-
-/** Renames out of the checkpoint namespace first, so an interrupted delete never leaves a half checkpoint-<n>. */
-function removeDir(dir: string, outputDir: string): void {
-  const aside = path.join(outputDir, `.${path.basename(dir)}.old-${process.pid}-${Date.now()}`);
-  fs.renameSync(dir, aside);
-  fs.rmSync(aside, { recursive: true, force: true });
-}
-
-function fsyncDir(dir: string): void {
-  // Makes the directory entries (new files, the rename) durable. Not possible on Windows: skip there.
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    /* directories cannot be opened for fsync on this platform */
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}

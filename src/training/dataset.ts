@@ -9,10 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './image_transforms.js';
 import { Random, streamSeed } from './random.js';
+import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS } from '../core/config/dataset_files.js';
 
-export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp'];
-/** Image formats people may drop in a folder that we cannot decode: reported instead of silently skipped. */
-const UNSUPPORTED_IMAGE_EXTENSIONS = ['.bmp', '.gif', '.tif', '.tiff', '.heic', '.avif'];
 
 export interface Example {
   /** Absolute path of the image. */
@@ -56,7 +54,7 @@ export interface DatasetOptions {
 export async function openDataset(dir: string, o: DatasetOptions): Promise<Dataset> {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DatasetError(dir, [`train_data_dir: folder not found`]);
   const problems: string[] = [];
-  const metadataFile = path.join(dir, 'metadata.jsonl');
+  const metadataFile = path.join(dir, METADATA_FILE);
   const layout = fs.existsSync(metadataFile) ? 'metadata.jsonl' : 'caption files';
   let examples = layout === 'metadata.jsonl' ? readMetadata(dir, metadataFile, o, problems) : readCaptionFiles(dir, problems);
   if (examples.length === 0 && problems.length === 0) {
@@ -138,7 +136,7 @@ function readCaptionFiles(dir: string, problems: string[]): Example[] {
     }
     if (!IMAGE_EXTENSIONS.includes(ext)) continue;
     const file = path.join(dir, rel);
-    const captionFile = file.slice(0, -ext.length) + '.txt';
+    const captionFile = file.slice(0, -ext.length) + CAPTION_EXTENSION;
     if (!fs.existsSync(captionFile)) {
       problems.push(`${rel}: missing caption — no ${path.basename(captionFile)} beside it and no metadata.jsonl in the folder`);
       continue;

@@ -29,7 +29,9 @@ import type { RunConfig, PredictionType } from '../core/config/run_config.js';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
 import { loadStableDiffusion, encodePrompts, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { DDPMScheduler } from '../core/schedulers/ddpm.js';
-import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata } from '../core/lora/lora_file.js';
+import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata, baseModelVersion } from '../core/lora/lora_file.js';
+import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
+import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
 import { openDataset, decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
 import { trainTransform, resizeShortestSide, centerCrop, randomCrop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
@@ -39,13 +41,12 @@ import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
 import { lossAndGrads, type StepInputs } from './train_step.js';
-import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, removeStaleTemporaries, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
+import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
 import { generateValidationImages } from './validation.js';
+import { LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries } from '../core/config/run_folder.js';
 
-export const LORA_FILE = 'pytorch_lora_weights.safetensors';
-export const KOHYA_FILE = 'pytorch_lora_weights_kohya.safetensors';
 
 export interface TrainHooks {
   /** After every optimizer step, before checkpoint/stop handling (tests ask for a stop at a given step here). */
@@ -174,7 +175,7 @@ class TrainingSession {
     const started = Date.now();
     const backend = await this.initBackend();
     fs.mkdirSync(c.output_dir, { recursive: true });
-    removeStaleTemporaries(c.output_dir);
+    removeCheckpointTemporaries(c.output_dir);
 
     // Resume first: the checkpoint decides the seed.
     let resume: Checkpoint | undefined;
@@ -219,7 +220,7 @@ class TrainingSession {
     let batchInEpoch = resume?.state.batchInEpoch ?? 0;
     const elapsedBefore = resume?.state.elapsedSeconds ?? 0;
 
-    this.metrics = new MetricsWriter(path.join(c.output_dir, 'metrics.jsonl'), resume ? resume.step : undefined);
+    this.metrics = new MetricsWriter(path.join(c.output_dir, METRICS_FILE), resume ? resume.step : undefined);
     const runId = `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${crypto.randomBytes(3).toString('hex')}`;
     this.ev.emit({
       type: 'started',
@@ -489,7 +490,7 @@ class TrainingSession {
         count: c.num_validation_images,
         seed,
         label,
-        samplesDir: path.join(c.output_dir, 'samples'),
+        samplesDir: path.join(c.output_dir, SAMPLES_DIR),
         lora: this.lora!.lookup(),
         keepGoing: () => !this.req.stop,
       });
@@ -511,6 +512,7 @@ class TrainingSession {
         rank: c.rank,
         alpha: c.rank,
         baseModel: path.basename(c.pretrained_model_name_or_path),
+        baseModelVersion: baseModelVersion(this.sd!.unet.config, predictionType === 'v_prediction'),
         vPrediction: predictionType === 'v_prediction',
         outputName: path.basename(c.output_dir),
         steps: this.globalStep,
@@ -521,8 +523,9 @@ class TrainingSession {
         seed,
         startedAt: new Date(started),
         finishedAt: new Date(),
-        targetModules: ['to_q', 'to_k', 'to_v', 'to_out.0'],
+        targetModules: ATTENTION_PROJECTIONS,
         runConfig: c,
+        version: LORA_STUDIO_VERSION,
       }),
       'lora_studio.step': String(this.globalStep),
       'lora_studio.base_model_path': c.pretrained_model_name_or_path,
@@ -531,7 +534,7 @@ class TrainingSession {
     writeDiffusersLora(lora, modules, metadata);
     let kohya: string | undefined;
     if (c.save_formats.includes('kohya')) {
-      kohya = path.join(c.output_dir, KOHYA_FILE);
+      kohya = path.join(c.output_dir, KOHYA_LORA_FILE);
       writeKohyaLora(kohya, modules, metadata);
     }
     this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
@@ -544,7 +547,7 @@ class TrainingSession {
     const outputs: FinishedEvent['outputs'] = {
       ...files,
       checkpoint: this.lastCheckpoint,
-      metrics: path.join(this.c.output_dir, 'metrics.jsonl'),
+      metrics: path.join(this.c.output_dir, METRICS_FILE),
       samples: this.samples,
     };
     this.ev.emit({ type: 'finished', reason, step: this.globalStep, outputs, elapsedSeconds: (Date.now() - started) / 1000 });

@@ -1,11 +1,7 @@
 // Learning-rate schedules as diffusers.optimization.get_scheduler builds them: a torch LambdaLR whose
 // lr after `step` optimizer steps is base_lr · λ(step). Evaluated in double, as Python does, so the
 // values equal diffusers' exactly.
-import type { LrSchedulerName } from '../core/config/run_config.js';
-
-export type { LrSchedulerName };
-
-export const LR_SCHEDULER_NAMES: readonly LrSchedulerName[] = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'];
+import { LR_SCHEDULERS, type LrSchedulerName } from '../core/config/run_config.js';
 
 export interface LrScheduleOptions {
   baseLr: number;
@@ -53,7 +49,7 @@ export function lrLambda(name: LrSchedulerName, step: number, o: LrScheduleOptio
       return ((lrInit - lrEnd) * pctRemaining ** (o.power ?? 1) + lrEnd) / lrInit;
     }
     default:
-      throw new Error(`unknown lr_scheduler "${String(name)}" (choose one of ${LR_SCHEDULER_NAMES.join(', ')})`);
+      throw new Error(`unknown lr_scheduler "${String(name)}" (choose one of ${LR_SCHEDULERS.join(', ')})`);
   }
 }
 
@@ -64,7 +60,7 @@ export function lrAt(name: LrSchedulerName, step: number, o: LrScheduleOptions):
 }
 
 function checkOptions(name: LrSchedulerName, o: LrScheduleOptions): void {
-  if (!LR_SCHEDULER_NAMES.includes(name)) throw new Error(`unknown lr_scheduler "${String(name)}" (choose one of ${LR_SCHEDULER_NAMES.join(', ')})`);
+  if (!LR_SCHEDULERS.includes(name)) throw new Error(`unknown lr_scheduler "${String(name)}" (choose one of ${LR_SCHEDULERS.join(', ')})`);
   if (name === 'polynomial' && !(o.baseLr > (o.lrEnd ?? 1e-7))) {
     throw new Error(`lr_scheduler polynomial: lr_end (${o.lrEnd ?? 1e-7}) must be smaller than the learning rate (${o.baseLr})`);
   }

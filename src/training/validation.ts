@@ -6,23 +6,22 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { generate, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
-import { SCHEDULER_CLASSES, type SchedulerName } from '../core/schedulers/index.js';
+import { SCHEDULER_CLASSES } from '../core/schedulers/index.js';
+import { GENERATION_DEFAULTS, SCHEDULER_NAMES, VALIDATION_DEFAULTS, type SchedulerName } from '../core/config/generation.js';
 import { writePng } from '../core/io/png.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 
-export const VALIDATION_STEPS = 30;
-export const VALIDATION_GUIDANCE = 7.5;
 
 export interface ValidationImage {
   readonly path: string;
   readonly seed: number;
 }
 
-/** The model's own scheduler (by its config's _class_name), or DPM++ 2M for classes we do not have. */
+/** The model's own scheduler (by its config's _class_name), or the generation default for classes we do not have. */
 export function modelScheduler(schedulerConfig: Record<string, unknown>): SchedulerName {
   const cls = schedulerConfig._class_name;
-  const found = (Object.keys(SCHEDULER_CLASSES) as SchedulerName[]).find((n) => SCHEDULER_CLASSES[n] === cls && n !== 'ddpm');
-  return found ?? 'dpmpp-2m';
+  const found = SCHEDULER_NAMES.find((n) => SCHEDULER_CLASSES[n] === cls && n !== 'ddpm');
+  return found ?? GENERATION_DEFAULTS.scheduler;
 }
 
 export interface ValidationOptions {
@@ -41,8 +40,8 @@ export interface ValidationOptions {
 
 export async function generateValidationImages(sd: StableDiffusion, o: ValidationOptions): Promise<ValidationImage[]> {
   const scheduler = modelScheduler(sd.schedulerConfig);
-  const steps = o.steps ?? VALIDATION_STEPS;
-  const guidance = o.guidance ?? VALIDATION_GUIDANCE;
+  const steps = o.steps ?? VALIDATION_DEFAULTS.steps;
+  const guidance = o.guidance ?? VALIDATION_DEFAULTS.guidance;
   const out: ValidationImage[] = [];
   for (let i = 0; i < o.count; i++) {
     const seed = o.seed + i;

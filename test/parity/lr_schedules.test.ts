@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { manifest } from '../helpers/fixtures.js';
-import { LR_SCHEDULER_NAMES, lrAt, type LrSchedulerName } from '../../src/training/lr_schedules.js';
+import { lrAt } from '../../src/training/lr_schedules.js';
+import { LR_SCHEDULERS, type LrSchedulerName } from '../../src/core/config/run_config.js';
 
 interface LrGolden {
   kwargs: { num_warmup_steps?: number; num_cycles?: number; power?: number };
@@ -17,7 +18,7 @@ interface LrGolden {
 const schedules = manifest().files.lr_schedules as Record<string, LrGolden>;
 const baseLr = schedules.constant.lr[0];
 
-for (const name of LR_SCHEDULER_NAMES) {
+for (const name of LR_SCHEDULERS) {
   test(`lr schedule ${name} matches diffusers at every step`, () => {
     const g = schedules[name];
     assert.ok(g, `MANIFEST has no lr_schedules.${name}`);

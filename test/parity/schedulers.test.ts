@@ -16,7 +16,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { assertClose, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
-import { createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, type Scheduler, type SchedulerName } from '../../src/core/schedulers/index.js';
+import { createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, type Scheduler } from '../../src/core/schedulers/index.js';
+import type { SchedulerName } from '../../src/core/config/generation.js';
 import { TorchGenerator, torchRandn } from '../../src/core/engine/torch_random.js';
 
 const SHAPE = [1, 4, 8, 8];

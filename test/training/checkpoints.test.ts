@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { saveCheckpoint, loadCheckpoint, listCheckpoints, pruneCheckpoints, resolveResume, removeStaleTemporaries, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type TrainingState } from '../../src/training/checkpoints.js';
+import { listCheckpoints, removeCheckpointTemporaries } from '../../src/core/config/run_folder.js';
+import { saveCheckpoint, loadCheckpoint, pruneCheckpoints, resolveResume, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type TrainingState } from '../../src/training/checkpoints.js';
 import { Random } from '../../src/training/random.js';
 import { MetricsWriter, readMetrics } from '../../src/training/metrics.js';
 import type { LoraModuleWeights } from '../../src/training/lora_params.js';
@@ -53,7 +54,7 @@ test('checkpoints_total_limit keeps the newest; latest and paths resolve; half-w
   fs.mkdirSync(path.join(out, '.checkpoint-40.tmp-999-1'));
   fs.writeFileSync(path.join(out, '.checkpoint-40.tmp-999-1', 'training_state.json'), '{"trunc');
   assert.equal(path.basename(resolveResume(out, 'latest')!), 'checkpoint-30');
-  removeStaleTemporaries(out);
+  removeCheckpointTemporaries(out);
   assert.ok(!fs.existsSync(path.join(out, '.checkpoint-40.tmp-999-1')));
   const removed = pruneCheckpoints(out, 2);
   assert.deepEqual(removed.map((r) => path.basename(r)), ['checkpoint-2']);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { openDataset, DatasetError, pickCaption, decodeRgb } from '../../src/training/dataset.js';
 import { Random } from '../../src/training/random.js';
+import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS } from '../../src/core/config/dataset_files.js';
 import { FIXTURES, TINY_SHAPES } from '../helpers/fixtures.js';
 
 const opts = { imageColumn: 'image', captionColumn: 'text' };
@@ -38,6 +39,21 @@ test('reads the imagefolder layout (metadata.jsonl) in file order', async () => 
   assert.deepEqual(ds.examples.map((e) => [e.name, e.captions[0]]), [['img0.png', 'a red circle'], ['img1.png', 'a blue square']]);
   const corner = await openDataset(path.join(TINY_SHAPES, 'dataset-corner'), opts);
   assert.equal(corner.examples.length, 16);
+});
+
+test('every accepted image extension is one sharp decodes; the refused ones are not accepted', async () => {
+  const decodable = new Set(Object.values(sharp.format).flatMap((f) => (f.input.file ? (f.input.fileSuffix ?? []) : [])));
+  for (const ext of IMAGE_EXTENSIONS) assert.ok(decodable.has(ext), `sharp ${sharp.versions.sharp} reads ${ext}`);
+  assert.deepEqual(UNSUPPORTED_IMAGE_EXTENSIONS.filter((e) => IMAGE_EXTENSIONS.includes(e)), []);
+  // And the decoder is the dataset's: one PNG written as each accepted format reads back at its size.
+  const png = await sharp({ create: { width: 5, height: 3, channels: 3, background: { r: 200, g: 10, b: 10 } } }).png().toBuffer();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'exts-'));
+  for (const ext of IMAGE_EXTENSIONS) {
+    const file = path.join(dir, `x${ext}`);
+    await sharp(png).toFile(file); // the format follows the extension
+    const im = await decodeRgb(file);
+    assert.deepEqual([im.width, im.height], [5, 3], ext);
+  }
 });
 
 test('every problem of a metadata.jsonl dataset is reported at once, by file name', async () => {

@@ -14,7 +14,7 @@ import { initBackend } from '../../src/core/engine/backend.js';
 import type { BackendName } from '../../src/core/config/run_config.js';
 import { train } from '../../src/training/loop.js';
 import { MemoryEventSink } from '../../src/training/events.js';
-import { listCheckpoints } from '../../src/training/checkpoints.js';
+import { listCheckpoints } from '../../src/core/config/run_folder.js';
 import { SafetensorsFile } from '../../src/core/io/safetensors.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
 import { LoraSet } from '../../src/core/lora/lora_set.js';
@@ -53,6 +53,11 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   assert.equal(ours.metadata['lora_studio.step'], '2');
   assert.equal(ours.metadata.ss_network_dim, '4');
   assert.equal(JSON.parse(ours.metadata['lora_studio.run_config']).rank, 4);
+  // The LoRA says which LoRA Studio made it; the tiny UNet (cross_attention_dim 32) is no SD family, so no
+  // family is claimed (A1111 hides LoRAs whose ss_base_model_version differs from the loaded model's).
+  assert.equal(ours.metadata['lora_studio.version'], JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')).version);
+  assert.equal(ours.metadata.ss_base_model_version, undefined);
+  assert.equal(ours.metadata.ss_v2, undefined);
   ours.close();
   ref.close();
 

@@ -16,7 +16,7 @@ import { train } from '../../src/training/loop.js';
 import { MemoryEventSink } from '../../src/training/events.js';
 import { readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { readMetrics } from '../../src/training/metrics.js';
-import { listCheckpoints } from '../../src/training/checkpoints.js';
+import { listCheckpoints } from '../../src/core/config/run_folder.js';
 import { validateEvent } from './protocol_check.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'resume-'));

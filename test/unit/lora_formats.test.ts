@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile, readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/core/io/safetensors.js';
 import { ATTENTION_PROJECTIONS, guessPathFromKohya, kohyaName, loraTargetsFromUnetWeights, parseLoraKey } from '../../src/core/lora/formats.js';
-import { LoraFileError, loraTrainingMetadata, readLoraFile, writeDiffusersLora, writeKohyaLora, type LoraModule } from '../../src/core/lora/lora_file.js';
+import { LoraFileError, baseModelVersion, loraTrainingMetadata, readLoraFile, writeDiffusersLora, writeKohyaLora, type LoraModule } from '../../src/core/lora/lora_file.js';
 import { LoraSet, parseLoraArg } from '../../src/core/lora/lora_set.js';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES, manifest, useTestBackend } from '../helpers/fixtures.js';
 
@@ -165,6 +165,16 @@ test('writeDiffusersLora writes the fixture layout exactly (keys, shapes, dtypes
   assert.equal(back.metadata.ss_resolution, '(32, 32)');
   assert.equal(back.metadata['lora_studio.target_modules'], 'to_q,to_k,to_v,to_out.0');
   assert.ok(fs.readdirSync(path.dirname(out)).every((f) => !f.endsWith('.tmp')), 'no temporary file left behind');
+});
+
+test('a trained LoRA names its base model family as sd-scripts does, and none for an unknown UNet', () => {
+  // cross_attention_dim from the models' unet/config.json: SD 1.5 768; SD 2.1 and SD 2 base 1024 (2.1 is
+  // v-prediction); the tiny fixture 32.
+  assert.equal(baseModelVersion({ cross_attention_dim: 768 }, false), 'sd_v1');
+  assert.equal(baseModelVersion({ cross_attention_dim: 1024 }, false), 'sd_v2');
+  assert.equal(baseModelVersion({ cross_attention_dim: 1024 }, true), 'sd_v2_v');
+  assert.equal(baseModelVersion(JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'unet/config.json'), 'utf8')), false), undefined);
+  assert.equal(loraTrainingMetadata({ rank: 4, alpha: 4, baseModelVersion: 'sd_v2_v' }).ss_v2, 'True');
 });
 
 test('writeKohyaLora writes the fixture kohya layout; diffusers → kohya → read and kohya → diffusers keep the LoRA', () => {

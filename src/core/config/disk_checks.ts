@@ -11,6 +11,8 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import type { RunFacts } from './cross_checks.js';
 import type { Severity } from './problems.js';
 import type { RunConfig } from './run_config.js';
+import { METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS, isImageFile } from './dataset_files.js';
+import { LORA_FILE, checkpointStep, listCheckpoints, type CheckpointFolder } from './run_folder.js';
 
 export interface DiskFinding {
   key: keyof RunConfig;
@@ -46,7 +48,7 @@ export interface DiskReport {
   dataset?: DatasetSummary;
   model?: ModelSummary;
   /** checkpoint-<step> folders in output_dir, by step. */
-  checkpoints: string[];
+  checkpoints: CheckpointFolder[];
   /** The checkpoint folder a resume would start from. */
   resumeFrom?: string;
   facts: RunFacts;
@@ -54,10 +56,6 @@ export interface DiskReport {
   watched: string[];
 }
 
-export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp'];
-const OTHER_IMAGE_EXTENSIONS = ['.bmp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
-export const LORA_WEIGHTS_FILE = 'pytorch_lora_weights.safetensors';
-const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
 /** Folder walks stop here: a dataset is not a home directory. */
 const MAX_FILES = 200_000;
 const MAX_DEPTH = 4;
@@ -68,32 +66,13 @@ export function resolveConfigPath(p: string, baseDir: string): string {
   return path.resolve(baseDir, p);
 }
 
-/** checkpoint-<step> folders in a run's output folder, ordered by step. */
-export function listCheckpoints(outputDir: string): string[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(outputDir);
-  } catch {
-    return [];
-  }
-  return names
-    .filter((n) => CHECKPOINT_RE.test(n) && isDir(path.join(outputDir, n)))
-    .sort((a, b) => stepOf(a)! - stepOf(b)!)
-    .map((n) => path.join(outputDir, n));
-}
-
-export function stepOf(checkpointDir: string): number | undefined {
-  const m = CHECKPOINT_RE.exec(path.basename(checkpointDir));
-  return m ? Number(m[1]) : undefined;
-}
-
 /**
  * The folder resume_from_checkpoint means: `latest` is the highest checkpoint in output_dir (undefined when
  * there is none); a path is relative to the config, and — as in diffusers, which joins the name to
  * output_dir — a bare `checkpoint-500` that is not beside the config is looked up in output_dir.
  */
 export function resolveCheckpoint(value: string, baseDir: string, outputDir: string): string | undefined {
-  if (value === 'latest') return listCheckpoints(outputDir).at(-1);
+  if (value === 'latest') return listCheckpoints(outputDir).at(-1)?.path;
   const direct = resolveConfigPath(value, baseDir);
   if (fs.existsSync(direct)) return direct;
   const inOutput = path.join(outputDir, path.basename(value));
@@ -236,9 +215,9 @@ function checkDataset(c: RunConfig, baseDir: string, report: DiskReport, skip: R
   if (!isDir(dir)) return add('error', `${dir} is a file — point to the folder that holds the images and metadata.jsonl`);
 
   const files = walk(dir);
-  const images = files.filter((f) => IMAGE_EXTENSIONS.includes(path.extname(f).toLowerCase()));
+  const images = files.filter(isImageFile);
   if (!images.length) {
-    const others = files.filter((f) => OTHER_IMAGE_EXTENSIONS.includes(path.extname(f).toLowerCase()));
+    const others = files.filter((f) => UNSUPPORTED_IMAGE_EXTENSIONS.includes(path.extname(f).toLowerCase()));
     add(
       'error',
       others.length
@@ -249,7 +228,7 @@ function checkDataset(c: RunConfig, baseDir: string, report: DiskReport, skip: R
     report.facts.numExamples = 0;
     return;
   }
-  const metadataFile = path.join(dir, 'metadata.jsonl');
+  const metadataFile = path.join(dir, METADATA_FILE);
   const summary = fs.existsSync(metadataFile) ? checkMetadata(c, dir, metadataFile, images, add, skip, report) : checkTxtCaptions(dir, images, files, add);
   report.dataset = summary;
   report.facts.numExamples = summary.examples;
@@ -360,19 +339,19 @@ function checkOutput(c: RunConfig, baseDir: string, report: DiskReport, skip: Re
     return;
   }
   report.checkpoints = listCheckpoints(out);
-  const weights = path.join(out, LORA_WEIGHTS_FILE);
+  const weights = path.join(out, LORA_FILE);
   if (!resuming && fs.existsSync(weights)) {
     const when = fs.statSync(weights).mtime.toISOString().slice(0, 16).replace('T', ' ');
     report.findings.push({
       key: 'output_dir',
       severity: 'warning',
-      message: `already holds a trained LoRA (${LORA_WEIGHTS_FILE}, ${when}) that this run will overwrite — choose another output_dir or move the file`,
+      message: `already holds a trained LoRA (${LORA_FILE}, ${when}) that this run will overwrite — choose another output_dir or move the file`,
     });
   } else if (!resuming && report.checkpoints.length) {
     report.findings.push({
       key: 'output_dir',
       severity: 'info',
-      message: `holds ${report.checkpoints.map((p) => path.basename(p)).join(', ')} from an earlier run: \`resume_from_checkpoint: latest\` continues it`,
+      message: `holds ${report.checkpoints.map((c) => path.basename(c.path)).join(', ')} from an earlier run: \`resume_from_checkpoint: latest\` continues it`,
     });
   }
   if (resuming) checkResume(c.resume_from_checkpoint!, baseDir, out, report);
@@ -380,14 +359,14 @@ function checkOutput(c: RunConfig, baseDir: string, report: DiskReport, skip: Re
 
 function checkResume(value: string, baseDir: string, outputDir: string, report: DiskReport): void {
   const add = (severity: Severity, message: string) => void report.findings.push({ key: 'resume_from_checkpoint', severity, message });
-  const available = report.checkpoints.map((p) => path.basename(p));
+  const available = report.checkpoints.map((c) => path.basename(c.path));
   if (value === 'latest') {
     const last = report.checkpoints.at(-1);
     if (!last) return add('info', `no checkpoint in ${outputDir} yet: the run starts from step 0`);
-    report.resumeFrom = last;
-    report.facts.resumeStep = stepOf(last);
-    report.watched.push(last);
-    return add('info', `resumes from ${path.basename(last)}`);
+    report.resumeFrom = last.path;
+    report.facts.resumeStep = last.step;
+    report.watched.push(last.path);
+    return add('info', `resumes from ${path.basename(last.path)}`);
   }
   const dir = resolveCheckpoint(value, baseDir, outputDir)!;
   report.watched.push(dir);
@@ -395,13 +374,14 @@ function checkResume(value: string, baseDir: string, outputDir: string, report: 
   if (!fs.existsSync(dir)) return add('error', `checkpoint not found: ${dir} — use \`latest\` or a checkpoint-<step> folder${choices}`);
   if (!isDir(dir)) return add('error', `${dir} is a file; a checkpoint is a checkpoint-<step> folder${choices}`);
   const inside = listCheckpoints(dir);
-  if (!CHECKPOINT_RE.test(path.basename(dir))) {
-    if (inside.length) return add('error', `${dir} is a run's output folder, not a checkpoint — use \`latest\` or one of ${inside.map((p) => path.basename(p)).join(', ')}`);
+  const step = checkpointStep(dir);
+  if (step === undefined) {
+    if (inside.length) return add('error', `${dir} is a run's output folder, not a checkpoint — use \`latest\` or one of ${inside.map((c) => path.basename(c.path)).join(', ')}`);
     return add('warning', `${dir} does not look like a checkpoint (a checkpoint-<step> folder written by a run)`);
   }
   if (fs.readdirSync(dir).length === 0) return add('error', `${dir} is empty: the checkpoint was not written completely — use an earlier one${choices}`);
   report.resumeFrom = dir;
-  report.facts.resumeStep = stepOf(dir);
+  report.facts.resumeStep = step;
 }
 
 // ── helpers ──

@@ -6,9 +6,13 @@
 export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
-export type LrSchedulerName = 'linear' | 'cosine' | 'cosine_with_restarts' | 'polynomial' | 'constant' | 'constant_with_warmup';
-export type PredictionType = 'epsilon' | 'v_prediction';
-export type SaveFormat = 'diffusers' | 'kohya';
+/** diffusers' get_scheduler names (src/training/lr_schedules.ts computes each). */
+export const LR_SCHEDULERS = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
+export type LrSchedulerName = (typeof LR_SCHEDULERS)[number];
+export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
+export const SAVE_FORMATS = ['diffusers', 'kohya'] as const;
+export type SaveFormat = (typeof SAVE_FORMATS)[number];
 
 export interface RunConfig {
   // model and data

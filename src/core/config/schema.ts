@@ -3,7 +3,8 @@
 // completion, hover, quick fixes), the JSON Schema shipped for other YAML tools and the docs all read it.
 // Descriptions start with what diffusers' train_text_to_image_lora.py --help says, then our advice.
 // This module is pure data plus tiny helpers: no fs, no tfjs, so the language server can bundle it.
-import { BACKENDS, type RunConfig } from './run_config.js';
+import { KOHYA_LORA_FILE, LORA_FILE, METRICS_FILE, SAMPLES_DIR } from './run_folder.js';
+import { BACKENDS, LR_SCHEDULERS, PREDICTION_TYPES, SAVE_FORMATS, type RunConfig } from './run_config.js';
 
 export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list';
 
@@ -43,13 +44,6 @@ export interface KeySpec<K extends keyof RunConfig = keyof RunConfig> {
   readonly placeholder?: string;
 }
 
-export const LR_SCHEDULERS = ['linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup'] as const;
-export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
-export const SAVE_FORMATS = ['diffusers', 'kohya'] as const;
-
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const schedulersMatch: Same<(typeof LR_SCHEDULERS)[number], RunConfig['lr_scheduler']> = true;
-void schedulersMatch;
 
 /** Every key, in the order the docs and a generated config list them. */
 export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
@@ -390,7 +384,7 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     summary: 'Where the LoRA, checkpoints and samples are written.',
     description:
       'The output directory where the model predictions and checkpoints will be written.\n\n' +
-      'Receives `pytorch_lora_weights.safetensors`, `checkpoint-<step>/` folders, `samples/` and `metrics.jsonl`. Relative to this file.',
+      `Receives \`${LORA_FILE}\`, \`checkpoint-<step>/\` folders, \`${SAMPLES_DIR}/\` and \`${METRICS_FILE}\`. Relative to this file.`,
   },
   {
     key: 'checkpointing_steps',
@@ -436,7 +430,7 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     nullMeans: 'no validation images',
     default: null,
     summary: 'Prompt for the sample images made during training.',
-    description: 'A prompt that is sampled during training for inference.\n\nImages go to `output_dir/samples/` and appear on the dashboard.',
+    description: `A prompt that is sampled during training for inference.\n\nImages go to \`output_dir/${SAMPLES_DIR}/\` and appear on the dashboard.`,
   },
   {
     key: 'num_validation_images',
@@ -464,12 +458,12 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     values: SAVE_FORMATS,
     default: ['diffusers'],
     valueDocs: {
-      diffusers: '`pytorch_lora_weights.safetensors` with diffusers keys (`load_lora_weights`)',
-      kohya: 'also `pytorch_lora_weights_kohya.safetensors` with kohya/A1111 keys and alpha',
+      diffusers: `\`${LORA_FILE}\` with diffusers keys (\`load_lora_weights\`)`,
+      kohya: `also \`${KOHYA_LORA_FILE}\` with kohya/A1111 keys and alpha`,
     },
     summary: 'Which LoRA file formats to write.',
     description:
-      'LoRA Studio only. `diffusers` writes `pytorch_lora_weights.safetensors` as diffusers does; `kohya` adds a copy with kohya/A1111 key names ' +
+      `LoRA Studio only. \`diffusers\` writes \`${LORA_FILE}\` as diffusers does; \`kohya\` adds a copy with kohya/A1111 key names ` +
       '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI and the AUTOMATIC1111 web UI.',
   },
   // ── engine ──
@@ -523,8 +517,8 @@ export const GUIDE_ONLY_KEYS: readonly GuideOnlyKey[] = [
   { key: 'hub_token', severity: 'warning', reason: 'nothing is uploaded; and keep tokens out of config files' },
   { key: 'hub_model_id', severity: 'warning', reason: 'nothing is uploaded to the Hub' },
   { key: 'mixed_precision', severity: 'warning', reason: 'training runs in float32 (TensorFlow.js has no float16/bfloat16 tensors); fp16 model files are converted at load' },
-  { key: 'report_to', severity: 'warning', reason: 'metrics go to output_dir/metrics.jsonl and the LoRA Studio dashboard' },
-  { key: 'logging_dir', severity: 'warning', reason: 'metrics go to output_dir/metrics.jsonl' },
+  { key: 'report_to', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE} and the LoRA Studio dashboard` },
+  { key: 'logging_dir', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE}` },
   { key: 'gradient_checkpointing', severity: 'warning', reason: 'not supported yet: training keeps all activations (lower train_batch_size or resolution to save memory)', isSwitch: true },
   { key: 'use_8bit_adam', severity: 'warning', reason: 'AdamW runs in float32 (only the LoRA weights have optimizer state, so it is small)', isSwitch: true },
   { key: 'allow_tf32', severity: 'info', reason: 'a CUDA/PyTorch setting with no equivalent here; the backend chooses its own precision', isSwitch: true },

@@ -37,14 +37,25 @@ function normalize(s: string): string {
   return s.toLowerCase().replace(/-/g, '_');
 }
 
+export interface NearestOptions {
+  /**
+   * The fewest edits always accepted, however short the name (default 1). The notebook's cell keys and
+   * sampler names are few and short, so there 2 still means a typo (`dpm` → `ddim`); among the run
+   * config's ~45 keys 2 edits on a short name are usually another key.
+   */
+  readonly minEdits?: number;
+}
+
 /**
  * The candidate nearest to `name`, if near enough to be a typo: at most a third of the name's length in
- * edits (at least 1, at most 3). Failing that, a candidate that starts or ends with the name (3 letters
- * or more: `cos` → `cosine`, `lr_warmup` → `lr_warmup_steps`), the closest such one.
+ * edits (at least `minEdits`, at most 3). Failing that, a candidate that starts or ends with the name (3
+ * letters or more: `cos` → `cosine`, `lr_warmup` → `lr_warmup_steps`), the closest such one. Case and
+ * `-`/`_` do not count as differences. Ties go to the earlier candidate.
  */
-export function nearest(name: string, candidates: Iterable<string>): string | undefined {
+export function nearest(name: string, candidates: Iterable<string>, o: NearestOptions = {}): string | undefined {
   const n = normalize(name);
-  const limit = Math.min(3, Math.max(1, Math.floor(n.length / 3)));
+  const minEdits = o.minEdits ?? 1;
+  const limit = Math.min(Math.max(3, minEdits), Math.max(minEdits, Math.floor(n.length / 3)));
   let best: string | undefined;
   let bestScore = Infinity;
   for (const c of candidates) {

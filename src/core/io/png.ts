@@ -1,7 +1,7 @@
 // Images in and out of tensors. PNGs are written with sharp, atomically.
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { writeFileAtomic } from './safetensors.js';
+import { writeFileAtomic } from '../config/run_folder.js';
 
 /** [H, W, 3] or [1, H, W, 3] floats in [0, 1] → 8-bit RGB, rounded as diffusers' numpy_to_pil does ((x·255).round()). */
 export async function tensorToRgb8(image: tf.Tensor): Promise<{ data: Buffer; width: number; height: number }> {

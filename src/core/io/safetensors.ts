@@ -3,8 +3,8 @@
 // Reads are lazy (the header first, each tensor on demand through a file descriptor) so that a 4 GB
 // checkpoint is not read whole to answer "what is in this file?". Every offset is validated before use.
 import fs from 'node:fs';
-import path from 'node:path';
 import { float16ToFloat32, bfloat16ToFloat32 } from './half.js';
+import { writeFileAtomic } from '../config/run_folder.js';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -259,24 +259,6 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite> | Map<s
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
-}
-
-/**
- * Writes a file so that a reader never sees it half-written: to a temporary name in the same folder,
- * flushed to disk, then renamed over the target (rename is atomic within a file system).
- */
-export function writeFileAtomic(file: string, data: Buffer | string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
 }
 
 export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite> | Map<string, TensorToWrite>, metadata?: Record<string, string>): void {

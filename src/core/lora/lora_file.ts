@@ -287,6 +287,17 @@ export function writeKohyaLora(file: string, modules: ReadonlyMap<string, LoraMo
   writeSafetensors(file, tensors, metadata);
 }
 
+/**
+ * sd-scripts' model family name for a base model, from its UNet config, as sd-scripts'
+ * `get_model_version_str_for_sd1_sd2` spells it: `sd_v1` (SD 1.x: CLIP ViT-L text features, 768 wide),
+ * `sd_v2` (SD 2.x: OpenCLIP ViT-H, 1024 wide), `_v` appended for v-prediction. Undefined for any other
+ * UNet (the tiny test models): no family is better than a wrong one, which makes A1111 hide the LoRA.
+ */
+export function baseModelVersion(unetConfig: { readonly cross_attention_dim?: unknown }, vPrediction: boolean): string | undefined {
+  const family = { 768: 'sd_v1', 1024: 'sd_v2' }[Number(unetConfig.cross_attention_dim)];
+  return family && family + (vPrediction ? '_v' : '');
+}
+
 /** What LoRA Studio records about a training run in a LoRA file's header. All fields optional but rank/alpha. */
 export interface TrainingInfo {
   readonly rank: number;

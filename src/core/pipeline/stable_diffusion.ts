@@ -7,7 +7,8 @@ import { CLIPTokenizer } from '../tokenizer/clip_tokenizer.js';
 import { CLIPTextModel } from '../models/clip_text_model.js';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
-import { createScheduler, type SchedulerName } from '../schedulers/index.js';
+import { createScheduler } from '../schedulers/index.js';
+import { GENERATION_DEFAULTS, type SchedulerName } from '../config/generation.js';
 import { noLora, type LoraLookup } from '../engine/ops.js';
 import { torchRandn } from '../engine/torch_random.js';
 
@@ -79,14 +80,14 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
   const height = o.height ?? defaultSize(sd);
   const f = sd.vaeScaleFactor;
   if (width % f || height % f) throw new Error(`width and height must be multiples of ${f}, got ${width}×${height}`);
-  const guidance = o.guidanceScale ?? 7.5;
+  const guidance = o.guidanceScale ?? GENERATION_DEFAULTS.guidance;
   const cfg = guidance > 1;
   const lora = o.lora ?? noLora;
-  const scheduler = createScheduler(o.scheduler ?? 'dpmpp-2m', sd.schedulerConfig);
-  scheduler.setTimesteps(o.steps ?? 20);
+  const scheduler = createScheduler(o.scheduler ?? GENERATION_DEFAULTS.scheduler, sd.schedulerConfig);
+  scheduler.setTimesteps(o.steps ?? GENERATION_DEFAULTS.steps);
 
   // [uncond, cond] in one batch, as diffusers does with do_classifier_free_guidance.
-  const embeddings = encodePrompts(sd, cfg ? [o.negativePrompt ?? '', o.prompt] : [o.prompt]);
+  const embeddings = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt]);
   const channels = sd.unet.config.in_channels as number;
   const shape: [number, number, number, number] = [1, height / f, width / f, channels];
   let latents: tf.Tensor4D;
@@ -97,7 +98,7 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     // Drawn NCHW with torch's CPU generator, so a seed gives the same image as diffusers with
     // generator=torch.Generator().manual_seed(seed).
     const [b, h, w, c] = shape;
-    const noise = torchRandn(o.seed ?? 0, [b, c, h, w]);
+    const noise = torchRandn(o.seed ?? GENERATION_DEFAULTS.seed, [b, c, h, w]);
     latents = tf.tidy(() => tf.tensor4d(noise, [b, c, h, w]).transpose<tf.Tensor4D>([0, 2, 3, 1]).mul(scheduler.initNoiseSigma));
   }
 

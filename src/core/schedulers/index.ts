@@ -12,6 +12,7 @@ import { DPMSolverMultistepScheduler } from './dpmpp_2m.js';
 import { EulerDiscreteScheduler } from './euler.js';
 import { PNDMScheduler } from './pndm.js';
 import { SchedulerConfigError } from './betas.js';
+import { SCHEDULER_NAMES, type SchedulerName } from '../config/generation.js';
 
 /** What every scheduler's resolved config has; each class's own interface lists the rest. */
 export interface SchedulerConfig {
@@ -37,33 +38,31 @@ export interface Scheduler {
   dispose(): void;
 }
 
-export type SchedulerName = 'ddim' | 'euler' | 'dpmpp-2m' | 'pndm' | 'ddpm';
-export const SCHEDULER_NAMES: readonly SchedulerName[] = ['ddim', 'euler', 'dpmpp-2m', 'pndm', 'ddpm'];
+/**
+ * The class behind each name (src/core/config/generation.ts): a name without a class, or a class without a
+ * name, fails to compile.
+ */
+const SCHEDULERS = {
+  ddim: DDIMScheduler,
+  euler: EulerDiscreteScheduler,
+  'dpmpp-2m': DPMSolverMultistepScheduler,
+  pndm: PNDMScheduler,
+  ddpm: DDPMScheduler,
+} as const satisfies Record<SchedulerName, new (config: Record<string, unknown>) => Scheduler>;
 
-/** The diffusers class each name stands for. */
-export const SCHEDULER_CLASSES: Record<SchedulerName, string> = {
+/** The diffusers class name each name stands for (a model's scheduler_config.json `_class_name`). */
+export const SCHEDULER_CLASSES = {
   ddim: 'DDIMScheduler',
   euler: 'EulerDiscreteScheduler',
   'dpmpp-2m': 'DPMSolverMultistepScheduler',
   pndm: 'PNDMScheduler',
   ddpm: 'DDPMScheduler',
-};
+} as const satisfies Record<SchedulerName, string>;
 
 export function createScheduler(name: SchedulerName, config: Record<string, unknown>): Scheduler {
-  switch (name) {
-    case 'ddim':
-      return new DDIMScheduler(config);
-    case 'euler':
-      return new EulerDiscreteScheduler(config);
-    case 'dpmpp-2m':
-      return new DPMSolverMultistepScheduler(config);
-    case 'pndm':
-      return new PNDMScheduler(config);
-    case 'ddpm':
-      return new DDPMScheduler(config);
-    default:
-      throw new SchedulerConfigError(`unknown scheduler "${String(name)}" (choose one of ${SCHEDULER_NAMES.join(', ')})`);
-  }
+  const Class = Object.hasOwn(SCHEDULERS, name) ? SCHEDULERS[name] : undefined;
+  if (!Class) throw new SchedulerConfigError(`unknown scheduler "${String(name)}" (choose one of ${SCHEDULER_NAMES.join(', ')})`);
+  return new Class(config);
 }
 
 export { DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, SchedulerConfigError };

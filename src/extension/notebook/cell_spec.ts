@@ -4,7 +4,10 @@
 // (seeds × batch, compare with/without the LoRAs, a LoRA-scale sweep). No `vscode` import.
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
-import { INFERENCE_SCHEDULERS, type GenerationJob, type InferenceScheduler, type LoraRef } from '../../protocol/inference.js';
+import type { GenerationJob, LoraRef } from '../../protocol/inference.js';
+import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, SCHEDULER_TITLES, type InferenceScheduler } from '../../core/config/generation.js';
+import { LORA_FILE } from '../../core/config/run_folder.js';
+import { nearest } from '../../core/config/suggest.js';
 
 export const CELL_LANGUAGE_ID = 'lora-generation';
 
@@ -21,7 +24,7 @@ export interface CellKeyDoc {
 
 export const CELL_KEYS: readonly CellKeyDoc[] = [
   { key: 'prompt', detail: 'what to draw (required)', doc: 'The text prompt.', snippet: '${1:a red circle}' },
-  { key: 'negative_prompt', detail: 'what to steer away from', doc: 'The negative prompt (classifier-free guidance pushes away from it). Default: empty.', snippet: '${1:blurry}' },
+  { key: 'negative_prompt', detail: 'what to steer away from', doc: `The negative prompt (classifier-free guidance pushes away from it). Default: ${D.negativePrompt ? `"${D.negativePrompt}"` : 'empty'}.`, snippet: '${1:blurry}' },
   {
     key: 'model',
     detail: 'diffusers pipeline folder',
@@ -32,11 +35,11 @@ export const CELL_KEYS: readonly CellKeyDoc[] = [
     key: 'loras',
     detail: 'LoRA files with scales',
     doc: 'LoRAs to apply, each `- file: path.safetensors` with an optional `scale:` (default 1); a plain `- path.safetensors` works too. Paths are relative to the notebook.',
-    snippet: '\n  - file: ${1:output/pytorch_lora_weights.safetensors}\n    scale: ${2:1.0}',
+    snippet: `\n  - file: \${1:output/${LORA_FILE}}\n    scale: \${2:1.0}`,
   },
-  { key: 'scheduler', detail: INFERENCE_SCHEDULERS.join(' | '), doc: 'The sampler. Default `dpmpp-2m` (DPM++ 2M).', snippet: '${1|' + INFERENCE_SCHEDULERS.join(',') + '|}', values: INFERENCE_SCHEDULERS },
-  { key: 'steps', detail: 'denoising steps', doc: 'Number of denoising steps. Default 20.', snippet: '${1:20}' },
-  { key: 'guidance', detail: 'classifier-free guidance scale', doc: 'Guidance scale; ≤ 1 turns classifier-free guidance off. Default 7.5.', snippet: '${1:7.5}' },
+  { key: 'scheduler', detail: INFERENCE_SCHEDULERS.join(' | '), doc: `The sampler. Default \`${D.scheduler}\` (${SCHEDULER_TITLES[D.scheduler]}).`, snippet: '${1|' + INFERENCE_SCHEDULERS.join(',') + '|}', values: INFERENCE_SCHEDULERS },
+  { key: 'steps', detail: 'denoising steps', doc: `Number of denoising steps. Default ${D.steps}.`, snippet: `\${1:${D.steps}}` },
+  { key: 'guidance', detail: 'classifier-free guidance scale', doc: `Guidance scale; ≤ 1 turns classifier-free guidance off. Default ${D.guidance}.`, snippet: `\${1:${D.guidance}}` },
   { key: 'seed', detail: 'a seed or a list of seeds', doc: 'Seed of the initial noise: a number, or a list `[0, 1, 2]` for one image per seed. Default: a random seed, shown under the image.', snippet: '${1:0}' },
   { key: 'width', detail: 'pixels', doc: 'Image width, a multiple of 8. Default: the model’s size.', snippet: '${1:512}' },
   { key: 'height', detail: 'pixels', doc: 'Image height, a multiple of 8. Default: the model’s size.', snippet: '${1:512}' },
@@ -75,7 +78,8 @@ export interface CellProblem {
 
 export type ParsedCell = { spec: CellSpec; problems: [] } | { spec?: undefined; problems: CellProblem[] };
 
-export const CELL_DEFAULTS = { scheduler: 'dpmpp-2m' as InferenceScheduler, steps: 20, guidance: 7.5, batch: 1 };
+/** Images per seed when a cell does not say. */
+const DEFAULT_BATCH = 1;
 
 /** Parses a cell's text. Every problem names its line; unknown keys get a "did you mean". */
 export function parseCell(text: string): ParsedCell {
@@ -106,7 +110,7 @@ export function parseCell(text: string): ParsedCell {
       continue;
     }
     if (!KEY_NAMES.includes(key)) {
-      const near = closest(key, KEY_NAMES);
+      const near = nearest(key, KEY_NAMES, { minEdits: 2 });
       at(pair.key as Node, `unknown key "${key}"${near ? ` — did you mean "${near}"?` : ''} (keys: ${KEY_NAMES.join(', ')})`);
       continue;
     }
@@ -150,7 +154,7 @@ export function parseCell(text: string): ParsedCell {
   if (prompt === undefined && !byKey.has('prompt')) at(root, 'the cell needs a `prompt: …` line');
   const scheduler = str('scheduler');
   if (scheduler !== undefined && !INFERENCE_SCHEDULERS.includes(scheduler as InferenceScheduler)) {
-    const near = closest(scheduler, INFERENCE_SCHEDULERS);
+    const near = nearest(scheduler, INFERENCE_SCHEDULERS, { minEdits: 2 });
     at(valueNode('scheduler'), `scheduler must be one of ${INFERENCE_SCHEDULERS.join(', ')}, got "${scheduler}"${near ? ` — did you mean "${near}"?` : ''}`);
   }
 
@@ -205,16 +209,16 @@ export function parseCell(text: string): ParsedCell {
   return {
     spec: {
       prompt: prompt ?? '',
-      negativePrompt: negativePrompt ?? '',
+      negativePrompt: negativePrompt ?? D.negativePrompt,
       model: model || undefined,
       loras,
-      scheduler: (scheduler as InferenceScheduler | undefined) ?? CELL_DEFAULTS.scheduler,
-      steps: steps ?? CELL_DEFAULTS.steps,
-      guidance: guidance ?? CELL_DEFAULTS.guidance,
+      scheduler: (scheduler as InferenceScheduler | undefined) ?? D.scheduler,
+      steps: steps ?? D.steps,
+      guidance: guidance ?? D.guidance,
       seeds,
       width,
       height,
-      batch: batch ?? CELL_DEFAULTS.batch,
+      batch: batch ?? DEFAULT_BATCH,
       compare,
       sweep,
     },
@@ -331,29 +335,4 @@ export function pathForCell(notebookDir: string, file: string): string {
   const rel = path.relative(notebookDir, file);
   if (!rel || path.isAbsolute(rel) || rel.split(path.sep).filter((p) => p === '..').length > 2) return file;
   return rel.split(path.sep).join('/');
-}
-
-/** The nearest name by edit distance, when it is near enough to be a typo. */
-function closest(word: string, names: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const n of names) {
-    const d = editDistance(word.toLowerCase(), n);
-    if (d < bestD) [best, bestD] = [n, d];
-  }
-  return bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const t = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = t;
-    }
-  }
-  return prev[b.length];
 }

@@ -7,7 +7,11 @@ import * as vscode from 'vscode';
 import { CELL_LANGUAGE_ID, cellText, pathForCell } from './cell_spec.js';
 import { NOTEBOOK_TYPE } from '../../protocol/generation_output.js';
 import { FIND_EXCLUDE } from '../workspace.js';
+import { LORA_FILE } from '../../core/config/run_folder.js';
+import { GENERATION_DEFAULTS } from '../../core/config/generation.js';
 
+/** Written into the new cells, though they are the defaults, so the knobs are in view. */
+const SHOWN = { steps: GENERATION_DEFAULTS.steps, guidance: GENERATION_DEFAULTS.guidance };
 
 export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -23,18 +27,18 @@ export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
   const gen = (text: string) => cells.push(new vscode.NotebookCellData(vscode.NotebookCellKind.Code, text, CELL_LANGUAGE_ID));
   if (lora) {
     md(`# ${path.basename(path.dirname(lora))}\n\nThe LoRA in \`${rel(lora)}\`. Run a cell to generate; the images are saved next to the notebook once it is saved.`);
-    gen(cellText({ prompt, model: modelForCell, loras: [{ file: rel(lora), scale: 1 }], steps: 20, guidance: 7.5, seed: [0, 1], compare: true }));
-    gen(cellText({ prompt, model: modelForCell, loras: [{ file: rel(lora), scale: 1 }], steps: 20, guidance: 7.5, seed: 0, sweep: [0, 0.5, 1] }));
+    gen(cellText({ prompt, model: modelForCell, ...SHOWN, loras: [{ file: rel(lora), scale: 1 }], seed: [0, 1], compare: true }));
+    gen(cellText({ prompt, model: modelForCell, ...SHOWN, loras: [{ file: rel(lora), scale: 1 }], seed: 0, sweep: [0, 0.5, 1] }));
   } else {
-    md('# Inference notebook\n\nNo trained LoRA (`pytorch_lora_weights.safetensors`) was found in this workspace: name one under `loras:`.');
-    gen(cellText({ prompt, model: modelForCell, steps: 20, guidance: 7.5, seed: [0, 1, 2, 3] }));
+    md(`# Inference notebook\n\nNo trained LoRA (\`${LORA_FILE}\`) was found in this workspace: name one under \`loras:\`.`);
+    gen(cellText({ prompt, model: modelForCell, ...SHOWN, seed: [0, 1, 2, 3] }));
   }
   const doc = await vscode.workspace.openNotebookDocument(NOTEBOOK_TYPE, new vscode.NotebookData(cells));
   return vscode.window.showNotebookDocument(doc);
 }
 
 async function newestLora(): Promise<string | undefined> {
-  const found = await vscode.workspace.findFiles('**/pytorch_lora_weights.safetensors', FIND_EXCLUDE, 500);
+  const found = await vscode.workspace.findFiles(`**/${LORA_FILE}`, FIND_EXCLUDE, 500);
   let best: { file: string; mtime: number } | undefined;
   for (const uri of found) {
     try {

@@ -1,0 +1,42 @@
+// Text-to-image generation: the scheduler names and the defaults of a request, spelled once for the
+// pipeline (src/core/pipeline), `lora-studio generate`, the inference worker and its protocol, the notebook
+// cell language, the extension's "Generate Image…" and validation images. Light: no tensors.
+
+/**
+ * Every noise scheduler the engine has, by the name users type. src/core/schedulers/index.ts maps each to
+ * its class and is checked against this list by the compiler.
+ */
+export const SCHEDULER_NAMES = ['ddim', 'euler', 'dpmpp-2m', 'pndm', 'ddpm'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+/** The samplers offered for generation: all but DDPM, which needs ~1000 steps (it is the training scheduler). */
+export const INFERENCE_SCHEDULERS = ['ddim', 'euler', 'dpmpp-2m', 'pndm'] as const satisfies readonly SchedulerName[];
+export type InferenceScheduler = (typeof INFERENCE_SCHEDULERS)[number];
+
+/** Human names, for documentation and completion. */
+export const SCHEDULER_TITLES: Record<SchedulerName, string> = {
+  ddim: 'DDIM',
+  euler: 'Euler',
+  'dpmpp-2m': 'DPM++ 2M',
+  pndm: 'PNDM',
+  ddpm: 'DDPM',
+};
+
+/**
+ * What a generation uses when the request leaves a setting out. Guidance 7.5 is diffusers'
+ * StableDiffusionPipeline default; DPM++ 2M in 20 steps is the usual quality/speed point. Width and height
+ * default to the model's own size (the UNet's sample_size × the VAE scale factor), known only once it loads.
+ */
+export const GENERATION_DEFAULTS = {
+  scheduler: 'dpmpp-2m',
+  steps: 20,
+  guidance: 7.5,
+  seed: 0,
+  negativePrompt: '',
+} as const satisfies { scheduler: InferenceScheduler; steps: number; guidance: number; seed: number; negativePrompt: string };
+
+/**
+ * Validation images during training, as the guide's log_validation makes them: the model's own scheduler,
+ * 30 steps, the pipeline's default guidance.
+ */
+export const VALIDATION_DEFAULTS = { steps: 30, guidance: GENERATION_DEFAULTS.guidance } as const;

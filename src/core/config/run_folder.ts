@@ -1,0 +1,144 @@
+// A run's folder (`output_dir`): the one place that spells what a run writes there and how —
+//
+//   pytorch_lora_weights.safetensors        the trained LoRA, diffusers layout (diffusers' save_lora_weights name)
+//   pytorch_lora_weights_kohya.safetensors  the same weights in kohya/A1111 layout (save_formats: kohya)
+//   metrics.jsonl                           one JSON object per optimizer step
+//   samples/                                validation images (`step-000100-<i>.png`, `final-<i>.png`)
+//   checkpoint-<step>/                      everything a resume needs (see src/training/checkpoints.ts)
+//   generated/                              images made with "Generate Image…" from this run's LoRA
+//
+// and the temp-then-rename writes that keep a reader (or a killed process) from ever seeing a half-written
+// file or checkpoint. Light (node fs/path only): the trainer, the extension and the language server use it.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const LORA_FILE = 'pytorch_lora_weights.safetensors';
+export const KOHYA_LORA_FILE = 'pytorch_lora_weights_kohya.safetensors';
+export const METRICS_FILE = 'metrics.jsonl';
+export const SAMPLES_DIR = 'samples';
+export const GENERATED_DIR = 'generated';
+
+/** The files inside a `checkpoint-<step>/` folder. */
+export const CHECKPOINT_FILES = {
+  /** The LoRA so far, diffusers layout: the folder also loads in diffusers as a LoRA. */
+  lora: LORA_FILE,
+  optimizer: 'optimizer.safetensors',
+  state: 'training_state.json',
+} as const;
+
+const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
+/** Half-written (`.tmp-`) or being-deleted (`.old-`) checkpoints: hidden, outside the `checkpoint-*` namespace. */
+const CHECKPOINT_TEMPORARY = /^\.checkpoint-(\d+)\.(tmp|old)-/;
+
+/** A `checkpoint-<step>` folder of a run. */
+export interface CheckpointFolder {
+  readonly step: number;
+  /** Absolute (or output_dir-relative, as output_dir was given) path of the folder. */
+  readonly path: string;
+}
+
+export function checkpointDirName(step: number): string {
+  return `checkpoint-${step}`;
+}
+
+/** The step of a `checkpoint-<step>` folder (a path or a bare name); undefined for anything else. */
+export function checkpointStep(dir: string): number | undefined {
+  const m = CHECKPOINT_DIR.exec(path.basename(dir));
+  return m ? Number(m[1]) : undefined;
+}
+
+/** `checkpoint-<step>` folders in a run's output folder, oldest first; none when the folder is missing. */
+export function listCheckpoints(outputDir: string): CheckpointFolder[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(outputDir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const found: CheckpointFolder[] = [];
+  for (const e of entries) {
+    const step = checkpointStep(e.name);
+    const p = path.join(outputDir, e.name);
+    if (step !== undefined && (e.isDirectory() || (e.isSymbolicLink() && isDir(p)))) found.push({ step, path: p });
+  }
+  return found.sort((a, b) => a.step - b.step);
+}
+
+/** The hidden folder a checkpoint is written into before it is renamed to `checkpoint-<step>`. */
+export function checkpointTemporaryDir(outputDir: string, step: number): string {
+  return path.join(outputDir, `.${checkpointDirName(step)}.tmp-${process.pid}-${Date.now()}`);
+}
+
+/** Whether `dir` is the temporary folder of step `step`'s checkpoint (any step when omitted). */
+export function isCheckpointTemporary(dir: string, step?: number): boolean {
+  const m = CHECKPOINT_TEMPORARY.exec(path.basename(dir));
+  return !!m && (step === undefined || Number(m[1]) === step);
+}
+
+/** Deletes half-written and half-deleted checkpoint folders left by a killed run. */
+export function removeCheckpointTemporaries(outputDir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(outputDir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (isCheckpointTemporary(n)) fs.rmSync(path.join(outputDir, n), { recursive: true, force: true });
+}
+
+/**
+ * Writes a file so that a reader never sees it half-written: to a temporary name in the same folder,
+ * flushed to disk, then renamed over the target (rename is atomic within a file system).
+ */
+export function writeFileAtomic(file: string, data: Buffer | string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    if (typeof data === 'string') fs.writeSync(fd, data);
+    else fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/**
+ * Publishes a finished temporary folder as `final` by one rename, after flushing its entries; an existing
+ * `final` is first moved aside and deleted (see `removeDirAtomic`).
+ */
+export function publishDirAtomic(tmp: string, final: string): void {
+  fsyncDir(tmp);
+  if (fs.existsSync(final)) removeDirAtomic(final);
+  fs.renameSync(tmp, final);
+  fsyncDir(path.dirname(final));
+}
+
+/** Renames a checkpoint folder out of the `checkpoint-*` namespace first, so an interrupted delete never leaves a half `checkpoint-<n>`. */
+export function removeDirAtomic(dir: string): void {
+  const aside = path.join(path.dirname(dir), `.${path.basename(dir)}.old-${process.pid}-${Date.now()}`);
+  fs.renameSync(dir, aside);
+  fs.rmSync(aside, { recursive: true, force: true });
+}
+
+function fsyncDir(dir: string): void {
+  // Makes the directory entries (new files, the rename) durable. Not possible on Windows: skip there.
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    /* directories cannot be opened for fsync on this platform */
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
