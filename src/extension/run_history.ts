@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DashboardHistory, DashboardPoint } from '../protocol/dashboard.js';
-import { LORA_FILE, METRICS_FILE, SAMPLES_DIR, listCheckpoints } from '../core/config/run_folder.js';
+import { FINAL_SAMPLES, LORA_FILE, METRICS_FILE, SAMPLES_DIR, listCheckpoints } from '../core/config/run_folder.js';
 
 /** Sample images as found on disk, before the webview URIs are attached. */
 export interface DiskSample {
@@ -81,6 +81,9 @@ export function readMetricsPoints(file: string): DashboardPoint[] {
   return [...byStep.values()].sort((a, b) => a.step - b.step);
 }
 
+/** `final-<i>.png` (and other tools' `final…` names): the images made at the run's end. */
+const FINAL_NAME = new RegExp(`^${FINAL_SAMPLES}\\b`, 'i');
+
 /**
  * PNGs under samples/ (one level of sub-folders too). The step comes from the name: the trainer writes
  * `step-000100-<i>.png` during the run and `final-<i>.png` at its end (that is `finalStep`).
@@ -104,7 +107,7 @@ export function listSamples(samplesDir: string, finalStep = 0): DiskSample[] {
   const samples: DiskSample[] = [];
   for (const file of files) {
     const rel = path.relative(samplesDir, file);
-    const step = /^final\b/i.test(path.basename(rel)) ? finalStep : stepFromName(rel);
+    const step = FINAL_NAME.test(path.basename(rel)) ? finalStep : stepFromName(rel);
     if (step === undefined) continue;
     const params = readPngParameters(file);
     samples.push({

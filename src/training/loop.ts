@@ -45,7 +45,7 @@ import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, Checkp
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
 import { generateValidationImages } from './validation.js';
-import { LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries } from '../core/config/run_folder.js';
+import { FINAL_SAMPLES, LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries, sampleLabel } from '../core/config/run_folder.js';
 
 
 export interface TrainHooks {
@@ -341,14 +341,14 @@ class TrainingSession {
           this.ev.log(`stopped (${this.req.stopReason}) at step ${this.globalStep}; resume with resume_from_checkpoint: latest`);
           return this.finish('stopped', started);
         }
-        if (this.req.take('sample')) await this.validate(seed, `step-${pad(this.globalStep)}`);
+        if (this.req.take('sample')) await this.validate(seed, sampleLabel(this.globalStep));
         if (done) break training;
         if (batchInEpoch === 0) break; // epoch finished
       }
       // End of an epoch (the guide validates every validation_epochs epochs, counting from epoch 0).
       const finishedEpoch = epoch - 1;
       if (c.validation_prompt !== null && finishedEpoch % c.validation_epochs === 0 && this.globalStep < plan.maxTrainSteps) {
-        await this.validate(seed, `step-${pad(this.globalStep)}`);
+        await this.validate(seed, sampleLabel(this.globalStep));
       }
     }
 
@@ -538,7 +538,7 @@ class TrainingSession {
       writeKohyaLora(kohya, modules, metadata);
     }
     this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
-    if (c.validation_prompt !== null) await this.validate(seed, 'final');
+    if (c.validation_prompt !== null) await this.validate(seed, FINAL_SAMPLES);
     return this.finish('completed', started, { lora, kohya });
   }
 
@@ -591,7 +591,6 @@ function accumulate(acc: Map<string, tf.Tensor> | undefined, grads: Map<string, 
   return acc;
 }
 
-const pad = (n: number) => String(n).padStart(6, '0');
 
 /** Lets stdin commands and signals be handled between micro-batches. */
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));

@@ -7,6 +7,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { generate, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { SCHEDULER_CLASSES } from '../core/schedulers/index.js';
+import { sampleFileName } from '../core/config/run_folder.js';
 import { GENERATION_DEFAULTS, SCHEDULER_NAMES, VALIDATION_DEFAULTS, type SchedulerName } from '../core/config/generation.js';
 import { writePng } from '../core/io/png.js';
 import type { LoraLookup } from '../core/engine/ops.js';
@@ -28,7 +29,7 @@ export interface ValidationOptions {
   readonly prompt: string;
   readonly count: number;
   readonly seed: number;
-  /** File names start with this (e.g. `step-000120`). */
+  /** File names start with this: sampleLabel(step) or FINAL_SAMPLES (src/core/config/run_folder.ts). */
   readonly label: string;
   readonly samplesDir: string;
   readonly lora: LoraLookup;
@@ -46,7 +47,7 @@ export async function generateValidationImages(sd: StableDiffusion, o: Validatio
   for (let i = 0; i < o.count; i++) {
     const seed = o.seed + i;
     const image = await generate(sd, { prompt: o.prompt, scheduler, steps, guidanceScale: guidance, seed, lora: o.lora, onStep: () => (o.keepGoing ? o.keepGoing() : true) });
-    const file = path.join(o.samplesDir, `${o.label}-${i}.png`);
+    const file = path.join(o.samplesDir, sampleFileName(o.label, i));
     await writePng(file, image, { parameters: JSON.stringify({ prompt: o.prompt, scheduler, steps, guidance, seed }) });
     tf.dispose(image);
     out.push({ path: file, seed });

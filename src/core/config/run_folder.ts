@@ -26,6 +26,19 @@ export const CHECKPOINT_FILES = {
   state: 'training_state.json',
 } as const;
 
+/** The label of the validation images made after the last step (`final-<i>.png`). */
+export const FINAL_SAMPLES = 'final';
+
+/** The label of the validation images made at `step` (`step-000100-<i>.png`: zero-padded, so names sort by step). */
+export function sampleLabel(step: number): string {
+  return `step-${String(step).padStart(6, '0')}`;
+}
+
+/** The file name, in samples/, of image `index` of one validation (`label`: sampleLabel or FINAL_SAMPLES). */
+export function sampleFileName(label: string, index: number): string {
+  return `${label}-${index}.png`;
+}
+
 const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
 /** Half-written (`.tmp-`) or being-deleted (`.old-`) checkpoints: hidden, outside the `checkpoint-*` namespace. */
 const CHECKPOINT_TEMPORARY = /^\.checkpoint-(\d+)\.(tmp|old)-/;
