@@ -43,4 +43,9 @@ export default tseslint.config(
     },
   },
   ...BOUNDARIES.map(({ files, patterns }) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns }] } })),
+  // The webview bundles take protocol *types*; values only from the pure helpers, so the message schemas
+  // (TypeBox) and their validator (ajv) stay out of the browser bundles.
+  { files: ['webview/**'], rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns: [
+    { regex: '(^|/)src/protocol/(?!format\\.js$)', allowTypeImports: true, message: 'webview code imports protocol types only (`import type`); value helpers live in src/protocol/format.ts' },
+  ] }] } },
 );

@@ -16,13 +16,13 @@ import { tensorToRgb8, writePng } from '../core/io/png.js';
 import { LoraSet } from '../core/lora/lora_set.js';
 import type { LoraWeights } from '../core/lora/lora_file.js';
 import {
-  parseWorkerRequest,
-  workerMessage,
+  WORKER_MESSAGES,
+  WORKER_REQUESTS,
   type GenerateRequest,
   type GenerationJob,
   type LoraRef,
   type WorkerErrorCode,
-  type WorkerMessage,
+  type WorkerMessageInput,
   type WorkerRequest,
 } from '../protocol/inference.js';
 
@@ -111,7 +111,8 @@ export class InferenceWorker {
   readonly shutdown = new Promise<void>((resolve) => (this.resolveShutdown = resolve));
 
   constructor(
-    private readonly send: (m: WorkerMessage) => void,
+    /** One message out (the stdout writer frames it, stamping the protocol version). */
+    private readonly send: (m: WorkerMessageInput) => void,
     private readonly backend: BackendInfo,
     private readonly loadModel: ModelLoader = loadPipelineModel,
     private readonly log: (line: string) => void = (l) => console.error(l),
@@ -120,11 +121,13 @@ export class InferenceWorker {
   /** One request line. `cancel` acts at once; everything else waits its turn. */
   handleLine(line: string): void {
     if (!line.trim()) return;
-    const r = parseWorkerRequest(line);
-    if ('problem' in r) {
-      this.send(workerMessage({ type: 'error', id: r.id, code: 'bad_request', message: r.problem }));
+    // A bad line is answered with an error naming the field, and the worker goes on serving.
+    const read = WORKER_REQUESTS.read(line) ?? { ok: false, problem: `request is not a JSON object: ${line.trim().slice(0, 80)}` };
+    if (!read.ok) {
+      this.send({ type: 'error', id: read.id, code: 'bad_request', message: read.problem });
       return;
     }
+    const r = read.message;
     if (r.type === 'cancel') return this.cancel(r.id);
     this.queue.push(r);
     void this.pump();
@@ -151,7 +154,7 @@ export class InferenceWorker {
     const i = this.queue.findIndex((q) => 'id' in q && q.id === id);
     if (i >= 0) {
       this.queue.splice(i, 1);
-      this.send(workerMessage({ type: 'cancelled', id, images: 0 }));
+      this.send({ type: 'cancelled', id, images: 0 });
     }
   }
 
@@ -164,7 +167,7 @@ export class InferenceWorker {
         if (r.type === 'shutdown') {
           this.closing = true;
           this.resolveShutdown();
-          for (const q of this.queue.splice(0)) if ('id' in q && q.id) this.send(workerMessage({ type: 'cancelled', id: q.id, images: 0 }));
+          for (const q of this.queue.splice(0)) if ('id' in q && q.id) this.send({ type: 'cancelled', id: q.id, images: 0 });
           break;
         }
         await this.serve(r);
@@ -178,27 +181,25 @@ export class InferenceWorker {
   private async serve(r: Exclude<WorkerRequest, { type: 'cancel' | 'shutdown' }>): Promise<void> {
     try {
       if (r.type === 'status') {
-        this.send(
-          workerMessage({
-            type: 'status',
-            id: r.id,
-            model: this.model?.dir,
-            loras: this.loras.names().map((file) => ({ file, scale: this.loras.scaleOf(file) })),
-            cached: [...this.loraCache.keys()],
-            modelLoads: this.modelLoads,
-            backend: this.backend.name,
-          }),
-        );
+        this.send({
+          type: 'status',
+          id: r.id,
+          model: this.model?.dir,
+          loras: this.loras.names().map((file) => ({ file, scale: this.loras.scaleOf(file) })),
+          cached: [...this.loraCache.keys()],
+          modelLoads: this.modelLoads,
+          backend: this.backend.name,
+        });
       } else if (r.type === 'unload') {
         this.dispose();
-        this.send(workerMessage({ type: 'done', id: r.id, images: 0, seconds: 0 }));
+        this.send({ type: 'done', id: r.id, images: 0, seconds: 0 });
       } else {
         await this.generate(r);
       }
     } catch (e) {
       const err = e instanceof RequestError ? e : new RequestError('internal', e instanceof Error ? e.message : String(e));
       if (!(e instanceof RequestError) && e instanceof Error && e.stack) this.log(e.stack);
-      this.send(workerMessage({ type: 'error', id: r.id, code: err.code, message: err.message, hint: err.hint }));
+      this.send({ type: 'error', id: r.id, code: err.code, message: err.message, hint: err.hint });
     }
   }
 
@@ -228,7 +229,7 @@ export class InferenceWorker {
             lora: this.loras.lookup,
             onStep: (step, steps) => {
               if (running.cancelled) return false;
-              this.send(workerMessage({ type: 'progress', id: r.id, job: index, jobs: r.jobs.length, step, steps }));
+              this.send({ type: 'progress', id: r.id, job: index, jobs: r.jobs.length, step, steps });
               return true;
             },
           });
@@ -240,7 +241,7 @@ export class InferenceWorker {
           const [, height, width] = image.shape;
           const out = await this.output(r, job, index, image, loras);
           if (r.sheet) sheetParts.push(await tensorToRgb8(image));
-          this.send(workerMessage({ type: 'image', id: r.id, job: index, seed: job.seed, loras, width, height, ...out, seconds: (performance.now() - t0) / 1000 }));
+          this.send({ type: 'image', id: r.id, job: index, seed: job.seed, loras, width, height, ...out, seconds: (performance.now() - t0) / 1000 });
         } finally {
           image.dispose();
         }
@@ -248,7 +249,7 @@ export class InferenceWorker {
       if (r.sheet && sheetParts.length) await this.sendSheet(r, sheetParts);
       const seconds = (performance.now() - started) / 1000;
       this.log(`worker: ${r.id}: ${r.jobs.length} image(s) in ${seconds.toFixed(1)} s`);
-      this.send(workerMessage({ type: 'done', id: r.id, images: r.jobs.length, seconds }));
+      this.send({ type: 'done', id: r.id, images: r.jobs.length, seconds });
     } finally {
       this.running = undefined;
     }
@@ -256,7 +257,7 @@ export class InferenceWorker {
 
   private sendCancelled(id: string, images: number): void {
     this.log(`worker: ${id}: cancelled after ${images} image(s)`);
-    this.send(workerMessage({ type: 'cancelled', id, images }));
+    this.send({ type: 'cancelled', id, images });
   }
 
   private async ensureModel(r: GenerateRequest): Promise<LoadedModel> {
@@ -271,7 +272,7 @@ export class InferenceWorker {
     }
     // A different model: everything tied to the old one goes (LoRAs were checked against its layers).
     this.dispose();
-    this.send(workerMessage({ type: 'model_loading', id: r.id, model: dir }));
+    this.send({ type: 'model_loading', id: r.id, model: dir });
     const t0 = performance.now();
     let loaded: LoadedModel;
     try {
@@ -283,7 +284,7 @@ export class InferenceWorker {
     this.model = { dir, variant: r.variant, loaded };
     const seconds = (performance.now() - t0) / 1000;
     this.log(`worker: loaded ${dir} in ${seconds.toFixed(1)} s`);
-    this.send(workerMessage({ type: 'model_loaded', id: r.id, model: dir, seconds, width: loaded.width, height: loaded.height }));
+    this.send({ type: 'model_loaded', id: r.id, model: dir, seconds, width: loaded.width, height: loaded.height });
     return loaded;
   }
 
@@ -298,7 +299,7 @@ export class InferenceWorker {
     for (const name of this.loras.names()) {
       if (!seen.has(name)) {
         this.loras.remove(name);
-        this.send(workerMessage({ type: 'lora_unloaded', id, file: name }));
+        this.send({ type: 'lora_unloaded', id, file: name });
       }
     }
     for (const l of refs) {
@@ -309,7 +310,7 @@ export class InferenceWorker {
       if (!active || !cached) {
         this.loras.add(weights, l.scale, l.file);
         for (const w of weights.warnings) this.log(`warning: ${w}`);
-        this.send(workerMessage({ type: 'lora_loaded', id, file: l.file, cached, modules: weights.modules.size, format: weights.format, warnings: weights.warnings }));
+        this.send({ type: 'lora_loaded', id, file: l.file, cached, modules: weights.modules.size, format: weights.format, warnings: weights.warnings });
       } else if (this.loras.scaleOf(l.file) !== l.scale) {
         this.loras.setScale(l.file, l.scale);
       }
@@ -379,9 +380,9 @@ export class InferenceWorker {
     if (r.outDir) {
       const file = path.resolve(r.outDir, r.sheet!.fileName ?? `${r.id}-sheet.png`);
       fs.writeFileSync(file, png);
-      this.send(workerMessage({ type: 'sheet', id: r.id, columns, rows, file }));
+      this.send({ type: 'sheet', id: r.id, columns, rows, file });
     } else {
-      this.send(workerMessage({ type: 'sheet', id: r.id, columns, rows, png: png.toString('base64') }));
+      this.send({ type: 'sheet', id: r.id, columns, rows, png: png.toString('base64') });
     }
   }
 }
@@ -400,12 +401,12 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const writeOut = process.stdout.write.bind(process.stdout);
   console.log = console.error;
   console.info = console.error;
-  const send = (m: WorkerMessage) => void writeOut(JSON.stringify(m) + '\n');
+  const send = (m: WorkerMessageInput) => void writeOut(WORKER_MESSAGES.encode(m));
 
   const backend = await initBackend(values.backend as BackendName);
   console.error(`worker: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
   const worker = new InferenceWorker(send, backend);
-  send(workerMessage({ type: 'ready', pid: process.pid, backend: backend.name, adapter: backend.adapter }));
+  send({ type: 'ready', pid: process.pid, backend: backend.name, adapter: backend.adapter });
 
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
   lines.on('line', (line) => worker.handleLine(line));

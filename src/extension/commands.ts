@@ -34,6 +34,7 @@ export function dashboardActions(ctx: Ctx): DashboardActions {
     stop: (s) => void s.stop(),
     ...runActions(ctx),
     showLog: () => ctx.log.show(),
+    log: (line) => ctx.log.channel.appendLine(line),
   };
 }
 

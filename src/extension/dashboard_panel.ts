@@ -18,6 +18,7 @@ import {
   type DashboardPoint,
   type DashboardRun,
   type DashboardSample,
+  DASHBOARD_MESSAGES,
   type FromDashboard,
   type ToDashboard,
 } from '../protocol/dashboard.js';
@@ -28,6 +29,8 @@ export interface DashboardActions {
   resume(configPath: string): void;
   generate(weightsFile: string, configPath: string | undefined): void;
   showLog(): void;
+  /** A line for the extension's log. */
+  log(line: string): void;
 }
 
 export class DashboardPanels implements vscode.WebviewPanelSerializer<DashboardPersistedState>, vscode.Disposable {
@@ -124,7 +127,12 @@ export class DashboardPanel {
     const asset = (f: string) => webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', f)).toString();
     webview.html = dashboardHtml({ cspSource: webview.cspSource, scriptUri: asset('dashboard.js'), styleUri: asset('dashboard.css'), title });
     this.disposables.push(
-      webview.onDidReceiveMessage((m: FromDashboard) => this.onMessage(m)),
+      webview.onDidReceiveMessage((m: unknown) => {
+        // The page is ours, but it is a web page: act only on messages of the protocol's shape.
+        const checked = DASHBOARD_MESSAGES.check(m);
+        if (checked.ok) this.onMessage(checked.message);
+        else this.actions.log(`dashboard: ignored a message from the page: ${checked.problem}`);
+      }),
       panel.onDidDispose(() => this.dispose()),
     );
   }

@@ -1,10 +1,11 @@
 // One training run: the trainer as a child process, spoken to in the JSON-lines protocol of
-// src/protocol/training.ts. No `vscode` import, so the session logic is tested in plain node against the
+// src/protocol/training.ts (framed by src/protocol/jsonl.ts). No `vscode` import, so the session logic is tested in plain node against the
 // real trainer and a fake one; the extension attaches the status bar, notifications and dashboard to it.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import {
-  parseEvent,
+  TRAINER_COMMANDS,
+  TRAINER_EVENTS,
   type CheckpointEvent,
   type ErrorEvent,
   type FinishedEvent,
@@ -147,7 +148,7 @@ export class RunSession {
   /** Sends a protocol command; false when the process is gone. */
   send(command: TrainerCommand): boolean {
     if (!this.live || !this.child?.stdin.writable) return false;
-    this.child.stdin.write(JSON.stringify(command) + '\n');
+    this.child.stdin.write(TRAINER_COMMANDS.encode(command));
     return true;
   }
 
@@ -176,11 +177,17 @@ export class RunSession {
   }
 
   private handleStdoutLine(line: string): void {
-    const event = parseEvent(line);
-    if (!event) {
+    const read = TRAINER_EVENTS.read(line);
+    if (!read) {
       if (line.trim()) this.onLog.fire(line);
       return;
     }
+    if (!read.ok) {
+      // A bad event is logged and ignored: the run goes on, and the log says which field was wrong.
+      this.onLog.fire(`ignored a line from the trainer: ${read.problem}`);
+      return;
+    }
+    const event = read.message;
     this.record(event);
     this.onEvent.fire(event);
   }

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import type { ProgressEvent } from '../protocol/training.js';
 import type { RunExit, RunSession } from './run_session.js';
 import { COMMANDS } from './manifest.js';
-import { formatDuration, formatLoss } from '../protocol/dashboard.js';
+import { formatDuration, formatLoss } from '../protocol/format.js';
 
 export interface RunUiActions {
   openDashboard(session: RunSession): void;

@@ -1,6 +1,8 @@
 // The messages between the extension host and the training dashboard webview, typed once and imported by
-// both sides (src/extension/dashboard_panel.ts and webview/dashboard/main.ts). Types and tiny pure helpers
-// only: the webview bundle must not pull in node or vscode modules.
+// both sides (src/extension/dashboard_panel.ts and webview/dashboard/main.ts). The webview imports the
+// types only (eslint enforces it), so the schema library and ajv stay out of its bundle; what the page
+// sends back is checked against DASHBOARD_MESSAGES before the extension acts on it.
+import { message, messages, Type, type MessageOf } from './messages.js';
 import type {
   CheckpointEvent,
   ErrorEvent,
@@ -58,15 +60,17 @@ export type ToDashboard =
   | { type: 'run'; run: DashboardRun };
 
 /** Webview → extension. Paths sent back are checked by the extension against the run's output folder. */
-export type FromDashboard =
-  | { type: 'ready' }
-  | { type: 'stop' }
-  | { type: 'resume' }
+export const DASHBOARD_MESSAGES = messages('dashboard message', [
+  message('ready', {}),
+  message('stop', {}),
+  message('resume', {}),
   /** "Generate with this checkpoint": a checkpoint-<step> folder or a LoRA .safetensors file. */
-  | { type: 'generate'; weights: string }
-  | { type: 'openFile'; path: string }
-  | { type: 'openConfig' }
-  | { type: 'showLog' };
+  message('generate', { weights: Type.String() }),
+  message('openFile', { path: Type.String() }),
+  message('openConfig', {}),
+  message('showLog', {}),
+]);
+export type FromDashboard = MessageOf<typeof DASHBOARD_MESSAGES>;
 
 /** What the webview keeps with vscode.setState, so the panel serializer can rebuild it after a reload. */
 export interface DashboardPersistedState {
@@ -78,19 +82,3 @@ export interface DashboardPersistedState {
 }
 
 export const DASHBOARD_VIEW_TYPE = 'loraStudio.dashboard';
-
-/** "1:05:03", "4:09", "0:07" — compact and stable width, for ETAs and elapsed times. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '–';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
-/** Loss values span 1e-4..10: four significant digits read well everywhere. */
-export function formatLoss(loss: number): string {
-  if (!Number.isFinite(loss)) return String(loss);
-  return loss === 0 ? '0' : Math.abs(loss) >= 1e-3 ? loss.toFixed(4) : loss.toExponential(2);
-}

@@ -1,7 +1,8 @@
 // What a generation cell outputs, and the messages between the notebook renderer and the extension.
-// Imported by the controller, the serializer and the renderer (webview/renderer): types and constants
-// only, no node or vscode imports.
+// Imported by the controller, the serializer and the renderer (webview/renderer imports the types only).
+// What the renderer sends is checked against RENDERER_MESSAGES before the extension acts on it.
 import type { LoraRef } from './inference.js';
+import { message, messages, Type, type MessageOf } from './messages.js';
 import type { InferenceScheduler } from '../core/config/generation.js';
 
 export const NOTEBOOK_TYPE = 'lora-studio-notebook';
@@ -62,13 +63,15 @@ export interface GenerationOutput {
 }
 
 /** Renderer → extension (through renderer messaging); `runId` names the output. */
-export type RendererToExtension =
+export const RENDERER_MESSAGES = messages('renderer message', [
   /** Images of a reopened notebook are files: ask for their bytes. */
-  | { type: 'loadImages'; requestId: string; runId: string; files: string[] }
+  message('loadImages', { requestId: Type.String(), runId: Type.String(), files: Type.Array(Type.String()) }),
   /** The sweep slider: make the sweep's seed at this scale of its LoRA. */
-  | { type: 'sweepScale'; requestId: string; runId: string; scale: number; seed: number }
-  | { type: 'copySettings'; runId: string; image: number }
-  | { type: 'saveImage'; runId: string; image: number };
+  message('sweepScale', { requestId: Type.String(), runId: Type.String(), scale: Type.Number(), seed: Type.Integer({ minimum: 0 }) }),
+  message('copySettings', { runId: Type.String(), image: Type.Integer({ minimum: 0 }) }),
+  message('saveImage', { runId: Type.String(), image: Type.Integer({ minimum: 0 }) }),
+]);
+export type RendererToExtension = MessageOf<typeof RENDERER_MESSAGES>;
 
 /** Extension → renderer. */
 export type ExtensionToRenderer =

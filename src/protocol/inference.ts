@@ -7,309 +7,205 @@
 // touching the model, so a notebook pays the model load once. Requests are served one at a time in arrival
 // order; `cancel` is the exception — it is handled as soon as it arrives.
 //
-// This module is imported by the worker, the extension and the notebook renderer: types and tiny pure
-// helpers only (no node or vscode imports).
+// Each message is one definition giving its type and its runtime check (messages.ts); the framing and
+// the version `v` on every line are jsonl.ts. The notebook renderer imports the types only.
 
-import { INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
+import { JsonLines, type Received, type Sent, type Versioned } from './jsonl.js';
+import { message, messages, oneOf, record, saying, Type, type Static } from './messages.js';
+import { INFERENCE_SCHEDULERS } from '../core/config/generation.js';
 
 export const INFERENCE_PROTOCOL_VERSION = 1;
 
 /** A LoRA file at a scale. Scale 0 keeps the LoRA loaded but leaves it out of the computation. */
-export interface LoraRef {
+export const LoraRef = record({
   /** Absolute path (the worker resolves relative paths against its own working directory). */
-  file: string;
-  scale: number;
-}
+  file: Type.String(),
+  scale: Type.Number(),
+});
+export type LoraRef = Static<typeof LoraRef>;
 
 /** One image of a generate request: everything that differs between the images of one notebook cell. */
-export interface GenerationJob {
-  seed: number;
+export const GenerationJob = record({
+  seed: Type.Integer({ minimum: 0 }),
   /** The LoRAs for this image; LoRAs loaded for an earlier image and not named here are unloaded. */
-  loras: LoraRef[];
+  loras: Type.Array(LoraRef, saying('must be a list of {file, scale}')),
   /** File name (no folder) for the PNG in `outDir`; default `<request id>-<index>.png`. */
-  fileName?: string;
-}
+  fileName: Type.Optional(Type.String({ pattern: '^[^\\\\/]*$', ...saying('must be a file name without folders') })),
+});
+export type GenerationJob = Static<typeof GenerationJob>;
 
-export interface GenerateRequest {
-  type: 'generate';
-  id: string;
+export const GenerateRequest = message('generate', {
+  id: Type.String(),
   /** A diffusers pipeline folder. A different folder than the loaded one replaces the loaded model. */
-  model: string;
-  variant?: 'fp16';
-  prompt: string;
-  negativePrompt?: string;
-  scheduler?: InferenceScheduler;
-  steps?: number;
-  guidance?: number;
+  model: Type.String({ minLength: 1, ...saying('must be the path of a diffusers pipeline folder') }),
+  variant: Type.Optional(Type.Literal('fp16')),
+  prompt: Type.String(),
+  negativePrompt: Type.Optional(Type.String()),
+  scheduler: Type.Optional(oneOf(INFERENCE_SCHEDULERS)),
+  steps: Type.Optional(Type.Integer({ minimum: 1 })),
+  guidance: Type.Optional(Type.Number()),
   /** Pixels, multiples of the VAE scale factor; default: the model's own size. */
-  width?: number;
-  height?: number;
-  jobs: GenerationJob[];
+  width: Type.Optional(Type.Integer({ minimum: 8 })),
+  height: Type.Optional(Type.Integer({ minimum: 8 })),
+  jobs: Type.Array(GenerationJob, { minItems: 1, ...saying('must be a non-empty list of {seed, loras}') }),
   /**
    * Where the PNGs go (created if missing). Without it the images come back inline as base64 PNG bytes
    * (`png` in `image`), which is what a short-lived preview wants; files are what a notebook keeps.
    */
-  outDir?: string;
+  outDir: Type.Optional(Type.String(saying('must be a folder path'))),
   /** Also compose all images of the request into one PNG, `columns` wide, row-major in job order. */
-  sheet?: { columns: number; fileName?: string };
-}
+  sheet: Type.Optional(record({ columns: Type.Integer({ minimum: 1 }), fileName: Type.Optional(Type.String()) }, saying('must be {columns: integer ≥ 1}'))),
+});
 
 /** Stops a queued or running request; answered by that request's `cancelled` (or nothing if it is unknown). */
-export interface CancelRequest {
-  type: 'cancel';
-  id: string;
-}
-
+export const CancelRequest = message('cancel', { id: Type.String() });
 /** What is loaded: answered by `status`. */
-export interface StatusRequest {
-  type: 'status';
-  id: string;
-}
-
+export const StatusRequest = message('status', { id: Type.String() });
 /** Frees the model and every LoRA (the next generate loads again). */
-export interface UnloadRequest {
-  type: 'unload';
-  id: string;
-}
-
+export const UnloadRequest = message('unload', { id: Type.String() });
 /** Requests queued after it are cancelled; the worker finishes the running one and exits 0. (Closing stdin instead lets the queued ones run first.) */
-export interface ShutdownRequest {
-  type: 'shutdown';
-  id?: string;
-}
+export const ShutdownRequest = message('shutdown', { id: Type.Optional(Type.String()) });
 
-export type WorkerRequest = GenerateRequest | CancelRequest | StatusRequest | UnloadRequest | ShutdownRequest;
+/** Host → worker. */
+export const WORKER_REQUESTS = new JsonLines(
+  'inference',
+  INFERENCE_PROTOCOL_VERSION,
+  messages('request', [GenerateRequest, CancelRequest, StatusRequest, UnloadRequest, ShutdownRequest]),
+);
+
+export type GenerateRequest = Static<typeof GenerateRequest>;
+export type CancelRequest = Static<typeof CancelRequest>;
+export type StatusRequest = Static<typeof StatusRequest>;
+export type UnloadRequest = Static<typeof UnloadRequest>;
+export type ShutdownRequest = Static<typeof ShutdownRequest>;
+export type WorkerRequest = Sent<typeof WORKER_REQUESTS>;
 
 /** Sent once, when the worker is ready to read requests. */
-export interface ReadyMessage {
-  type: 'ready';
-  v: number;
-  pid: number;
-  backend: string;
-  adapter?: string;
-}
+export const ReadyMessage = message('ready', { pid: Type.Integer(), backend: Type.String(), adapter: Type.Optional(Type.String()) });
 
-export interface ModelLoadingMessage {
-  type: 'model_loading';
-  v: number;
-  id: string;
-  model: string;
-}
+export const ModelLoadingMessage = message('model_loading', { id: Type.String(), model: Type.String() });
 
-export interface ModelLoadedMessage {
-  type: 'model_loaded';
-  v: number;
-  id: string;
-  model: string;
-  seconds: number;
+export const ModelLoadedMessage = message('model_loaded', {
+  id: Type.String(),
+  model: Type.String(),
+  seconds: Type.Number(),
   /** Image size the model makes by default. */
-  width: number;
-  height: number;
-}
+  width: Type.Integer(),
+  height: Type.Integer(),
+});
 
-export interface LoraLoadedMessage {
-  type: 'lora_loaded';
-  v: number;
-  id: string;
-  file: string;
+export const LoraLoadedMessage = message('lora_loaded', {
+  id: Type.String(),
+  file: Type.String(),
   /** True when the weights came from the worker's cache (same path and modification time) instead of disk. */
-  cached: boolean;
-  modules: number;
-  format: string;
-  warnings: string[];
-}
+  cached: Type.Boolean(),
+  modules: Type.Integer(),
+  format: Type.String(),
+  warnings: Type.Array(Type.String()),
+});
 
-export interface LoraUnloadedMessage {
-  type: 'lora_unloaded';
-  v: number;
-  id: string;
-  file: string;
-}
+export const LoraUnloadedMessage = message('lora_unloaded', { id: Type.String(), file: Type.String() });
 
-export interface ProgressMessage {
-  type: 'progress';
-  v: number;
-  id: string;
+export const ProgressMessage = message('progress', {
+  id: Type.String(),
   /** Index of the job (image) in the request. */
-  job: number;
-  jobs: number;
-  step: number;
-  steps: number;
-}
+  job: Type.Integer(),
+  jobs: Type.Integer(),
+  step: Type.Integer(),
+  steps: Type.Integer(),
+});
 
-export interface ImageMessage {
-  type: 'image';
-  v: number;
-  id: string;
-  job: number;
-  seed: number;
-  loras: LoraRef[];
-  width: number;
-  height: number;
+export const ImageMessage = message('image', {
+  id: Type.String(),
+  job: Type.Integer(),
+  seed: Type.Integer(),
+  loras: Type.Array(LoraRef),
+  width: Type.Integer(),
+  height: Type.Integer(),
   /** Absolute path of the PNG (when the request named an outDir). */
-  file?: string;
+  file: Type.Optional(Type.String()),
   /** Base64 PNG bytes (when it did not). */
-  png?: string;
-  seconds: number;
-}
+  png: Type.Optional(Type.String()),
+  seconds: Type.Number(),
+});
 
-export interface SheetMessage {
-  type: 'sheet';
-  v: number;
-  id: string;
-  columns: number;
-  rows: number;
-  file?: string;
-  png?: string;
-}
+export const SheetMessage = message('sheet', {
+  id: Type.String(),
+  columns: Type.Integer(),
+  rows: Type.Integer(),
+  file: Type.Optional(Type.String()),
+  png: Type.Optional(Type.String()),
+});
 
-export interface DoneMessage {
-  type: 'done';
-  v: number;
-  id: string;
-  images: number;
-  seconds: number;
-}
+export const DoneMessage = message('done', { id: Type.String(), images: Type.Integer(), seconds: Type.Number() });
 
-export interface CancelledMessage {
-  type: 'cancelled';
-  v: number;
-  id: string;
+export const CancelledMessage = message('cancelled', {
+  id: Type.String(),
   /** Images finished before the cancel (their `image` messages were sent). */
-  images: number;
-}
+  images: Type.Integer(),
+});
 
-export type WorkerErrorCode = 'bad_request' | 'model' | 'lora' | 'generate' | 'internal';
+export const WORKER_ERROR_CODES = ['bad_request', 'model', 'lora', 'generate', 'internal'] as const;
+export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
-export interface ErrorMessage {
-  type: 'error';
-  v: number;
+export const ErrorMessage = message('error', {
   /** The request that failed; absent for errors that belong to no request (an unreadable line). */
-  id?: string;
-  code: WorkerErrorCode;
-  message: string;
+  id: Type.Optional(Type.String()),
+  code: oneOf(WORKER_ERROR_CODES),
+  message: Type.String(),
   /** What to do about it, when there is something to say. */
-  hint?: string;
-}
+  hint: Type.Optional(Type.String()),
+});
 
-export interface StatusMessage {
-  type: 'status';
-  v: number;
-  id: string;
-  model?: string;
+export const StatusMessage = message('status', {
+  id: Type.String(),
+  model: Type.Optional(Type.String()),
   /** LoRAs in the active set, with their scales. */
-  loras: LoraRef[];
+  loras: Type.Array(LoraRef),
   /** LoRA files whose weights are cached. */
-  cached: string[];
+  cached: Type.Array(Type.String()),
   /** Model loads since the worker started. */
-  modelLoads: number;
-  backend: string;
-}
+  modelLoads: Type.Integer(),
+  backend: Type.String(),
+});
 
-export type WorkerMessage =
-  | ReadyMessage
-  | ModelLoadingMessage
-  | ModelLoadedMessage
-  | LoraLoadedMessage
-  | LoraUnloadedMessage
-  | ProgressMessage
-  | ImageMessage
-  | SheetMessage
-  | DoneMessage
-  | CancelledMessage
-  | ErrorMessage
-  | StatusMessage;
+/** Worker → host. */
+export const WORKER_MESSAGES = new JsonLines(
+  'inference',
+  INFERENCE_PROTOCOL_VERSION,
+  messages('worker message', [
+    ReadyMessage,
+    ModelLoadingMessage,
+    ModelLoadedMessage,
+    LoraLoadedMessage,
+    LoraUnloadedMessage,
+    ProgressMessage,
+    ImageMessage,
+    SheetMessage,
+    DoneMessage,
+    CancelledMessage,
+    ErrorMessage,
+    StatusMessage,
+  ]),
+);
+
+/** A message as the worker writes it (the framing adds `v`). */
+export type WorkerMessageInput = Sent<typeof WORKER_MESSAGES>;
+export type WorkerMessage = Received<typeof WORKER_MESSAGES>;
+export type ReadyMessage = Versioned<Static<typeof ReadyMessage>>;
+export type ModelLoadingMessage = Versioned<Static<typeof ModelLoadingMessage>>;
+export type ModelLoadedMessage = Versioned<Static<typeof ModelLoadedMessage>>;
+export type LoraLoadedMessage = Versioned<Static<typeof LoraLoadedMessage>>;
+export type LoraUnloadedMessage = Versioned<Static<typeof LoraUnloadedMessage>>;
+export type ProgressMessage = Versioned<Static<typeof ProgressMessage>>;
+export type ImageMessage = Versioned<Static<typeof ImageMessage>>;
+export type SheetMessage = Versioned<Static<typeof SheetMessage>>;
+export type DoneMessage = Versioned<Static<typeof DoneMessage>>;
+export type CancelledMessage = Versioned<Static<typeof CancelledMessage>>;
+export type ErrorMessage = Versioned<Static<typeof ErrorMessage>>;
+export type StatusMessage = Versioned<Static<typeof StatusMessage>>;
 
 /** Messages that end a request: after one of these no more messages carry its id. */
 export function isFinalMessage(m: WorkerMessage): m is DoneMessage | CancelledMessage | ErrorMessage | StatusMessage {
   return m.type === 'done' || m.type === 'cancelled' || m.type === 'error' || m.type === 'status';
-}
-
-const MESSAGE_TYPES = new Set<WorkerMessage['type']>([
-  'ready',
-  'model_loading',
-  'model_loaded',
-  'lora_loaded',
-  'lora_unloaded',
-  'progress',
-  'image',
-  'sheet',
-  'done',
-  'cancelled',
-  'error',
-  'status',
-]);
-
-/** A worker stdout line → message, or undefined when the line is not one (a stray log line). */
-export function parseWorkerMessage(line: string): WorkerMessage | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    const m = JSON.parse(line) as WorkerMessage;
-    return m && typeof m === 'object' && MESSAGE_TYPES.has(m.type) ? m : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A request line → request, or a sentence saying what is wrong with it. Checks the shape a worker relies
- * on (types, ranges), not whether files exist — that is the worker's job, with the file named.
- */
-export function parseWorkerRequest(line: string): WorkerRequest | { problem: string; id?: string } {
-  let r: Record<string, unknown>;
-  try {
-    r = JSON.parse(line) as Record<string, unknown>;
-  } catch (e) {
-    return { problem: `request is not JSON (${(e as Error).message}): ${line.slice(0, 80)}` };
-  }
-  if (!r || typeof r !== 'object' || Array.isArray(r)) return { problem: 'request must be a JSON object' };
-  const id = typeof r.id === 'string' ? r.id : undefined;
-  const bad = (problem: string) => ({ problem, id });
-  switch (r.type) {
-    case 'cancel':
-    case 'status':
-    case 'unload':
-      if (!id) return bad(`"${r.type}" needs a string "id"`);
-      return r as unknown as WorkerRequest;
-    case 'shutdown':
-      return r as unknown as ShutdownRequest;
-    case 'generate':
-      break;
-    default:
-      return bad(`unknown request type ${JSON.stringify(r.type)} (expected generate, cancel, status, unload or shutdown)`);
-  }
-  if (!id) return bad('"generate" needs a string "id"');
-  if (typeof r.model !== 'string' || !r.model) return bad('"model" must be the path of a diffusers pipeline folder');
-  if (typeof r.prompt !== 'string') return bad('"prompt" must be a string');
-  if (r.negativePrompt !== undefined && typeof r.negativePrompt !== 'string') return bad('"negativePrompt" must be a string');
-  if (r.scheduler !== undefined && !INFERENCE_SCHEDULERS.includes(r.scheduler as InferenceScheduler)) {
-    return bad(`"scheduler" must be one of ${INFERENCE_SCHEDULERS.join(', ')}, got ${JSON.stringify(r.scheduler)}`);
-  }
-  const intAtLeast = (key: string, min: number) => r[key] === undefined || (Number.isInteger(r[key]) && (r[key] as number) >= min);
-  if (!intAtLeast('steps', 1)) return bad(`"steps" must be an integer ≥ 1, got ${JSON.stringify(r.steps)}`);
-  if (!intAtLeast('width', 8)) return bad(`"width" must be an integer ≥ 8, got ${JSON.stringify(r.width)}`);
-  if (!intAtLeast('height', 8)) return bad(`"height" must be an integer ≥ 8, got ${JSON.stringify(r.height)}`);
-  if (r.guidance !== undefined && !Number.isFinite(r.guidance)) return bad(`"guidance" must be a number, got ${JSON.stringify(r.guidance)}`);
-  if (r.outDir !== undefined && typeof r.outDir !== 'string') return bad('"outDir" must be a folder path');
-  if (!Array.isArray(r.jobs) || r.jobs.length === 0) return bad('"jobs" must be a non-empty list of {seed, loras}');
-  for (const [i, j] of (r.jobs as Record<string, unknown>[]).entries()) {
-    if (!j || typeof j !== 'object') return bad(`jobs[${i}] must be an object`);
-    if (!Number.isInteger(j.seed) || (j.seed as number) < 0) return bad(`jobs[${i}].seed must be an integer ≥ 0, got ${JSON.stringify(j.seed)}`);
-    if (!Array.isArray(j.loras)) return bad(`jobs[${i}].loras must be a list of {file, scale}`);
-    for (const [k, l] of (j.loras as Record<string, unknown>[]).entries()) {
-      if (!l || typeof l.file !== 'string' || !Number.isFinite(l.scale)) return bad(`jobs[${i}].loras[${k}] must be {file: string, scale: number}`);
-    }
-    if (j.fileName !== undefined && (typeof j.fileName !== 'string' || /[\\/]/.test(j.fileName))) return bad(`jobs[${i}].fileName must be a file name without folders`);
-  }
-  const sheet = r.sheet as Record<string, unknown> | undefined;
-  if (sheet !== undefined && (!sheet || !Number.isInteger(sheet.columns) || (sheet.columns as number) < 1)) return bad('"sheet" must be {columns: integer ≥ 1}');
-  return r as unknown as GenerateRequest;
-}
-
-/** A message as its sender writes it: everything but the protocol version. */
-export type UnversionedMessage = WorkerMessage extends infer M ? (M extends WorkerMessage ? Omit<M, 'v'> : never) : never;
-
-/** Stamps the protocol version on a message. */
-export function workerMessage(m: UnversionedMessage): WorkerMessage {
-  return { ...m, v: INFERENCE_PROTOCOL_VERSION } as WorkerMessage;
 }

@@ -1,123 +1,107 @@
 // The messages between the trainer process and whoever runs it (the extension, the dashboard, a script).
-// Trainer → host: one JSON object per line on stdout, each with `type` and the protocol version `v`.
-// Host → trainer: one JSON object per line on stdin. Human-readable logs go to stderr, never stdout.
-// This module is imported by the trainer, the extension and the webview: types and tiny pure helpers only.
+// Trainer → host: events, one JSON line each on stdout. Host → trainer: commands, one JSON line each on
+// stdin. Human-readable logs go to stderr, never stdout. The framing (and the version `v` on every line)
+// is jsonl.ts; each message below is one definition that gives both its type and its runtime check.
+import { JsonLines, type Received, type Sent, type Versioned } from './jsonl.js';
+import { message, messages, oneOf, record, Type, type Static } from './messages.js';
 
-export const PROTOCOL_VERSION = 1;
+export const TRAINING_PROTOCOL_VERSION = 1;
 
-export interface StartedEvent {
-  type: 'started';
-  v: number;
-  runId: string;
-  configPath?: string;
-  outputDir: string;
-  backend: string;
-  adapter?: string;
-  totalSteps: number;
+export const StartedEvent = message('started', {
+  runId: Type.String(),
+  configPath: Type.Optional(Type.String()),
+  outputDir: Type.String(),
+  backend: Type.String(),
+  adapter: Type.Optional(Type.String()),
+  totalSteps: Type.Integer(),
   /** Steps already done when resuming (0 for a fresh run). */
-  startStep: number;
-  numExamples: number;
-  batchSize: number;
-  gradientAccumulationSteps: number;
-  loraParameters: number;
-  time: string;
-}
+  startStep: Type.Integer(),
+  numExamples: Type.Integer(),
+  batchSize: Type.Integer(),
+  gradientAccumulationSteps: Type.Integer(),
+  loraParameters: Type.Integer(),
+  time: Type.String(),
+});
 
-export interface ProgressEvent {
-  type: 'progress';
-  v: number;
-  step: number;
-  totalSteps: number;
-  epoch: number;
-  loss: number;
-  lr: number;
-  gradNorm?: number;
-  samplesPerSecond: number;
+export const ProgressEvent = message('progress', {
+  step: Type.Integer(),
+  totalSteps: Type.Integer(),
+  epoch: Type.Number(),
+  loss: Type.Number(),
+  lr: Type.Number(),
+  gradNorm: Type.Optional(Type.Number()),
+  samplesPerSecond: Type.Number(),
   /** Seconds left at the current pace. */
-  etaSeconds: number;
-  elapsedSeconds: number;
-}
+  etaSeconds: Type.Number(),
+  elapsedSeconds: Type.Number(),
+});
 
-export interface SampleEvent {
-  type: 'sample';
-  v: number;
-  step: number;
-  prompt: string;
-  seed: number;
+export const SampleEvent = message('sample', {
+  step: Type.Integer(),
+  prompt: Type.String(),
+  seed: Type.Integer(),
   /** Absolute path of the PNG. */
-  path: string;
-}
+  path: Type.String(),
+});
 
-export interface CheckpointEvent {
-  type: 'checkpoint';
-  v: number;
-  step: number;
+export const CheckpointEvent = message('checkpoint', {
+  step: Type.Integer(),
   /** Absolute path of the checkpoint-<step> folder. */
-  path: string;
+  path: Type.String(),
   /** Checkpoints removed to respect checkpoints_total_limit. */
-  removed: string[];
-}
+  removed: Type.Array(Type.String()),
+});
 
-export interface WarningEvent {
-  type: 'warning';
-  v: number;
-  message: string;
-  code?: string;
-}
+export const WarningEvent = message('warning', {
+  message: Type.String(),
+  code: Type.Optional(Type.String()),
+});
 
-export type ErrorCode = 'config' | 'model' | 'dataset' | 'nan_loss' | 'out_of_memory' | 'backend' | 'io' | 'internal';
+export const ERROR_CODES = ['config', 'model', 'dataset', 'nan_loss', 'out_of_memory', 'backend', 'io', 'internal'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
-export interface ErrorEvent {
-  type: 'error';
-  v: number;
-  code: ErrorCode;
-  message: string;
+export const ErrorEvent = message('error', {
+  code: oneOf(ERROR_CODES),
+  message: Type.String(),
   /** What the user can do about it. */
-  hint?: string;
-}
+  hint: Type.Optional(Type.String()),
+});
 
-export interface FinishedEvent {
-  type: 'finished';
-  v: number;
+export const FinishedEvent = message('finished', {
   /** 'completed': all steps done; 'stopped': stopped on request after saving a checkpoint. */
-  reason: 'completed' | 'stopped';
-  step: number;
-  outputs: { lora?: string; kohya?: string; checkpoint?: string; metrics: string; samples: string[] };
-  elapsedSeconds: number;
-}
+  reason: oneOf(['completed', 'stopped']),
+  step: Type.Integer(),
+  outputs: record({
+    lora: Type.Optional(Type.String()),
+    kohya: Type.Optional(Type.String()),
+    checkpoint: Type.Optional(Type.String()),
+    metrics: Type.String(),
+    samples: Type.Array(Type.String()),
+  }),
+  elapsedSeconds: Type.Number(),
+});
 
-export type TrainerEvent = StartedEvent | ProgressEvent | SampleEvent | CheckpointEvent | WarningEvent | ErrorEvent | FinishedEvent;
+/** Trainer → host. */
+export const TRAINER_EVENTS = new JsonLines(
+  'training',
+  TRAINING_PROTOCOL_VERSION,
+  messages('trainer event', [StartedEvent, ProgressEvent, SampleEvent, CheckpointEvent, WarningEvent, ErrorEvent, FinishedEvent]),
+);
+
+/** Host → trainer. A person at a terminal may also type the bare words stop / checkpoint / sample. */
+export const TRAINER_COMMANDS = new JsonLines('training', TRAINING_PROTOCOL_VERSION, messages('trainer command', [message('stop', {}), message('checkpoint', {}), message('sample', {})]));
+
+/** An event as the trainer writes it (the framing adds `v`). */
+export type TrainerEventInput = Sent<typeof TRAINER_EVENTS>;
+/** An event as the host reads it. */
+export type TrainerEvent = Received<typeof TRAINER_EVENTS>;
 export type TrainerEventType = TrainerEvent['type'];
+export type StartedEvent = Versioned<Static<typeof StartedEvent>>;
+export type ProgressEvent = Versioned<Static<typeof ProgressEvent>>;
+export type SampleEvent = Versioned<Static<typeof SampleEvent>>;
+export type CheckpointEvent = Versioned<Static<typeof CheckpointEvent>>;
+export type WarningEvent = Versioned<Static<typeof WarningEvent>>;
+export type ErrorEvent = Versioned<Static<typeof ErrorEvent>>;
+export type FinishedEvent = Versioned<Static<typeof FinishedEvent>>;
 
-export type TrainerCommand = { type: 'stop' } | { type: 'checkpoint' } | { type: 'sample' };
-
-/** Encodes one event as a protocol line (with the trailing newline). */
-export function encodeEvent(e: DistributiveOmit<TrainerEvent, 'v'>): string {
-  return JSON.stringify({ ...e, v: PROTOCOL_VERSION }) + '\n';
-}
-
-/** Parses one stdout line; undefined for lines that are not protocol events (never throws). */
-export function parseEvent(line: string): TrainerEvent | undefined {
-  const s = line.trim();
-  if (!s.startsWith('{')) return undefined;
-  try {
-    const o = JSON.parse(s) as { type?: unknown; v?: unknown };
-    if (typeof o.type !== 'string' || typeof o.v !== 'number' || !EVENT_TYPES.has(o.type as TrainerEventType)) return undefined;
-    return o as TrainerEvent;
-  } catch {
-    return undefined;
-  }
-}
-
-export function parseCommand(line: string): TrainerCommand | undefined {
-  try {
-    const o = JSON.parse(line.trim()) as { type?: unknown };
-    return o.type === 'stop' || o.type === 'checkpoint' || o.type === 'sample' ? (o as TrainerCommand) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const EVENT_TYPES = new Set<TrainerEventType>(['started', 'progress', 'sample', 'checkpoint', 'warning', 'error', 'finished']);
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type TrainerCommand = Sent<typeof TRAINER_COMMANDS>;

@@ -1,12 +1,12 @@
-// The trainer's side of the protocol (protocol.ts): events as JSON lines on stdout, human-readable logs on
+// The trainer's side of the protocol (src/protocol/training.ts, framed by src/protocol/jsonl.ts): events as JSON lines on stdout, human-readable logs on
 // stderr, commands read from stdin, and SIGINT/SIGTERM treated as a `stop` (save a checkpoint, exit 0).
 // Requests are only flags here; the loop acts on them between optimizer steps, where state is consistent.
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { encodeEvent, parseCommand, type TrainerCommand, type TrainerEvent } from '../protocol/training.js';
+import { TRAINER_COMMANDS, TRAINER_EVENTS, type TrainerCommand, type TrainerEvent, type TrainerEventInput } from '../protocol/training.js';
 
 /** An event as the trainer writes it (the protocol version is added on encoding). */
-export type EventInput = Parameters<typeof encodeEvent>[0];
+export type EventInput = TrainerEventInput;
 
 export interface EventSink {
   emit(e: EventInput): void;
@@ -22,7 +22,7 @@ export class StreamEventSink implements EventSink {
   ) {}
 
   emit(e: EventInput): void {
-    this.out.write(encodeEvent(e));
+    this.out.write(TRAINER_EVENTS.encode(e));
   }
 
   log(message: string): void {
@@ -36,7 +36,7 @@ export class MemoryEventSink implements EventSink {
   readonly logs: string[] = [];
 
   emit(e: EventInput): void {
-    this.events.push(JSON.parse(encodeEvent(e)) as TrainerEvent);
+    this.events.push(JSON.parse(TRAINER_EVENTS.encode(e)) as TrainerEvent);
   }
 
   log(message: string): void {
@@ -91,9 +91,11 @@ export function listenForCommands(input: Readable, requests: ControlRequests, si
   rl.on('line', (line) => {
     const word = line.trim().toLowerCase();
     if (!word) return;
-    const cmd = parseCommand(line) ?? (word === 'stop' || word === 'checkpoint' || word === 'sample' ? ({ type: word } as TrainerCommand) : undefined);
+    const read = TRAINER_COMMANDS.read(line);
+    const cmd = read?.ok ? read.message : !read && (word === 'stop' || word === 'checkpoint' || word === 'sample') ? ({ type: word } as TrainerCommand) : undefined;
     if (!cmd) {
-      sink.emit({ type: 'warning', code: 'unknown_command', message: `ignored unknown command on stdin: ${line.trim().slice(0, 200)}` });
+      const why = read && !read.ok ? read.problem : 'unknown command';
+      sink.emit({ type: 'warning', code: 'unknown_command', message: `ignored a line on stdin (${why}): ${line.trim().slice(0, 200)}` });
       return;
     }
     sink.log(`received command: ${cmd.type}`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { applyMessage, emptyHistory, progressSummary, samplesByStep, smoothEma, type DashboardState } from '../../webview/dashboard/model.js';
 import type { DashboardPoint, DashboardRun } from '../../src/protocol/dashboard.js';
-import { formatDuration, formatLoss } from '../../src/protocol/dashboard.js';
+import { formatDuration, formatLoss } from '../../src/protocol/format.js';
 
 const run: DashboardRun = { title: 't', outputDir: '/o', state: 'running', live: true, canResume: false };
 const pt = (step: number, loss = 1 / step): DashboardPoint => ({ step, loss, lr: 1e-4, totalSteps: 10, etaSeconds: 10 - step });

@@ -8,6 +8,7 @@
 //   FAKE_TRAINER_STEP_MS      time per step (default 15)
 //   FAKE_TRAINER_CRASH_AT     at this step, print a stack trace on stderr and exit 3 without an event
 //   FAKE_TRAINER_ERROR_AT     at this step, send an `error` event (code nan_loss) and exit 1
+//   FAKE_TRAINER_BAD_LINES    after `started`, send a progress line of protocol version 2 and one with a bad field
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -65,6 +66,11 @@ emit({
   numExamples: 4, batchSize: 1, gradientAccumulationSteps: 1, loraParameters: 1234, time: new Date().toISOString(),
 });
 process.stderr.write(`fake trainer: ${totalSteps} steps from ${startStep}\n`);
+if (process.env.FAKE_TRAINER_BAD_LINES) {
+  const p = { type: 'progress', step: 99, totalSteps, epoch: 0, loss: 1, lr: 1e-4, samplesPerSecond: 1, etaSeconds: 1, elapsedSeconds: 0 };
+  process.stdout.write(JSON.stringify({ ...p, v: 2 }) + '\n');
+  process.stdout.write(JSON.stringify({ ...p, v: 1, loss: 'low' }) + '\n');
+}
 
 for (let step = startStep + 1; step <= totalSteps; step++) {
   await new Promise((r) => setTimeout(r, stepMs));

@@ -61,6 +61,21 @@ describe('RunSession with the fake trainer', () => {
     assert.equal(session.live, false);
   });
 
+  it('a trainer line of another protocol version or with a bad field is logged and ignored; the run goes on', async () => {
+    const config = writeConfig(dir, 'bad-lines', 'output_dir: out-bad-lines\nmax_train_steps: 3\ncheckpointing_steps: 5\n');
+    const session = new RunSession({ launch: { ...FAKE, env: { FAKE_TRAINER_BAD_LINES: '1' } }, configPath: config });
+    const r = record(session);
+    const exit = await session.start().done;
+    assert.equal(exit.state, 'completed', exit.message);
+    assert.deepEqual(session.history.progress.map((p) => p.step), [1, 2, 3], 'the bad progress lines (step 99) are not events');
+    assert.ok(!r.events.some((e) => e.type === 'progress' && e.step === 99));
+    const ignored = r.logs.filter((l) => l.startsWith('ignored a line from the trainer: '));
+    assert.deepEqual(ignored, [
+      'ignored a line from the trainer: trainer event speaks version 2 of the training protocol, this side speaks version 1; use the extension and the lora-studio CLI of the same release',
+      'ignored a line from the trainer: "loss" must be a number, got "low"',
+    ]);
+  });
+
   it('stop saves a checkpoint and exits cleanly; resume continues from it', async () => {
     const config = writeConfig(dir, 'stop', 'output_dir: out-stop\nmax_train_steps: 400\ncheckpointing_steps: 1000\n');
     const first = new RunSession({ launch: FAKE, configPath: config });

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { InferenceWorker, type LoadedModel } from '../../src/cli/worker.js';
 import type { LoraWeights } from '../../src/core/lora/lora_file.js';
-import { parseWorkerMessage, parseWorkerRequest, type WorkerMessage, type GenerateRequest } from '../../src/protocol/inference.js';
+import { WORKER_MESSAGES, WORKER_REQUESTS, type WorkerMessage, type GenerateRequest } from '../../src/protocol/inference.js';
 
 await tf.setBackend('cpu');
 
@@ -53,7 +53,7 @@ function harness(opts: { stepDelay?: number } = {}): Harness {
     dispose: () => undefined,
   };
   h.worker = new InferenceWorker(
-    (m) => h.sent.push(JSON.parse(JSON.stringify(m))),
+    (m) => h.sent.push(JSON.parse(WORKER_MESSAGES.encode(m))),
     { name: 'cpu' },
     async () => {
       h.loads++;
@@ -80,7 +80,10 @@ const idOf = (m: WorkerMessage) => ('id' in m ? m.id : undefined);
 const gen = (id: string, jobs: GenerateRequest['jobs'], extra: Partial<GenerateRequest> = {}) => JSON.stringify({ type: 'generate', id, model: modelDir, prompt: 'x', jobs, ...extra });
 
 test('protocol: requests are checked before they reach the worker; stray stdout lines are not messages', () => {
-  const p = (o: unknown) => parseWorkerRequest(typeof o === 'string' ? o : JSON.stringify(o)) as { problem?: string; type?: string; id?: string };
+  const p = (o: unknown) => {
+    const r = WORKER_REQUESTS.read(typeof o === 'string' ? o : JSON.stringify(o))!;
+    return (r.ok ? r.message : { problem: r.problem, id: r.id }) as { problem?: string; type?: string; id?: string };
+  };
   assert.match((p('{oops') as { problem: string }).problem, /^request is not JSON/);
   assert.deepEqual(p({ type: 'dance', id: 'a' }), { problem: 'unknown request type "dance" (expected generate, cancel, status, unload or shutdown)', id: 'a' });
   assert.deepEqual(p({ type: 'generate', id: 'a', model: 'm', prompt: 'x', jobs: [] }), { problem: '"jobs" must be a non-empty list of {seed, loras}', id: 'a' });
@@ -88,9 +91,14 @@ test('protocol: requests are checked before they reach the worker; stray stdout 
   assert.deepEqual(p({ type: 'generate', id: 'a', model: 'm', prompt: 'x', steps: 0, jobs: [{ seed: 1, loras: [] }] }).problem, '"steps" must be an integer ≥ 1, got 0');
   assert.deepEqual(p({ type: 'generate', id: 'a', model: 'm', prompt: 'x', jobs: [{ seed: 1, loras: [], fileName: '../x.png' }] }).problem, 'jobs[0].fileName must be a file name without folders');
   assert.equal(p({ type: 'generate', id: 'a', model: 'm', prompt: 'x', scheduler: 'euler', jobs: [{ seed: 1, loras: [{ file: 'l', scale: 0.5 }] }] }).type, 'generate');
-  assert.equal(parseWorkerMessage('Hi, looks like you are running TensorFlow.js in Node.js'), undefined);
-  assert.equal(parseWorkerMessage('{"type":"nope"}'), undefined);
-  assert.equal(parseWorkerMessage('{"type":"done","v":1,"id":"a","images":1,"seconds":2}')?.type, 'done');
+  assert.equal(WORKER_MESSAGES.read('Hi, looks like you are running TensorFlow.js in Node.js'), undefined);
+  assert.deepEqual(WORKER_MESSAGES.read('{"type":"nope"}'), {
+    ok: false,
+    id: undefined,
+    problem: 'unknown worker message type "nope" (expected ready, model_loading, model_loaded, lora_loaded, lora_unloaded, progress, image, sheet, done, cancelled, error or status)',
+  });
+  const done = WORKER_MESSAGES.read('{"type":"done","v":1,"id":"a","images":1,"seconds":2}');
+  assert.ok(done?.ok && done.message.type === 'done');
 });
 
 test('a malformed line gets an error naming the request; the worker goes on', async () => {
@@ -104,6 +112,24 @@ test('a malformed line gets an error naming the request; the worker goes on', as
   assert.ok(image?.type === 'image' && image.png, 'no outDir: the PNG comes inline');
   const { data, info } = await sharp(Buffer.from(image.png!, 'base64')).raw().toBuffer({ resolveWithObject: true });
   assert.deepEqual([info.width, info.height, data[0]], [16, 16, 128], 'grey 0.5 → 128');
+});
+
+test('a line of another protocol version, with a bad field or not JSON gets an error naming what is wrong; the worker keeps serving', async () => {
+  const h = harness();
+  h.worker.handleLine('{"type":"status","id":"old","v":2}');
+  h.worker.handleLine(gen('bad', [{ seed: 1, loras: [{ file: loraA, scale: 'high' as unknown as number }] }]));
+  h.worker.handleLine('status please');
+  h.worker.handleLine('{"type":"status","id":"s"}');
+  await h.worker.idle();
+  assert.deepEqual(
+    h.sent.slice(0, 3).map((m) => m.type === 'error' && [m.id, m.code, m.message]),
+    [
+      ['old', 'bad_request', 'request speaks version 2 of the inference protocol, this side speaks version 1; use the extension and the lora-studio CLI of the same release'],
+      ['bad', 'bad_request', 'jobs[0].loras[0].scale must be a number, got "high"'],
+      [undefined, 'bad_request', 'request is not a JSON object: status please'],
+    ],
+  );
+  assert.deepEqual(h.sent.slice(3).map((m) => [m.type, idOf(m)]), [['status', 's']], 'the next request is served');
 });
 
 test('cancel: a queued request never runs; the running one stops at the next step', async () => {

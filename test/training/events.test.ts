@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { ControlRequests, MemoryEventSink, StreamEventSink, listenForCommands } from '../../src/training/events.js';
-import { parseEvent } from '../../src/protocol/training.js';
-import { validateEvent } from './protocol_check.js';
+import { TRAINER_EVENTS } from '../../src/protocol/training.js';
 
 test('commands on stdin: protocol JSON and bare words set requests; unknown lines give a warning', async () => {
   const input = new PassThrough();
@@ -18,7 +17,7 @@ test('commands on stdin: protocol JSON and bare words set requests; unknown line
   assert.equal(req.stop, false);
   assert.equal(sink.events.length, 1);
   assert.equal(sink.events[0].type, 'warning');
-  assert.deepEqual(validateEvent(sink.events[0]), []);
+  assert.deepEqual(TRAINER_EVENTS.check(sink.events[0]), { ok: true, message: sink.events[0] });
   input.write('{"type":"stop"}\n');
   await new Promise((r) => setImmediate(r));
   assert.equal(req.stop, true);
@@ -35,12 +34,12 @@ test('events are JSON lines with the protocol version, and the checker catches m
   const lines = chunks.join('').split('\n').filter(Boolean);
   assert.equal(lines.length, 2);
   for (const l of lines) {
-    const e = parseEvent(l);
-    assert.ok(e);
-    assert.deepEqual(validateEvent(e), []);
+    const e = TRAINER_EVENTS.read(l);
+    assert.ok(e?.ok, JSON.stringify(e));
+    assert.equal(e.message.v, 1);
   }
   // The checker is not a rubber stamp.
-  assert.notDeepEqual(validateEvent({ type: 'progress', v: 1, step: 'x' }), []);
-  assert.notDeepEqual(validateEvent({ type: 'error', v: 1, code: 'oops', message: 'm' }), []);
-  assert.notDeepEqual(validateEvent({ type: 'finished', v: 1, reason: 'completed', step: 1, elapsedSeconds: 1, outputs: { samples: [] } }), []);
+  assert.equal(TRAINER_EVENTS.check({ type: 'progress', v: 1, step: 'x' }).ok, false);
+  assert.equal(TRAINER_EVENTS.check({ type: 'error', v: 1, code: 'oops', message: 'm' }).ok, false);
+  assert.equal(TRAINER_EVENTS.check({ type: 'finished', v: 1, reason: 'completed', step: 1, elapsedSeconds: 1, outputs: { samples: [] } }).ok, false);
 });

@@ -18,8 +18,14 @@ import { MemoryEventSink } from '../../src/training/events.js';
 import { loadCheckpoint } from '../../src/training/checkpoints.js';
 import { listCheckpoints } from '../../src/core/config/run_folder.js';
 import { readAllFloat32 } from '../../src/core/io/safetensors.js';
-import { parseEvent, type TrainerEvent } from '../../src/protocol/training.js';
-import { validateEvent } from './protocol_check.js';
+import { TRAINER_EVENTS, type TrainerEvent } from '../../src/protocol/training.js';
+
+/** A stdout line → its event (undefined for a log line; a bad event fails the test). */
+function eventOf(line: string): TrainerEvent | undefined {
+  const r = TRAINER_EVENTS.read(line);
+  assert.ok(!r || r.ok, r && !r.ok ? r.problem : '');
+  return r?.ok ? r.message : undefined;
+}
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kill-'));
 const backend = process.env.LORA_STUDIO_BACKEND ?? 'wasm';
@@ -71,7 +77,7 @@ function startTrainer(configFile: string, env: Record<string, string> = {}): Chi
     waitFor: (match) =>
       new Promise((resolve, reject) => {
         const onOut = (line: string) => {
-          const e = parseEvent(line);
+          const e = eventOf(line);
           if (e && match(undefined, e)) done();
         };
         const onErr = (line: string) => match(line, undefined) && done();
@@ -94,7 +100,7 @@ function startTrainer(configFile: string, env: Record<string, string> = {}): Chi
     while ((i = outBuf.indexOf('\n')) >= 0) {
       const line = outBuf.slice(0, i);
       outBuf = outBuf.slice(i + 1);
-      const e = parseEvent(line);
+      const e = eventOf(line);
       if (e) child.events.push(e);
       lines.emit('out', line);
     }
@@ -131,7 +137,7 @@ test('SIGKILL while checkpoint-2 is being written: checkpoint-1 loads, resume en
   assert.equal(c1.optimizer.step, 1);
   // What the killed process said before dying is valid protocol.
   assert.ok(child.events.some((e) => e.type === 'checkpoint' && e.step === 1));
-  for (const e of child.events) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+  for (const e of child.events) assert.deepEqual(TRAINER_EVENTS.check(e), { ok: true, message: e }, JSON.stringify(e));
 
   // Resume in this process from `latest`.
   const resumed = loadRunConfig(writeConfig('killed', { resume_from_checkpoint: 'latest' }));
@@ -167,6 +173,6 @@ test('SIGINT, and `stop` on stdin, save a checkpoint and exit 0', async () => {
     assert.equal(steps.length, how === 'SIGINT' ? 1 : 2, `checkpoints ${steps}`);
     assert.ok(steps.every((s) => s >= 1 && s < 50));
     assert.equal(finished.outputs.checkpoint, path.join(tmp, `stop-${how}-out`, `checkpoint-${steps.at(-1)}`));
-    for (const e of child.events) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+    for (const e of child.events) assert.deepEqual(TRAINER_EVENTS.check(e), { ok: true, message: e }, JSON.stringify(e));
   }
 });

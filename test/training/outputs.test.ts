@@ -19,7 +19,7 @@ import { SafetensorsFile } from '../../src/core/io/safetensors.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
 import { LoraSet } from '../../src/core/lora/lora_set.js';
 import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
-import { validateEvent } from './protocol_check.js';
+import { TRAINER_EVENTS } from '../../src/protocol/training.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'outputs-'));
 
@@ -41,7 +41,7 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
     events,
   });
   assert.equal(r.status, 'completed');
-  for (const e of events.events) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+  for (const e of events.events) assert.deepEqual(TRAINER_EVENTS.check(e), { ok: true, message: e }, JSON.stringify(e));
 
   const file = path.join(out, 'pytorch_lora_weights.safetensors');
   assert.equal(r.outputs?.lora, file);
@@ -109,7 +109,7 @@ test('a loss that turns NaN stops the run with nan_loss and keeps the last good 
   assert.equal(r.status, 'failed');
   const err = events.events.find((e) => e.type === 'error');
   assert.ok(err && err.type === 'error' && err.code === 'nan_loss', JSON.stringify(err));
-  assert.deepEqual(validateEvent(err), []);
+  assert.deepEqual(TRAINER_EVENTS.check(err), { ok: true, message: err });
   const steps = listCheckpoints(out).map((c) => c.step);
   assert.ok(steps.length >= 1 && Math.max(...steps) === r.step, `checkpoints ${steps}, stopped after step ${r.step}`);
   assert.ok(!fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors')));

@@ -17,7 +17,7 @@ import { MemoryEventSink } from '../../src/training/events.js';
 import { readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { readMetrics } from '../../src/training/metrics.js';
 import { listCheckpoints } from '../../src/core/config/run_folder.js';
-import { validateEvent } from './protocol_check.js';
+import { TRAINER_EVENTS } from '../../src/protocol/training.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'resume-'));
 
@@ -76,6 +76,6 @@ test('stopped at step 3 of 6 and resumed: identical weights, metrics and optimiz
   assert.equal(readMetrics(path.join(straightDir, 'metrics.jsonl')).length, 6);
 
   // Every event either run emitted is a valid protocol event.
-  for (const e of [...first.events, ...second.events]) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+  for (const e of [...first.events, ...second.events]) assert.deepEqual(TRAINER_EVENTS.check(e), { ok: true, message: e }, JSON.stringify(e));
   assert.deepEqual([...new Set(first.events.map((e) => e.type))], ['started', 'progress', 'checkpoint', 'finished']);
 });

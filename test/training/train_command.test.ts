@@ -7,8 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO, TINY_SHAPES } from '../helpers/fixtures.js';
-import { parseEvent } from '../../src/protocol/training.js';
-import { validateEvent } from './protocol_check.js';
+import { TRAINER_EVENTS } from '../../src/protocol/training.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-cmd-'));
 const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), 'train', ...args], { cwd: REPO, encoding: 'utf8', input: '' });
@@ -35,9 +34,9 @@ test('a config with five mistakes yields five errors, by line, and nothing is lo
   assert.equal(errors.length, 5, r.stderr);
   for (const [i, line] of [2, 3, 4, 5, 6].entries()) assert.ok(errors[i].startsWith(`${file}:${line}:`), errors[i]);
   assert.match(r.stderr, /nothing was loaded/);
-  const events = r.stdout.split('\n').map(parseEvent).filter((e) => e !== undefined);
+  const { messages: events, problems } = TRAINER_EVENTS.readAll(r.stdout);
   assert.equal(events.length, 1);
-  assert.deepEqual(validateEvent(events[0]), []);
+  assert.deepEqual(problems, [], 'every event is valid protocol');
   assert.ok(events[0].type === 'error' && events[0].code === 'config' && events[0].message.split('\n').length === 5);
   assert.ok(!fs.existsSync(path.join(tmp, 'out')), 'no output folder created');
 });

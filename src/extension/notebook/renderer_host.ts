@@ -9,7 +9,7 @@ import { showError } from '../ctx.js';
 import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
-import { GENERATION_MIME, RENDERER_ID, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from '../../protocol/generation_output.js';
+import { GENERATION_MIME, RENDERER_ID, RENDERER_MESSAGES, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from '../../protocol/generation_output.js';
 import { notebookDir } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
 
@@ -17,7 +17,9 @@ export function registerRendererHost(client: () => WorkerClient): vscode.Disposa
   const messaging = vscode.notebooks.createRendererMessaging(RENDERER_ID);
   return messaging.onDidReceiveMessage(({ editor, message }) => {
     const post = (m: ExtensionToRenderer) => void messaging.postMessage(m, editor);
-    handle(editor, message as RendererToExtension, post, client).catch(showError);
+    const checked = RENDERER_MESSAGES.check(message);
+    if (!checked.ok) return showError(new Error(`ignored a message from the notebook renderer: ${checked.problem}`));
+    handle(editor, checked.message, post, client).catch(showError);
   });
 }
 

@@ -4,15 +4,17 @@
 // No `vscode` import, so it is tested in plain node against the real worker.
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  INFERENCE_PROTOCOL_VERSION,
   isFinalMessage,
-  parseWorkerMessage,
-  workerMessage,
+  WORKER_MESSAGES,
+  WORKER_REQUESTS,
   type ErrorMessage,
   type GenerateRequest,
   type ReadyMessage,
   type StatusRequest,
   type UnloadRequest,
   type WorkerMessage,
+  type WorkerRequest,
 } from '../../protocol/inference.js';
 import type { TrainerLaunch } from '../run_session.js';
 import { Emitter, errorMessage, splitLines } from '../util.js';
@@ -33,6 +35,9 @@ interface Pending {
 }
 
 const STDERR_TAIL_LINES = 20;
+
+/** The answer a request gets when the worker could not give one (it is gone, or never started). */
+const internalError = (id: string, message: string): ErrorMessage => ({ type: 'error', v: INFERENCE_PROTOCOL_VERSION, id, code: 'internal', message });
 /** How long `dispose` lets the worker finish before it is killed. */
 const SHUTDOWN_GRACE_MS = 2000;
 
@@ -71,8 +76,11 @@ export class WorkerClient {
     this.stderrTail = [];
     this.ready = new Promise<ReadyMessage>((resolve, reject) => {
       splitLines(child.stdout!, (line) => {
-        const m = parseWorkerMessage(line);
-        if (!m) return line.trim() && this.onLog.fire(line);
+        const read = WORKER_MESSAGES.read(line);
+        if (!read) return line.trim() && this.onLog.fire(line);
+        // A bad message is logged and ignored; the request it may have belonged to goes on.
+        if (!read.ok) return this.onLog.fire(`ignored a line from the inference worker: ${read.problem}`);
+        const m = read.message;
         if (m.type === 'ready') resolve(m);
         this.dispatch(m);
       });
@@ -90,7 +98,7 @@ export class WorkerClient {
         reject(new Error(message));
         for (const [id, p] of [...this.pending]) {
           this.pending.delete(id);
-          p.resolve(workerMessage({ type: 'error', id, code: 'internal', message }) as ErrorMessage);
+          p.resolve(internalError(id, message));
         }
       };
       child.on('error', (e) => gone(`could not start (${launch.nodePath}: ${e.message})`));
@@ -111,7 +119,7 @@ export class WorkerClient {
     } catch (e) {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
-      p?.resolve(workerMessage({ type: 'error', id: r.id, code: 'internal', message: errorMessage(e) }) as ErrorMessage);
+      p?.resolve(internalError(r.id, errorMessage(e)));
     }
     return final;
   }
@@ -141,9 +149,9 @@ export class WorkerClient {
     });
   }
 
-  private write(r: object): void {
+  private write(r: WorkerRequest): void {
     const stdin = this.child?.stdin;
-    if (stdin && !stdin.destroyed) stdin.write(JSON.stringify(r) + '\n');
+    if (stdin && !stdin.destroyed) stdin.write(WORKER_REQUESTS.encode(r));
   }
 
   private dispatch(m: WorkerMessage): void {
