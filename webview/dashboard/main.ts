@@ -4,7 +4,7 @@
 import 'uplot/dist/uPlot.min.css';
 import './dashboard.css';
 import type { DashboardPersistedState, FromDashboard, ToDashboard } from '../../src/protocol/dashboard.js';
-import { formatDuration, formatLoss } from '../../src/protocol/dashboard.js';
+import { formatDuration, formatLoss } from '../../src/protocol/format.js';
 import { LineChart } from './charts.js';
 import { fill, h } from './dom.js';
 import { applyMessage, emptyHistory, progressSummary, samplesByStep, smoothEma, type Change, type DashboardState } from './model.js';
