@@ -4,6 +4,7 @@
 // is jsonl.ts; each message below is one definition that gives both its type and its runtime check.
 import { JsonLines, type Received, type Sent, type Versioned } from './jsonl.js';
 import { message, messages, oneOf, record, Type, type Static } from './messages.js';
+import { SCHEDULER_NAMES } from '../core/config/generation.js';
 
 export const TRAINING_PROTOCOL_VERSION = 1;
 
@@ -20,6 +21,10 @@ export const StartedEvent = message('started', {
   batchSize: Type.Integer(),
   gradientAccumulationSteps: Type.Integer(),
   loraParameters: Type.Integer(),
+  /** Examples held out for the validation loss (validation_split); 0 or absent: none. */
+  numValidationExamples: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Aspect-ratio buckets (enable_bucket): each bucket's size in pixels and how many training images fall in it. */
+  buckets: Type.Optional(Type.Array(record({ width: Type.Integer(), height: Type.Integer(), count: Type.Integer({ minimum: 0 }) }))),
   time: Type.String(),
 });
 
@@ -36,12 +41,44 @@ export const ProgressEvent = message('progress', {
   elapsedSeconds: Type.Number(),
 });
 
+/** One sample image (sample_prompts, or the guide's validation_prompt, which is prompt 0 when alone). */
 export const SampleEvent = message('sample', {
   step: Type.Integer(),
   prompt: Type.String(),
   seed: Type.Integer(),
   /** Absolute path of the PNG. */
   path: Type.String(),
+  /** Which of the run's sample prompts (0-based, in the order of sample_prompts). Rows by step: (step, promptIndex). */
+  promptIndex: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Which image of that prompt at this step (0-based; num_validation_images of the guide's validation_prompt). */
+  imageIndex: Type.Optional(Type.Integer({ minimum: 0 })),
+  negativePrompt: Type.Optional(Type.String()),
+  steps: Type.Optional(Type.Integer({ minimum: 1 })),
+  guidanceScale: Type.Optional(Type.Number()),
+  sampler: Type.Optional(oneOf(SCHEDULER_NAMES)),
+  width: Type.Optional(Type.Integer({ minimum: 1 })),
+  height: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+
+/**
+ * The loss on the held-out examples (validation_split), measured with fixed noise and timesteps so the
+ * numbers of one run are comparable step to step; plot beside ProgressEvent.loss.
+ */
+export const ValidationLossEvent = message('validation_loss', {
+  step: Type.Integer(),
+  epoch: Type.Number(),
+  loss: Type.Number(),
+  numExamples: Type.Integer({ minimum: 1 }),
+});
+
+/** What the trainer is busy with between progress events (a status bar says "validating", not the last step). */
+export const TRAINER_PHASES = ['caching', 'training', 'sampling', 'validating', 'saving'] as const;
+export type TrainerPhase = (typeof TRAINER_PHASES)[number];
+export const PhaseEvent = message('phase', {
+  phase: oneOf(TRAINER_PHASES),
+  step: Type.Integer(),
+  /** A short line for the status bar: "sample 2 of 3", "12 held-out images". */
+  detail: Type.Optional(Type.String()),
 });
 
 export const CheckpointEvent = message('checkpoint', {
@@ -85,7 +122,7 @@ export const FinishedEvent = message('finished', {
 export const TRAINER_EVENTS = new JsonLines(
   'training',
   TRAINING_PROTOCOL_VERSION,
-  messages('trainer event', [StartedEvent, ProgressEvent, SampleEvent, CheckpointEvent, WarningEvent, ErrorEvent, FinishedEvent]),
+  messages('trainer event', [StartedEvent, ProgressEvent, SampleEvent, ValidationLossEvent, PhaseEvent, CheckpointEvent, WarningEvent, ErrorEvent, FinishedEvent]),
 );
 
 /** Host → trainer. A person at a terminal may also type the bare words stop / checkpoint / sample. */
@@ -99,6 +136,8 @@ export type TrainerEventType = TrainerEvent['type'];
 export type StartedEvent = Versioned<Static<typeof StartedEvent>>;
 export type ProgressEvent = Versioned<Static<typeof ProgressEvent>>;
 export type SampleEvent = Versioned<Static<typeof SampleEvent>>;
+export type ValidationLossEvent = Versioned<Static<typeof ValidationLossEvent>>;
+export type PhaseEvent = Versioned<Static<typeof PhaseEvent>>;
 export type CheckpointEvent = Versioned<Static<typeof CheckpointEvent>>;
 export type WarningEvent = Versioned<Static<typeof WarningEvent>>;
 export type ErrorEvent = Versioned<Static<typeof ErrorEvent>>;
