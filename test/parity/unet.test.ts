@@ -217,7 +217,8 @@ test('unsupported config values are refused naming the key', () => {
   refuse({ up_block_types: ['CrossAttnUpBlock2D', 'SimpleCrossAttnUpBlock2D'] }, /up_block_types/);
   refuse({ mid_block_type: 'UNetMidBlock2DSimpleCrossAttn' }, /mid_block_type/);
   refuse({ class_embed_type: 'timestep' }, /class_embed_type/);
-  refuse({ addition_embed_type: 'text_time' }, /addition_embed_type/);
+  refuse({ addition_embed_type: 'image' }, /addition_embed_type/);
+  refuse({ addition_embed_type: 'text_time' }, /addition_time_embed_dim/);
   refuse({ time_embedding_type: 'fourier' }, /time_embedding_type/);
   refuse({ resnet_time_scale_shift: 'spatial' }, /resnet_time_scale_shift/);
   refuse({ act_fn: 'gelu' }, /act_fn/);

@@ -38,6 +38,8 @@ export interface CLIPTextConfig {
   readonly layer_norm_eps: number;
   /** The pooled output is read at this token; 2 means "legacy config: use the argmax of the ids" (transformers' rule). */
   readonly eos_token_id: number;
+  /** Output size of CLIPTextModelWithProjection's text_projection (unused by CLIPTextModel). */
+  readonly projection_dim: number;
   readonly [key: string]: unknown;
 }
 
@@ -51,6 +53,7 @@ const DEFAULTS = {
   hidden_act: 'quick_gelu',
   layer_norm_eps: 1e-5,
   eos_token_id: 2,
+  projection_dim: 512,
 } as const;
 
 /**
@@ -64,7 +67,7 @@ export function normalizeClipTextConfig(raw: Record<string, unknown>, source = '
   const fail = (why: string): never => {
     throw new ModelFolderError(`${source}: ${why}`);
   };
-  for (const key of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'eos_token_id']) {
+  for (const key of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'eos_token_id', 'projection_dim']) {
     const v = c[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(`"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
   }
@@ -230,7 +233,7 @@ export class CLIPTextTransformer {
 }
 
 /** Buffers older transformers saved with the weights; they are no parameters. */
-const BUFFERS = /^embeddings\.position_ids$/;
+export const CLIP_BUFFERS = /^embeddings\.position_ids$/;
 
 export class CLIPTextModel {
   readonly config: CLIPTextConfig;
@@ -243,7 +246,7 @@ export class CLIPTextModel {
     readonly params: Params,
   ) {
     const cfg = normalizeClipTextConfig(config);
-    const checked = new CheckedParams(params, 'CLIPTextModel', BUFFERS);
+    const checked = new CheckedParams(params, 'CLIPTextModel', CLIP_BUFFERS);
     this.text_model = CLIPTextModel.build(cfg, checked);
     checked.throwIfProblems();
     this.config = cfg;

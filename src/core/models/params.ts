@@ -12,19 +12,18 @@ export class Params {
     readonly source: string,
   ) {}
 
-  /** Loads every tensor of the given safetensors files (shards of one component). */
+  /** Loads every tensor of the given safetensors files (shards of one component); `prefix` is stripped from the names that carry it. */
   static load(files: readonly string[], prefix = ''): Params {
     const tensors = new Map<string, tf.Tensor>();
     for (const file of files) {
       const f = SafetensorsFile.open(file);
       try {
         for (const [name, info] of f.tensors) {
-          if (!name.startsWith(prefix)) continue;
           const data = f.readFloat32(name);
           const shape = [...info.shape];
           const t = tf.tensor(data, shape, 'float32');
           // OIHW → HWIO, once, so every conv runs in tfjs' native layout.
-          tensors.set(name.slice(prefix.length), shape.length === 4 ? tf.tidy(() => t.transpose([2, 3, 1, 0])) : t);
+          tensors.set(prefix && name.startsWith(prefix) ? name.slice(prefix.length) : name, shape.length === 4 ? tf.tidy(() => t.transpose([2, 3, 1, 0])) : t);
           if (shape.length === 4) t.dispose();
         }
       } finally {

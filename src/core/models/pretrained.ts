@@ -24,7 +24,8 @@ export interface PretrainedModel<M> {
   readonly subfolder: string;
   /**
    * State-dict name prefixes the file may carry that the model's names do not (transformers ≤ 4 writes
-   * CLIPTextModel as `text_model.…`): the first one found on a tensor name is stripped from every name.
+   * CLIPTextModel as `text_model.…`): the first one found on a tensor name is stripped from every name that
+   * carries it (CLIPTextModelWithProjection's `text_projection.weight` has no such prefix and keeps its name).
    */
   readonly prefixes?: readonly string[];
   /** Renames a checkpoint's legacy keys in place before the model is built (diffusers' conversions on load). */

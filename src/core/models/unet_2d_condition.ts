@@ -1,9 +1,10 @@
 // diffusers' UNet2DConditionModel (models/unets/unet_2d_condition.py), built from the model's config.json
-// and run on NHWC activations: the noise predictor of Stable Diffusion 1.x/2.x.
+// and run on NHWC activations: the noise predictor of Stable Diffusion 1.x/2.x and SDXL.
 //
 //   sample ─ conv_in ─ down_blocks ─ mid_block ─ up_blocks ─ conv_norm_out+SiLU ─ conv_out ─ out
-//   timestep ─ time_proj ─ time_embedding ─ (into every resnet)     ↑ skip connections ↑
+//   timestep ─ time_proj ─ time_embedding ─ (+ add_embedding) ─ (into every resnet)     ↑ skip connections ↑
 //   encoder_hidden_states ─ (into every cross-attention)
+//   SDXL (addition_embed_type "text_time"): [text_embeds, add_time_proj(time_ids)] ─ add_embedding ─ added to the time embedding
 //
 // Every attention's to_q/to_k/to_v/to_out.0 consults the LoraLookup passed to forward(); the forward
 // is pure tf ops (no reads back to the CPU), so tf.grad can differentiate it with respect to the
@@ -67,6 +68,10 @@ export interface UNet2DConditionConfig {
   readonly timestep_post_act: string | null;
   readonly conv_in_kernel: number;
   readonly conv_out_kernel: number;
+  /** null (SD 1.x/2.x) or "text_time" (SDXL's micro-conditioning on pooled text embeddings and size/crop ids). */
+  readonly addition_embed_type: 'text_time' | null;
+  readonly addition_time_embed_dim: number | null;
+  readonly projection_class_embeddings_input_dim: number | null;
   readonly blocks: UNetBlockLayout;
   readonly [key: string]: unknown;
 }
@@ -115,6 +120,8 @@ const DEFAULTS = {
   use_linear_projection: false,
   class_embed_type: null,
   addition_embed_type: null,
+  addition_time_embed_dim: null,
+  projection_class_embeddings_input_dim: null,
   num_class_embeds: null,
   upcast_attention: false,
   resnet_time_scale_shift: 'default',
@@ -148,8 +155,13 @@ export function normalizeUNetConfig(raw: Record<string, unknown>): UNet2DConditi
   };
   const int = (key: string, v: unknown = c[key]): number => (Number.isInteger(v) && (v as number) > 0 ? (v as number) : fail(key, 'must be a positive integer'));
 
-  // Features of UNet2DConditionModel that Stable Diffusion 1.x/2.x do not use.
-  for (const key of ['class_embed_type', 'addition_embed_type', 'num_class_embeds', 'encoder_hid_dim', 'encoder_hid_dim_type', 'time_cond_proj_dim', 'cross_attention_norm']) requireValue(key, [null]);
+  // Features of UNet2DConditionModel that Stable Diffusion 1.x/2.x and SDXL do not use.
+  requireValue('addition_embed_type', [null, 'text_time']);
+  if (c.addition_embed_type === 'text_time') {
+    int('addition_time_embed_dim');
+    int('projection_class_embeddings_input_dim');
+  }
+  for (const key of ['class_embed_type', 'num_class_embeds', 'encoder_hid_dim', 'encoder_hid_dim_type', 'time_cond_proj_dim', 'cross_attention_norm']) requireValue(key, [null]);
   requireValue('dual_cross_attention', [false]);
   requireValue('attention_type', ['default']);
   requireValue('time_embedding_type', ['positional']);
@@ -232,6 +244,8 @@ export class UNet2DConditionModel {
   readonly config: UNet2DConditionConfig;
   readonly conv_in: Conv2d;
   readonly time_embedding: TimestepEmbedding;
+  /** SDXL's added conditioning (addition_embed_type "text_time"), null otherwise. */
+  readonly add_embedding: TimestepEmbedding | null;
   readonly down_blocks: UNetDownBlock[];
   readonly mid_block: UNetMidBlock | null;
   readonly up_blocks: UNetUpBlock[];
@@ -252,6 +266,7 @@ export class UNet2DConditionModel {
     this.config = cfg;
     this.conv_in = parts.conv_in;
     this.time_embedding = parts.time_embedding;
+    this.add_embedding = parts.add_embedding;
     this.down_blocks = parts.down_blocks;
     this.mid_block = parts.mid_block;
     this.up_blocks = parts.up_blocks;
@@ -296,6 +311,8 @@ export class UNet2DConditionModel {
 
     const conv_in = new Conv2d(root.child('conv_in'), cfg.in_channels, ch[0], cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2);
     const time_embedding = new TimestepEmbedding(root.child('time_embedding'), ch[0], temb, 'silu', parseActivation(cfg.timestep_post_act, 'timestep_post_act'));
+    // add_time_proj (Timesteps) has no parameters; add_embedding is TimestepEmbedding(projection_class_embeddings_input_dim, time_embed_dim).
+    const add_embedding = cfg.addition_embed_type === 'text_time' ? new TimestepEmbedding(root.child('add_embedding'), cfg.projection_class_embeddings_input_dim as number, temb) : null;
 
     const down_blocks: UNetDownBlock[] = cfg.down_block_types.map((type, i) => {
       const scope = root.child('down_blocks').child(i);
@@ -340,7 +357,7 @@ export class UNet2DConditionModel {
 
     const conv_norm_out = new GroupNorm(root.child('conv_norm_out'), cfg.norm_num_groups, ch[0], cfg.norm_eps);
     const conv_out = new Conv2d(root.child('conv_out'), ch[0], cfg.out_channels, cfg.conv_out_kernel, 1, (cfg.conv_out_kernel - 1) / 2);
-    return { conv_in, time_embedding, down_blocks, mid_block, up_blocks, conv_norm_out, conv_out };
+    return { conv_in, time_embedding, add_embedding, down_blocks, mid_block, up_blocks, conv_norm_out, conv_out };
   }
 
   /** Every attention projection LoRA can attach to (to_q, to_k, to_v, to_out.0), in module order. */
@@ -351,8 +368,9 @@ export class UNet2DConditionModel {
   /**
    * sample [B, H, W, in_channels] (NHWC), timesteps [B] float32 (or [1], broadcast over the batch),
    * encoderHiddenStates [B, tokens, cross_attention_dim] → the prediction, [B, H, W, out_channels].
+   * `added` is diffusers' added_cond_kwargs, required by (and only by) an addition_embed_type "text_time" model.
    */
-  forward(sample: tf.Tensor4D, timesteps: tf.Tensor1D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
+  forward(sample: tf.Tensor4D, timesteps: tf.Tensor1D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup, added?: AddedCondKwargs): tf.Tensor4D {
     const cfg = this.config;
     const [batch, height, width, inCh] = sample.shape;
     if (inCh !== cfg.in_channels) throw new Error(`UNet2DConditionModel.forward: sample has ${inCh} channels (NHWC), the model takes ${cfg.in_channels}`);
@@ -360,6 +378,15 @@ export class UNet2DConditionModel {
       throw new Error(`UNet2DConditionModel.forward: timesteps must be [${batch}] or [1], got ${JSON.stringify(timesteps.shape)}`);
     }
     if (encoderHiddenStates.shape[0] !== batch) throw new Error(`UNet2DConditionModel.forward: encoder_hidden_states batch ${encoderHiddenStates.shape[0]} ≠ sample batch ${batch}`);
+    if (this.add_embedding) {
+      if (!added) throw new Error('UNet2DConditionModel.forward: this model has addition_embed_type "text_time" (SDXL) and needs text_embeds and time_ids (added_cond_kwargs)');
+      if (added.textEmbeds.shape[0] !== batch || added.timeIds.shape[0] !== batch) throw new Error(`UNet2DConditionModel.forward: text_embeds ${JSON.stringify(added.textEmbeds.shape)} and time_ids ${JSON.stringify(added.timeIds.shape)} must have batch ${batch}`);
+      const want = cfg.projection_class_embeddings_input_dim as number;
+      const got = added.textEmbeds.shape[1] + added.timeIds.shape[1] * (cfg.addition_time_embed_dim as number);
+      if (got !== want) throw new Error(`UNet2DConditionModel.forward: text_embeds (${added.textEmbeds.shape[1]}) + ${added.timeIds.shape[1]} time ids × addition_time_embed_dim ${String(cfg.addition_time_embed_dim)} = ${got}, but projection_class_embeddings_input_dim is ${want}`);
+    } else if (added) {
+      throw new Error('UNet2DConditionModel.forward: text_embeds/time_ids given, but this model has no addition_embed_type');
+    }
     return tf.tidy(() => {
       // Sizes not divisible by 2^(number of upsamplers) need each upsampler told its output size.
       const upFactor = 2 ** (this.up_blocks.length - 1);
@@ -371,7 +398,9 @@ export class UNet2DConditionModel {
       // 1. time
       const t = timesteps.shape[0] === batch ? timesteps : (tf.tile(timesteps, [batch]) as tf.Tensor1D);
       const tEmb = timestepEmbedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift);
-      const emb = applyActivation(this.time_embedding.forward(tEmb), this.timeEmbedAct) as tf.Tensor2D;
+      let emb = this.time_embedding.forward(tEmb);
+      if (this.add_embedding && added) emb = emb.add(this.add_embedding.forward(this.addTimeEmbeds(added))) as tf.Tensor2D;
+      emb = applyActivation(emb, this.timeEmbedAct) as tf.Tensor2D;
 
       // 2. pre-process
       x = this.conv_in.forward(x);
@@ -401,7 +430,28 @@ export class UNet2DConditionModel {
     });
   }
 
+  /** cat([text_embeds, add_time_proj(time_ids.flatten()).reshape(B, -1)], -1): add_embedding's input (text_embeds first). */
+  private addTimeEmbeds(added: AddedCondKwargs): tf.Tensor2D {
+    const cfg = this.config;
+    const [b, n] = added.timeIds.shape;
+    const proj = timestepEmbedding(added.timeIds.reshape([b * n]) as tf.Tensor1D, cfg.addition_time_embed_dim as number, cfg.flip_sin_to_cos, cfg.freq_shift);
+    return tf.concat([added.textEmbeds, proj.reshape([b, -1])], 1) as tf.Tensor2D;
+  }
+
   dispose(): void {
     this.params.dispose();
   }
+}
+
+/** diffusers' added_cond_kwargs for addition_embed_type "text_time" (SDXL). */
+export interface AddedCondKwargs {
+  /** [B, projection_dim]: the second text encoder's pooled, projected output. */
+  readonly textEmbeds: tf.Tensor2D;
+  /** [B, 6]: original (h, w), crop top-left (top, left), target (h, w) — see sdxlTimeIds. */
+  readonly timeIds: tf.Tensor2D;
+}
+
+/** SDXL's micro-conditioning ids, as diffusers' _get_add_time_ids / the training script's compute_time_ids: original_size + crops_coords_top_left + target_size. */
+export function sdxlTimeIds(originalSize: readonly [number, number], cropTopLeft: readonly [number, number], targetSize: readonly [number, number]): number[] {
+  return [...originalSize, ...cropTopLeft, ...targetSize];
 }
