@@ -6,15 +6,16 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import { importAccelerateCommand } from '../core/config/import_command.js';
 import { validateRunConfigText } from '../core/config/validate.js';
-import { withRunConfigExtension } from './workspace.js';
+import { RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './workspace.js';
 
-const LOOKS_LIKE_COMMAND = /train_text_to_image_lora|--pretrained_model_name_or_path/;
+const LOOKS_LIKE_COMMAND = /train_text_to_image_lora|train_network|--pretrained_model_name_or_path/;
 
 export async function importTrainingCommand(): Promise<void> {
   // The command as pasted (selection or clipboard) keeps its line continuations: the importer reads shell.
   const editor = vscode.window.activeTextEditor;
   const selected = editor && !editor.selection.isEmpty ? editor.document.getText(editor.selection) : '';
-  const clip = await vscode.env.clipboard.readText();
+  // A browser (code-server over plain http) may refuse to read the clipboard: then the input box asks.
+  const clip = await Promise.resolve(vscode.env.clipboard.readText()).catch(() => '');
   let text = [selected, clip].find((t) => LOOKS_LIKE_COMMAND.test(t));
   if (text) {
     const from = text === selected ? 'the selection' : 'the clipboard';
@@ -28,13 +29,13 @@ export async function importTrainingCommand(): Promise<void> {
     validateInput: (v) => (/--\w/.test(v) ? undefined : 'Expected a command with --flags.'),
   });
   if (!text) return;
-  const yaml = importAccelerateCommand(text);
-  const { problems } = validateRunConfigText(yaml);
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.cwd();
+  const yaml = importAccelerateCommand(text, { baseDir: root });
+  const { problems } = validateRunConfigText(yaml);
   const target = await vscode.window.showSaveDialog({
     title: 'Save the imported run config',
     defaultUri: vscode.Uri.file(path.join(root, 'imported.lora.yaml')),
-    filters: { 'LoRA run config': ['lora.yaml'] },
+    filters: RUN_CONFIG_SAVE_FILTERS,
   });
   if (!target) return;
   const file = withRunConfigExtension(target.fsPath);

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import type { Settings } from './ctx.js';
 import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
-import { FIND_EXCLUDE, withRunConfigExtension } from './workspace.js';
+import { FIND_EXCLUDE, RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './workspace.js';
 import { METADATA_FILE } from '../core/config/dataset_files.js';
 
 const BROWSE = '$(folder-opened) Browse…';
@@ -67,7 +67,7 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
   const target = await vscode.window.showSaveDialog({
     title: 'Save the run config',
     defaultUri: vscode.Uri.file(defaultFile),
-    filters: { 'LoRA run config': ['lora.yaml'] },
+    filters: RUN_CONFIG_SAVE_FILTERS,
   });
   if (!target) return;
   const file = withRunConfigExtension(target.fsPath);

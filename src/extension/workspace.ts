@@ -1,10 +1,9 @@
 // Finding run configs in the workspace: the one file pattern, the folders every search skips, the active
 // editor's run config.
 import * as vscode from 'vscode';
+import { RUN_CONFIG_FILE } from './run_config_files.js';
 
-/** `*.lora.yaml` or `*.lora.yml`. */
-export const RUN_CONFIG_FILE = /\.lora\.ya?ml$/i;
-export const RUN_CONFIG_GLOB = '**/*.lora.{yaml,yml}';
+export { RUN_CONFIG_FILE, RUN_CONFIG_GLOB, RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './run_config_files.js';
 /** What workspace searches (models, datasets, LoRAs, run configs) skip. */
 export const FIND_EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
 
@@ -14,7 +13,3 @@ export function activeRunConfig(): vscode.Uri | undefined {
   return doc && RUN_CONFIG_FILE.test(doc.fileName) ? doc.uri : undefined;
 }
 
-/** A save dialog's answer made a run config: `x` and `x.yaml` become `x.lora.yaml`. */
-export function withRunConfigExtension(file: string): string {
-  return RUN_CONFIG_FILE.test(file) ? file : file.replace(/(\.ya?ml)?$/i, '.lora.yaml');
-}

@@ -107,3 +107,29 @@ test('shell words: quotes, escapes, continuations, variables, several commands',
   );
   assert.deepEqual(parseShell('run $NOPE').map((c) => c.unresolved), [['NOPE']]);
 });
+
+// kohya sd-scripts' train_network.py names the rank --network_dim; a kohya user pastes that command.
+const KOHYA = `accelerate launch train_network.py --pretrained_model_name_or_path=examples/tiny-shapes/model \\
+  --train_data_dir=./data --output_dir=./out --network_module=networks.lora \\
+  --network_dim=16 --network_alpha=8 --optimizer_type=AdamW8bit --max_train_steps=200 --learning_rate=1e-4`;
+
+test("kohya's --network_dim, --network_alpha and --optimizer_type are imported or explained, never 'unknown'", () => {
+  const text = importAccelerateCommand(KOHYA);
+  const values = parse(text);
+  assert.equal(values.rank, 16);
+  assert.doesNotMatch(text, /network_dim.*unknown|network_alpha.*unknown|optimizer_type.*unknown|network_module.*unknown/);
+  // lora_alpha: a key when the schema has it, else a comment saying what happens instead.
+  if ('lora_alpha' in values) assert.equal(values.lora_alpha, 8);
+  else assert.match(text, /--network_alpha=8 — kohya flag, not imported: alpha equals the rank/);
+  assert.match(text, /--optimizer_type=AdamW8bit — kohya flag, not imported: AdamW is used/);
+});
+
+test('a relative model path that exists beside the config is a local folder, not a Hub id', () => {
+  // `examples/tiny-shapes` is shaped like a Hub id (owner/name) and exists in this repository.
+  const root = new URL('../..', import.meta.url).pathname;
+  const cmd = 'python train_text_to_image_lora.py --pretrained_model_name_or_path=examples/tiny-shapes --train_data_dir=./data';
+  assert.match(importAccelerateCommand(cmd), /examples\/tiny-shapes is a Hugging Face Hub id/, 'without a base folder it cannot tell');
+  const text = importAccelerateCommand(cmd, { baseDir: root });
+  assert.doesNotMatch(text, /Hub id/);
+  assert.equal(parse(text).pretrained_model_name_or_path, 'examples/tiny-shapes');
+});

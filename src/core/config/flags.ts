@@ -60,7 +60,7 @@ function takesValue(key: string, spec: KeySpec | undefined, next: string | undef
 }
 
 /** A flag's text as the key's type, the way argparse's type= would read it. */
-function convert(spec: KeySpec, raw: string | true): unknown {
+export function convert(spec: KeySpec, raw: string | true): unknown {
   if (raw === true) return spec.type === 'boolean' ? true : null;
   const t = raw.trim();
   if (spec.nullable && /^(none|null)$/i.test(t) && spec.type !== 'string') return null;

@@ -1,8 +1,10 @@
 // Turns a pasted training command — `accelerate launch train_text_to_image_lora.py --… \` with its
 // `export MODEL_NAME=…` lines, quotes and continuations — into the text of a commented `*.lora.yaml`.
 // Settings LoRA Studio ignores become comments saying why; hub ids get a note on downloading them.
+import fs from 'node:fs';
+import path from 'node:path';
 import { looksLikeLocalPath } from './check_entries.js';
-import { parseFlags } from './flags.js';
+import { convert, parseFlags } from './flags.js';
 import { formatValue, GUIDE_ONLY, KEY_SPECS, RUN_CONFIG_KEYS, type KeySpec } from './schema.js';
 import { parseShell, type ShellCommand } from './shell_words.js';
 
@@ -17,9 +19,29 @@ const LAUNCHER_NOTES: Record<string, string> = {
   config_file: 'accelerate is not used',
   dynamo_backend: 'a PyTorch setting',
 };
+/**
+ * kohya sd-scripts' train_network.py flags with a run-config key of another name (`--network_dim` is the
+ * rank). A flag whose key this schema lacks stays a comment saying what became of it.
+ */
+const KOHYA_FLAGS: Record<string, { key: string; otherwise: (value: string) => string }> = {
+  network_dim: { key: 'rank', otherwise: () => 'the rank' },
+  network_alpha: { key: 'lora_alpha', otherwise: () => 'alpha equals the rank here (scale 1)' },
+  optimizer_type: {
+    key: 'optimizer_type',
+    otherwise: (v) => (/^adamw$/i.test(v) ? 'AdamW is the optimizer here, as given' : `AdamW is used (the only optimizer here)${/8bit/i.test(v) ? '; only the LoRA weights have optimizer state, so float32 state is small' : ''}`),
+  },
+  network_module: { key: 'network_module', otherwise: (v) => (/networks\.lora$/.test(v) ? 'LoRA is what is trained, as given' : 'LoRA Studio trains LoRA (networks.lora)') },
+};
+
+export interface ImportOptions {
+  /** The folder relative paths in the command are read against: a path that exists there is a local folder, not a Hub id. */
+  baseDir?: string;
+}
+
 const LAUNCHER_SWITCHES = new Set(['multi_gpu', 'cpu', 'mps', 'use_deepspeed', 'use_fsdp', 'quiet', 'debug']);
 
-export function importAccelerateCommand(cmd: string): string {
+export function importAccelerateCommand(cmd: string, options: ImportOptions = {}): string {
+  const isLocal = (v: string) => looksLikeLocalPath(v) || (options.baseDir !== undefined && fs.existsSync(path.resolve(options.baseDir, v)));
   const commands = parseShell(cmd);
   const chosen = pickTrainingCommand(commands);
   const out: string[] = [
@@ -47,6 +69,13 @@ export function importAccelerateCommand(cmd: string): string {
   const unknown: string[] = [];
   for (const e of parsed.entries) {
     const rawValue = parsed.raw.get(e)!;
+    const kohya = KOHYA_FLAGS[e.key];
+    if (kohya) {
+      const spec = KEY_SPECS.get(kohya.key);
+      if (spec) last.set(kohya.key, convert(spec, rawValue));
+      else ignored.push(`# --${e.key}${rawValue === true ? '' : `=${rawValue}`} — kohya flag, not imported: ${kohya.otherwise(String(rawValue))}`);
+      continue;
+    }
     if (KEY_SPECS.has(e.key)) last.set(e.key, e.value);
     else if (e.key === 'dataset_name' && typeof rawValue === 'string') last.set('train_data_dir', { fromDataset: rawValue });
     else if (GUIDE_ONLY.has(e.key)) ignored.push(`# ${e.key}${rawValue === true ? '' : `: ${e.key === 'hub_token' ? '<removed>' : rawValue}`} — ignored: ${GUIDE_ONLY.get(e.key)!.reason}`);
@@ -62,17 +91,17 @@ export function importAccelerateCommand(cmd: string): string {
       group = spec.group;
       out.push('', `# ── ${group} ──`);
     }
-    out.push(...keyLines(spec, last.get(spec.key), last.has(spec.key)));
+    out.push(...keyLines(spec, last.get(spec.key), last.has(spec.key), isLocal));
   }
   if (ignored.length || unknown.length) out.push('', '# ── from the command, not used by LoRA Studio ──', ...ignored, ...unknown);
   return out.join('\n') + '\n';
 }
 
-function keyLines(spec: KeySpec, value: unknown, given: boolean): string[] {
+function keyLines(spec: KeySpec, value: unknown, given: boolean, isLocal: (v: string) => boolean): string[] {
   const comment = `  # ${spec.summary}`;
   if (spec.key === 'train_data_dir' && value && typeof value === 'object' && 'fromDataset' in value) {
     const ds = (value as { fromDataset: string }).fromDataset;
-    if (looksLikeLocalPath(ds)) return [`train_data_dir: ${formatValue(ds)}  # was --dataset_name`];
+    if (isLocal(ds)) return [`train_data_dir: ${formatValue(ds)}  # was --dataset_name`];
     const local = `./${ds.split('/').pop()}`;
     return [
       `# TODO: the command trained on the Hub dataset ${ds}. Hub datasets cannot be downloaded here: save it as an image`,
@@ -82,7 +111,7 @@ function keyLines(spec: KeySpec, value: unknown, given: boolean): string[] {
   }
   if (!given) return [`# TODO: ${spec.summary}`, `${spec.key}: ${spec.placeholder ?? formatValue(spec.default)}`];
   const text = formatValue(value);
-  if (spec.key === 'pretrained_model_name_or_path' && typeof value === 'string' && !looksLikeLocalPath(value)) {
+  if (spec.key === 'pretrained_model_name_or_path' && typeof value === 'string' && !isLocal(value)) {
     const local = `./${value.split('/').pop()}`;
     return [
       `# TODO: ${value} is a Hugging Face Hub id; LoRA Studio reads local folders. Download it once:`,
