@@ -60,7 +60,13 @@ function toDiagnostic(p: Problem): vscode.Diagnostic {
   const d = new vscode.Diagnostic(
     toRange(p),
     p.message,
-    p.severity === 'error' ? vscode.DiagnosticSeverity.Error : p.severity === 'warning' ? vscode.DiagnosticSeverity.Warning : vscode.DiagnosticSeverity.Information,
+    p.severity === 'error'
+      ? vscode.DiagnosticSeverity.Error
+      : p.severity === 'warning'
+        ? vscode.DiagnosticSeverity.Warning
+        : p.severity === 'hint'
+          ? vscode.DiagnosticSeverity.Hint
+          : vscode.DiagnosticSeverity.Information,
   );
   d.source = DIAGNOSTIC_SOURCE;
   if (p.code) d.code = p.code;

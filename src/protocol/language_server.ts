@@ -14,7 +14,7 @@ export interface ImportCommandResult {
   /** The text of a commented `*.lora.yaml`. */
   text: string;
   /** Problems the imported config has without looking at the disk (errors, warnings, notes), 1-based lines. */
-  problems: { severity: 'error' | 'warning' | 'info'; message: string; line: number }[];
+  problems: { severity: 'error' | 'warning' | 'info' | 'hint'; message: string; line: number }[];
 }
 
 /** `loraStudio/importCommand`: a pasted diffusers training command → `.lora.yaml` text. */

@@ -85,7 +85,7 @@ function isInside(p: string, dir: string): boolean {
   return p === dir || p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
 }
 
-const SEVERITY = { error: 1, warning: 2, info: 3 } as const;
+const SEVERITY = { error: 1, warning: 2, info: 3, hint: 4 } as const;
 
 export function toDiagnostic(p: Problem): Diagnostic {
   return {

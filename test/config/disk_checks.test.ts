@@ -57,7 +57,8 @@ function fakeModel(change: (d: string) => void = () => {}): string {
 
 test("the project's fixtures pass: tiny-sd model, tiny-shapes dataset counted", () => {
   const r = checkRunConfigOnDisk(config({ resolution: 64 }), TMP);
-  assert.deepEqual(findings(r), [['train_data_dir', 'info', '16 images, 16 captions (metadata.jsonl)']]);
+  // The counts are a hint (shown faintly in the editor, not listed in the Problems panel).
+  assert.deepEqual(findings(r), [['train_data_dir', 'hint', '16 images, 16 captions (metadata.jsonl)']]);
   assert.deepEqual(r.dataset, { dir: DATASET_CORNER, images: 16, captions: 16, captionSource: 'metadata.jsonl', examples: 16 });
   assert.equal(r.facts.numExamples, 16);
   assert.deepEqual(r.model, { dir: MODEL_DIR, pipeline: 'StableDiffusionPipeline', vaeScaleFactor: 2, nativeResolution: 64 });
@@ -120,7 +121,7 @@ test('dataset: missing, empty, other image types, .txt captions, metadata.jsonl 
   const txt = check(dir({ 'a.png': PNG_1PX, 'a.txt': 'a cat', 'b.jpg': PNG_1PX, 'b.txt': 'a dog', 'sub/c.webp': PNG_1PX }));
   assert.deepEqual(findings(txt), [
     ['train_data_dir', 'warning', `1 image has no .txt caption beside it: ${path.join('sub', 'c.webp')}`],
-    ['train_data_dir', 'info', '3 images, 2 captions (.txt files)'],
+    ['train_data_dir', 'hint', '3 images, 2 captions (.txt files)'],
   ]);
   assert.equal(txt.facts.numExamples, 3);
   assert.match(findings(check(dir({ 'a.png': PNG_1PX })))[0][2], /^no captions: found 1 image but neither metadata\.jsonl nor \.txt caption files/);
@@ -135,7 +136,7 @@ test('dataset: missing, empty, other image types, .txt captions, metadata.jsonl 
     },
   ]);
   assert.deepEqual(findings(check(dir({ 'a.png': PNG_1PX, 'metadata.jsonl': '{"file_name": "a.png", "caption": "a cat"}\n' }), { caption_column: 'caption' })), [
-    ['train_data_dir', 'info', '1 image, 1 caption (metadata.jsonl)'],
+    ['train_data_dir', 'hint', '1 image, 1 caption (metadata.jsonl)'],
   ]);
 
   const messy = check(
@@ -151,7 +152,7 @@ test('dataset: missing, empty, other image types, .txt captions, metadata.jsonl 
     ['train_data_dir', 'error', 'metadata.jsonl names 1 image that is not in the folder: gone.png (line 3)'],
     ['train_data_dir', 'warning', 'metadata.jsonl: line 2 has no caption in `text` (an empty caption is trained)'],
     ['train_data_dir', 'warning', '1 image is not listed in metadata.jsonl and will not be used: extra.png'],
-    ['train_data_dir', 'info', '3 images, 1 caption (metadata.jsonl)'],
+    ['train_data_dir', 'hint', '3 images, 1 caption (metadata.jsonl)'],
   ]);
   assert.equal(messy.facts.numExamples, 2);
 });
@@ -216,7 +217,7 @@ test('loadRunConfig: paths relative to the config, disk problems at their lines,
   assert.deepEqual(
     r.problems.map((p) => [p.key, p.severity, p.line, p.message]),
     [
-      ['train_data_dir', 'info', 2, '`train_data_dir`: 16 images, 16 captions (metadata.jsonl)'],
+      ['train_data_dir', 'hint', 2, '`train_data_dir`: 16 images, 16 captions (metadata.jsonl)'],
       ['checkpointing_steps', 'warning', 6, '`checkpointing_steps` is 10 but the run has 8 steps (2 epochs × 4 steps (16 examples / batch 4)): no checkpoint will be saved — use at most 8'],
     ],
   );
@@ -259,4 +260,14 @@ test('the disk checks run for flags too, relative to the working directory', () 
   const r = configFromFlags(['--pretrained_model_name_or_path=model', '--train_data_dir=dataset-corner', '--resolution=64', '--max_train_steps=3', `--output_dir=${path.join(TMP, 'flags-out')}`], { cwd: TINY_SHAPES });
   assert.deepEqual(r.problems.map((p) => [p.line, p.message]), [[0, '`--train_data_dir`: 16 images, 16 captions (metadata.jsonl)']]);
   assert.equal(r.config?.train_data_dir, DATASET_CORNER);
+});
+
+test('backend: tensorflow without @tensorflow/tfjs-node-gpu is an error at validation, not at run time', () => {
+  // This project does not install it (its install downloads libtensorflow); the check resolves it as the trainer does.
+  const r = checkRunConfigOnDisk(config({ resolution: 64, backend: 'tensorflow' }), TMP);
+  const [f] = r.findings.filter((x) => x.key === 'backend');
+  assert.equal(f?.severity, 'error');
+  assert.match(f.message, /needs @tensorflow\/tfjs-node-gpu, which is not installed: install it .* or choose webgpu, wasm or cpu/);
+  assert.deepEqual(f.suggest, { key: 'backend', value: 'auto' });
+  assert.deepEqual(checkRunConfigOnDisk(config({ resolution: 64, backend: 'wasm' }), TMP).findings.filter((x) => x.key === 'backend'), []);
 });

@@ -99,7 +99,7 @@ test('a sound config: only the dataset count; a missing required key is offered 
   const file = path.join(FIXTURES, 'good.lora.yaml');
   const uri = uriOf(file);
   const text = fs.readFileSync(file, 'utf8');
-  assert.deepEqual(rows(await client.open(uri, text)), [[2, 16, 2, 60, 3, '`train_data_dir`: 16 images, 16 captions (metadata.jsonl)']]);
+  assert.deepEqual(rows(await client.open(uri, text)), [[2, 16, 2, 60, 4, '`train_data_dir`: 16 images, 16 captions (metadata.jsonl)']]);
   // Delete the train_data_dir line with an incremental edit.
   const diags = await client.edit(uri, [{ range: { start: { line: 2, character: 0 }, end: { line: 3, character: 0 } }, text: '' }]);
   assert.deepEqual(rows(diags), [[1, 0, 1, 29, 1, 'missing required key `train_data_dir`: the folder of training images and captions. Add `train_data_dir: ./dataset`']]);

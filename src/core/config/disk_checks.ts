@@ -12,6 +12,7 @@ import type { RunFacts } from './cross_checks.js';
 import type { Severity } from './problems.js';
 import type { RunConfig } from './run_config.js';
 import { METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS, isImageFile } from './dataset_files.js';
+import { TENSORFLOW_MISSING, tensorflowInstalled } from './tensorflow_backend.js';
 import { LORA_FILE, checkpointStep, listCheckpoints, type CheckpointFolder } from './run_folder.js';
 
 export interface DiskFinding {
@@ -93,6 +94,9 @@ export function checkRunConfigOnDisk(c: RunConfig, baseDir: string, opts: DiskCh
   if (use('pretrained_model_name_or_path')) checkModel(c, baseDir, report, skip, opts.present);
   if (use('train_data_dir')) checkDataset(c, baseDir, report, skip);
   if (use('output_dir')) checkOutput(c, baseDir, report, skip);
+  if (c.backend === 'tensorflow' && !skip.has('backend') && !tensorflowInstalled()) {
+    report.findings.push({ key: 'backend', severity: 'error', message: TENSORFLOW_MISSING, suggest: { key: 'backend', value: 'auto' } });
+  }
   return report;
 }
 
@@ -233,7 +237,8 @@ function checkDataset(c: RunConfig, baseDir: string, report: DiskReport, skip: R
   report.dataset = summary;
   report.facts.numExamples = summary.examples;
   if (summary.examples > 0) {
-    add('info', `${count(summary.images, 'image')}, ${count(summary.captions, 'caption')} (${summary.captionSource})`);
+    // A fact, not a problem: every config would otherwise carry a Problems entry.
+    add('hint', `${count(summary.images, 'image')}, ${count(summary.captions, 'caption')} (${summary.captionSource})`);
   }
 }
 

@@ -1,7 +1,8 @@
 // A problem found in a run config, shaped so that the CLI prints it (`file:line:col: error: …`) and the
 // language server turns it into an LSP Diagnostic without translation (0-based, UTF-16 positions).
 
-export type Severity = 'error' | 'warning' | 'info';
+/** `hint`: a fact about a value (the dataset's counts), shown faintly in the editor and never in the Problems panel. */
+export type Severity = 'error' | 'warning' | 'info' | 'hint';
 
 export interface Position {
   /** 0-based line. */

@@ -6,6 +6,7 @@ import { wasmOps } from './wasm_ops.js';
 import { installCpuKernelFixes } from './cpu_kernel_fixes.js';
 import { registerWebgpuBackend, installWebgpuKernels } from './webgpu/index.js';
 import type { BackendName } from '../config/run_config.js';
+import { TENSORFLOW_MISSING, TENSORFLOW_PACKAGE, tensorflowInstalled } from '../config/tensorflow_backend.js';
 
 
 export interface BackendInfo {
@@ -48,21 +49,13 @@ async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
   return { name };
 }
 
-function tensorflowInstalled(): boolean {
-  try {
-    require.resolve('@tensorflow/tfjs-node-gpu');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function initTensorflow(): Promise<BackendInfo> {
   if (!tensorflowInstalled()) {
-    throw new Error('backend "tensorflow" needs @tensorflow/tfjs-node-gpu: install it (npm install @tensorflow/tfjs-node-gpu, which downloads libtensorflow with CUDA) or choose webgpu, wasm or cpu');
+    throw new Error(`backend "tensorflow" ${TENSORFLOW_MISSING}`);
   }
   // Loading tfjs-node-gpu registers its "tensorflow" backend on the tfjs instance it shares with us.
-  require('@tensorflow/tfjs-node-gpu');
+  require(TENSORFLOW_PACKAGE);
   if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend failed to initialise');
   return { name: 'tensorflow' };
 }
