@@ -8,7 +8,7 @@ import { DASHBOARD_VIEW_TYPE } from '../protocol/dashboard.js';
 import { DIAGNOSTIC_SOURCE } from './config_check.js';
 import { DashboardPanels, type DashboardActions } from './dashboard_panel.js';
 import { startLanguageClient } from './language_client.js';
-import { COMMANDS, SETTINGS, SETTINGS_SECTION, TRAINING_CONTEXT_KEY, type CommandName } from './manifest.js';
+import { COMMANDS, OUTPUT_CHANNELS, SETTINGS, SETTINGS_SECTION, TRAINING_CONTEXT_KEY, type CommandName } from './manifest.js';
 import { WorkerClient } from './notebook/worker_client.js';
 import { RunRegistry } from './run_registry.js';
 import type { TrainerLaunch } from './run_session.js';
@@ -52,10 +52,10 @@ export class Settings {
 export class Ctx {
   readonly settings = new Settings();
   readonly runs = new RunRegistry();
-  /** 'LoRA Trainer': every run's log, the image generator's, and the language server's start. */
+  /** 'LoRA Studio: Trainer': every run's log, the image generator's, and the language server's start. */
   readonly log = new TrainerLog();
   /** 'LoRA Studio: Inference': the notebook's worker. */
-  readonly inferenceLog = vscode.window.createOutputChannel('LoRA Studio: Inference');
+  readonly inferenceLog = vscode.window.createOutputChannel(OUTPUT_CHANNELS.inference);
   readonly dashboards: DashboardPanels;
 
   private languageClient: LanguageClient | undefined;

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import * as vscode from 'vscode';
 import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, METADATA_FILE } from '../core/config/dataset_files.js';
+import { OUTPUT_CHANNELS } from './manifest.js';
 import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 
 /** What the disk checks read: run configs, model folders, datasets (images, captions) and weights. */
@@ -23,9 +24,9 @@ export async function startLanguageClient(context: vscode.ExtensionContext, log:
     // The disk checks (model folder, dataset, checkpoints, an existing LoRA in output_dir) are re-run when
     // those change; the server asks for finer watching itself where it supports dynamic registration.
     synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher(`**/{${WATCHED.join(',')}}`) },
-    outputChannelName: 'LoRA Run Config Language Server',
+    outputChannelName: OUTPUT_CHANNELS.languageServer,
   };
-  const client = new LanguageClient('loraStudio.languageServer', 'LoRA Run Config Language Server', serverOptions, clientOptions);
+  const client = new LanguageClient('loraStudio.languageServer', OUTPUT_CHANNELS.languageServer, serverOptions, clientOptions);
   await client.start();
   return client;
 }

@@ -24,5 +24,12 @@ export const SETTINGS = {
   defaultOutputFolder: 'defaultOutputFolder',
 } as const;
 
+/** The output channels, named one way ("LoRA Studio: …", as the Output panel's list sorts them together). */
+export const OUTPUT_CHANNELS = {
+  trainer: 'LoRA Studio: Trainer',
+  inference: 'LoRA Studio: Inference',
+  languageServer: 'LoRA Studio: Language Server',
+} as const;
+
 /** True while a run trains: the editor title shows Stop instead of Train (package.json `menus`). */
 export const TRAINING_CONTEXT_KEY = 'loraStudio.training';

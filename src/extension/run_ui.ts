@@ -3,10 +3,12 @@
 // channel, and at the end a message: finished (with its file), stopped (Resume), or failed (Show Log, Resume).
 import path from 'node:path';
 import * as vscode from 'vscode';
-import type { ProgressEvent } from '../protocol/training.js';
+import type { PhaseEvent, ProgressEvent } from '../protocol/training.js';
 import type { RunExit, RunSession } from './run_session.js';
-import { COMMANDS } from './manifest.js';
-import { formatDuration, formatLoss } from '../protocol/format.js';
+import { COMMANDS, OUTPUT_CHANNELS } from './manifest.js';
+import { formatDevice, formatPhase, SOFTWARE_ADAPTER_WARNING } from '../protocol/format.js';
+import { listCheckpoints } from '../core/config/run_folder.js';
+import { endButtons, progressLine, progressRows } from './run_text.js';
 
 export interface RunUiActions {
   openDashboard(session: RunSession): void;
@@ -18,7 +20,9 @@ export interface RunUiActions {
 const LINGER_MS = 30_000;
 
 export class TrainerLog {
-  readonly channel = vscode.window.createOutputChannel('LoRA Trainer');
+  readonly channel = vscode.window.createOutputChannel(OUTPUT_CHANNELS.trainer);
+  /** The software-adapter warning is shown once per window, not once per run. */
+  warnedSoftwareAdapter = false;
 
   line(session: RunSession, text: string): void {
     this.channel.appendLine(`[${session.name}] ${text}`);
@@ -42,11 +46,26 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
   item.show();
 
   log.line(session, `$ ${session.commandLine.map(quoteArg).join(' ')}`);
+  let phase: PhaseEvent | undefined;
+  let last: ProgressEvent | undefined;
   const subscriptions = [
     session.onLog.on((l) => log.line(session, l)),
     session.onEvent.on((e) => {
-      if (e.type === 'progress') showProgress(item, session, e);
-      else if (e.type === 'started') log.line(session, `started: ${e.totalSteps} steps from ${e.startStep} on ${e.backend}${e.adapter ? ` (${e.adapter})` : ''}, output ${e.outputDir}`);
+      if (e.type === 'progress') showProgress(item, session, (last = e), phase);
+      else if (e.type === 'phase') {
+        phase = e;
+        if (last) showProgress(item, session, last, phase);
+        else item.text = `$(loading~spin) LoRA ${session.name}: ${formatPhase(e.phase, e.detail)}…`;
+      } else if (e.type === 'started') {
+        log.line(session, `started: ${e.totalSteps} steps from ${e.startStep}, device ${formatDevice(e)}, output ${e.outputDir}`);
+        if (e.softwareAdapter) {
+          log.line(session, `warning: ${SOFTWARE_ADAPTER_WARNING}`);
+          if (!log.warnedSoftwareAdapter) {
+            log.warnedSoftwareAdapter = true;
+            void vscode.window.showWarningMessage(`LoRA Studio: ${SOFTWARE_ADAPTER_WARNING}`);
+          }
+        }
+      }
       else if (e.type === 'checkpoint') log.line(session, `checkpoint: ${e.path}`);
       else if (e.type === 'warning') log.line(session, `warning: ${e.message}`);
       else if (e.type === 'error') log.line(session, `error (${e.code}): ${e.message}${e.hint ? ` — ${e.hint}` : ''}`);
@@ -61,10 +80,13 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
     (progress, token) => {
       token.onCancellationRequested(() => void session.stop());
       let reported = 0;
+      let lastProgress: ProgressEvent | undefined;
       const sub = session.onEvent.on((e) => {
+        if (e.type === 'phase' && lastProgress) return progress.report({ message: progressLine(lastProgress, e) });
         if (e.type !== 'progress') return;
+        lastProgress = e;
         const pct = e.totalSteps ? (100 * e.step) / e.totalSteps : 0;
-        progress.report({ increment: Math.max(0, pct - reported), message: `step ${e.step}/${e.totalSteps} · loss ${formatLoss(e.loss)} · ETA ${formatDuration(e.etaSeconds)}` });
+        progress.report({ increment: Math.max(0, pct - reported), message: progressLine(e) });
         reported = Math.max(reported, pct);
       });
       const stateSub = session.onState.on((s) => s === 'stopping' && progress.report({ message: 'saving a checkpoint, then stopping…' }));
@@ -84,24 +106,10 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
   });
 }
 
-function showProgress(item: vscode.StatusBarItem, session: RunSession, e: ProgressEvent): void {
-  item.text = `$(loading~spin) LoRA ${session.name} ${e.step}/${e.totalSteps} · loss ${formatLoss(e.loss)} · ETA ${formatDuration(e.etaSeconds)}`;
-  const md = new vscode.MarkdownString(
-    [
-      `**Training ${session.name}** — click for the dashboard`,
-      '',
-      `| | |`,
-      `|---|---|`,
-      `| step | ${e.step} / ${e.totalSteps} |`,
-      `| epoch | ${e.epoch} |`,
-      `| loss | ${formatLoss(e.loss)} |`,
-      `| learning rate | ${e.lr.toExponential(2)} |`,
-      `| samples/s | ${e.samplesPerSecond.toFixed(2)} |`,
-      `| elapsed | ${formatDuration(e.elapsedSeconds)} |`,
-      `| ETA | ${formatDuration(e.etaSeconds)} |`,
-    ].join('\n'),
-  );
-  item.tooltip = md;
+function showProgress(item: vscode.StatusBarItem, session: RunSession, e: ProgressEvent, phase?: PhaseEvent): void {
+  item.text = `$(loading~spin) LoRA ${session.name} ${progressLine(e, phase)}`;
+  const rows = progressRows(e, session.history.started);
+  item.tooltip = new vscode.MarkdownString([`**Training ${session.name}** — click for the dashboard`, '', `| | |`, `|---|---|`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n'));
 }
 
 function showEnd(item: vscode.StatusBarItem, session: RunSession, exit: RunExit): void {
@@ -112,25 +120,22 @@ function showEnd(item: vscode.StatusBarItem, session: RunSession, exit: RunExit)
 }
 
 async function announceEnd(session: RunSession, exit: RunExit, log: TrainerLog, actions: RunUiActions): Promise<void> {
+  const buttons = endButtons(exit, !!session.outputDir && listCheckpoints(session.outputDir).length > 0);
+  const lora = exit.finished?.outputs.lora;
+  let choice: string | undefined;
   if (exit.state === 'completed') {
-    const lora = exit.finished?.outputs.lora;
-    const buttons = lora ? ['Generate Image…', 'Open Dashboard', 'Reveal File'] : ['Open Dashboard'];
-    const choice = await vscode.window.showInformationMessage(
-      `LoRA training finished: ${session.name}, ${exit.finished?.step ?? ''} steps.${lora ? ` Saved ${path.basename(lora)}.` : ''}`,
-      ...buttons,
-    );
-    if (choice === 'Generate Image…' && lora) actions.generate(lora, session.configPath);
-    else if (choice === 'Open Dashboard') actions.openDashboard(session);
-    else if (choice === 'Reveal File' && lora) void vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(lora));
+    choice = await vscode.window.showInformationMessage(`LoRA training finished: ${session.name}, ${exit.finished?.step ?? ''} steps.${lora ? ` Saved ${path.basename(lora)}.` : ''}`, ...buttons);
   } else if (exit.state === 'stopped') {
-    const choice = await vscode.window.showInformationMessage(`LoRA training stopped: ${session.name}. ${exit.message}.`, 'Resume', 'Open Dashboard');
-    if (choice === 'Resume') actions.resume(session.configPath);
-    else if (choice === 'Open Dashboard') actions.openDashboard(session);
+    choice = await vscode.window.showInformationMessage(`LoRA training stopped: ${session.name}. ${exit.message}.`, ...buttons);
   } else {
-    const choice = await vscode.window.showErrorMessage(`LoRA training failed: ${session.name}. ${exit.message}`, 'Show Log', 'Resume');
-    if (choice === 'Show Log') log.show();
-    else if (choice === 'Resume') actions.resume(session.configPath);
+    choice = await vscode.window.showErrorMessage(`LoRA training failed: ${session.name}. ${exit.message}`, ...buttons);
   }
+  if (choice === 'Generate Image…' && lora) actions.generate(lora, session.configPath);
+  else if (choice === 'Open Dashboard') actions.openDashboard(session);
+  else if (choice === 'Reveal File' && lora) void vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(lora));
+  else if (choice === 'Resume') actions.resume(session.configPath);
+  else if (choice === 'Show Log') log.show();
+  else if (choice === 'Open Config') void vscode.window.showTextDocument(vscode.Uri.file(session.configPath));
 }
 
 function quoteArg(a: string): string {

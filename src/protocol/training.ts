@@ -14,7 +14,11 @@ export const StartedEvent = message('started', {
   outputDir: Type.String(),
   backend: Type.String(),
   adapter: Type.Optional(Type.String()),
+  /** The adapter is a software renderer (lavapipe, SwiftShader): slower than the wasm backend. */
+  softwareAdapter: Type.Optional(Type.Boolean()),
   totalSteps: Type.Integer(),
+  /** Epochs the run spans (the progress event's `epoch` counts from 0 up to this). */
+  numEpochs: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Steps already done when resuming (0 for a fresh run). */
   startStep: Type.Integer(),
   numExamples: Type.Integer(),
@@ -39,6 +43,8 @@ export const ProgressEvent = message('progress', {
   /** Seconds left at the current pace. */
   etaSeconds: Type.Number(),
   elapsedSeconds: Type.Number(),
+  /** Tensor memory the backend holds now (tfjs' count: GPU buffers on webgpu, the heap's tensors elsewhere). */
+  memoryBytes: Type.Optional(Type.Number({ minimum: 0 })),
 });
 
 /** One sample image (sample_prompts, or the guide's validation_prompt, which is prompt 0 when alone). */

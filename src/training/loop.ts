@@ -229,7 +229,9 @@ class TrainingSession {
       outputDir: c.output_dir,
       backend: backend.name,
       adapter: backend.adapter,
+      softwareAdapter: backend.software,
       totalSteps: plan.maxTrainSteps,
+      numEpochs: plan.numEpochs,
       startStep: this.globalStep,
       numExamples: plan.numExamples,
       batchSize: c.train_batch_size,
@@ -330,6 +332,7 @@ class TrainingSession {
           samplesPerSecond: window.samples / Math.max(window.seconds, 1e-9),
           etaSeconds: ((plan.maxTrainSteps - this.globalStep) * window.seconds) / recent.length,
           elapsedSeconds: elapsed(),
+          memoryBytes: tensorMemoryBytes(),
         });
 
         this.o.hooks?.afterStep?.(this.globalStep, this.req);
@@ -594,3 +597,9 @@ function accumulate(acc: Map<string, tf.Tensor> | undefined, grads: Map<string, 
 
 /** Lets stdin commands and signals be handled between micro-batches. */
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** What the backend holds in tensors now: GPU buffers on webgpu (tfjs' own count), else all tensor bytes. */
+function tensorMemoryBytes(): number {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
+  return m.numBytesInGPU ?? m.numBytes;
+}

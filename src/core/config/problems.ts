@@ -62,7 +62,7 @@ export function problem(p: Omit<Problem, 'line'> & { line?: number }): Problem {
   return { ...p, line: p.line ?? p.range.start.line + 1 };
 }
 
-const SEVERITY_ORDER: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
+const SEVERITY_ORDER: Record<Severity, number> = { error: 0, warning: 1, info: 2, hint: 3 };
 
 /** Document order; at the same place, errors first. */
 export function sortProblems(problems: Problem[]): Problem[] {

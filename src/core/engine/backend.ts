@@ -14,6 +14,8 @@ export interface BackendInfo {
   readonly name: Exclude<BackendName, 'auto'>;
   /** For webgpu: the adapter's description ("nvidia-h100", "llvmpipe", …). */
   readonly adapter?: string;
+  /** The adapter is a software renderer (lavapipe, SwiftShader). */
+  readonly software?: boolean;
 }
 
 let current: BackendInfo | undefined;
@@ -110,5 +112,5 @@ async function initWebgpu(): Promise<BackendInfo> {
   const ours = process.env.LORA_STUDIO_WEBGPU_KERNELS ?? (probe.software ? '0' : '1');
   setOps(tfjsOps);
   if (ours === '1') installWebgpuKernels();
-  return { name: 'webgpu', adapter: probe.description };
+  return { name: 'webgpu', adapter: probe.description, software: probe.software };
 }
