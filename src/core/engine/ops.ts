@@ -4,14 +4,23 @@
 // conv weights HWIO; linear weights as stored by PyTorch, [out, in].
 import * as tf from '@tensorflow/tfjs';
 
-/** A low-rank adapter on one linear (or 1×1 conv) layer: y += scale · up(down(x)). */
+/**
+ * A low-rank adapter on one Linear or Conv2d layer: y += scale · up(down(x)).
+ *
+ * On a k×k Conv2d (LoCon), `down` is the PyTorch kernel [rank, in, k, k] flattened to [rank, in·k·k]
+ * and runs as a convolution with the layer's own stride and padding; `up` is the 1×1 conv [out, rank].
+ * With `magnitude` it is DoRA (PEFT's `lora_magnitude_vector`, LyCORIS' `dora_scale`); the layer
+ * (models/layers.ts) applies that itself, so `Ops.linear` only ever receives plain adapters.
+ */
 export interface LoraAdapter {
-  /** [rank, in] — diffusers' `lora.down.weight` / PEFT's `lora_A.weight`. */
+  /** [rank, in·k·k] — diffusers' `lora.down.weight` / PEFT's `lora_A.weight` (k = 1 for Linear). */
   readonly down: tf.Tensor2D;
   /** [out, rank] — diffusers' `lora.up.weight` / PEFT's `lora_B.weight`. */
   readonly up: tf.Tensor2D;
   /** Already includes alpha / rank and the user's per-LoRA scale. */
   readonly scale: number;
+  /** DoRA's magnitude m [out]: W' = m ⊙ (W + scale·up·down) / ‖W + scale·up·down‖ (norm per output channel). */
+  readonly magnitude?: tf.Tensor1D;
 }
 
 export interface Ops {

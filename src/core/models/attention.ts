@@ -76,12 +76,11 @@ export class Attention {
       const channels = x.shape[x.rank - 1];
       const tokens = x.reshape([b, -1, channels]) as tf.Tensor3D;
       const context = encoderHiddenStates ?? tokens;
-      const adapters = (l: Linear) => lora?.(l.path);
-      const q = this.to_q.forward(tokens, adapters(this.to_q)) as tf.Tensor3D;
-      const k = this.to_k.forward(context, adapters(this.to_k)) as tf.Tensor3D;
-      const v = this.to_v.forward(context, adapters(this.to_v)) as tf.Tensor3D;
+      const q = this.to_q.forward(tokens, lora) as tf.Tensor3D;
+      const k = this.to_k.forward(context, lora) as tf.Tensor3D;
+      const v = this.to_v.forward(context, lora) as tf.Tensor3D;
       const attended = ops().attention(q, k, v, this.heads);
-      let out: tf.Tensor = this.to_out[0].forward(attended, adapters(this.to_out[0]));
+      let out: tf.Tensor = this.to_out[0].forward(attended, lora);
       out = out.reshape(residual.shape);
       if (this.residualConnection) out = out.add(residual);
       if (this.rescaleOutputFactor !== 1) out = out.div(this.rescaleOutputFactor);

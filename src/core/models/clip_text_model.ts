@@ -18,8 +18,8 @@
 // transformers 5 do not. Both load.
 import * as tf from '@tensorflow/tfjs';
 import { ModelFolderError, type DiffusersFolder } from '../io/diffusers_folder.js';
-import { ops } from '../engine/ops.js';
-import { CheckedParams, Embedding, LayerNorm, Linear, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
+import { ops, type LoraLookup } from '../engine/ops.js';
+import { CheckedParams, Embedding, LayerNorm, Linear, ModuleScope, randomParams, ShapeRecorder, type LoraLayer, type ParamSource } from './layers.js';
 import type { Params } from './params.js';
 import { fromPretrained, type PretrainedOptions } from './pretrained.js';
 
@@ -123,11 +123,11 @@ export class CLIPAttention {
     this.out_proj = new Linear(scope.child('out_proj'), h, h);
   }
 
-  forward(x: tf.Tensor3D): tf.Tensor3D {
-    const q = this.q_proj.forward(x) as tf.Tensor3D;
-    const k = this.k_proj.forward(x) as tf.Tensor3D;
-    const v = this.v_proj.forward(x) as tf.Tensor3D;
-    return this.out_proj.forward(ops().attention(q, k, v, this.numHeads, true)) as tf.Tensor3D;
+  forward(x: tf.Tensor3D, lora?: LoraLookup): tf.Tensor3D {
+    const q = this.q_proj.forward(x, lora) as tf.Tensor3D;
+    const k = this.k_proj.forward(x, lora) as tf.Tensor3D;
+    const v = this.v_proj.forward(x, lora) as tf.Tensor3D;
+    return this.out_proj.forward(ops().attention(q, k, v, this.numHeads, true), lora) as tf.Tensor3D;
   }
 }
 
@@ -144,8 +144,8 @@ export class CLIPMLP {
     this.fc2 = new Linear(scope.child('fc2'), c.intermediate_size, c.hidden_size);
   }
 
-  forward(x: tf.Tensor3D): tf.Tensor3D {
-    return this.fc2.forward(activation(this.fc1.forward(x), this.act)) as tf.Tensor3D;
+  forward(x: tf.Tensor3D, lora?: LoraLookup): tf.Tensor3D {
+    return this.fc2.forward(activation(this.fc1.forward(x, lora), this.act), lora) as tf.Tensor3D;
   }
 }
 
@@ -163,9 +163,9 @@ export class CLIPEncoderLayer {
     this.layer_norm2 = new LayerNorm(scope.child('layer_norm2'), c.hidden_size, c.layer_norm_eps);
   }
 
-  forward(x: tf.Tensor3D): tf.Tensor3D {
-    const h = x.add(this.self_attn.forward(this.layer_norm1.forward(x) as tf.Tensor3D)) as tf.Tensor3D;
-    return h.add(this.mlp.forward(this.layer_norm2.forward(h) as tf.Tensor3D)) as tf.Tensor3D;
+  forward(x: tf.Tensor3D, lora?: LoraLookup): tf.Tensor3D {
+    const h = x.add(this.self_attn.forward(this.layer_norm1.forward(x) as tf.Tensor3D, lora)) as tf.Tensor3D;
+    return h.add(this.mlp.forward(this.layer_norm2.forward(h) as tf.Tensor3D, lora)) as tf.Tensor3D;
   }
 }
 
@@ -177,12 +177,12 @@ export class CLIPEncoder {
   }
 
   /** The last hidden state and hidden_states[-2], the last layer's input (the embeddings when there is one layer). */
-  forward(x: tf.Tensor3D): { last: tf.Tensor3D; penultimate: tf.Tensor3D } {
+  forward(x: tf.Tensor3D, lora?: LoraLookup): { last: tf.Tensor3D; penultimate: tf.Tensor3D } {
     let hidden = x;
     let penultimate = x;
     for (const layer of this.layers) {
       penultimate = hidden;
-      hidden = layer.forward(hidden);
+      hidden = layer.forward(hidden, lora);
     }
     return { last: hidden, penultimate };
   }
@@ -194,7 +194,7 @@ export class CLIPTextTransformer {
   readonly final_layer_norm: LayerNorm;
 
   constructor(
-    scope: ModuleScope,
+    readonly scope: ModuleScope,
     readonly config: CLIPTextConfig,
   ) {
     this.embeddings = new CLIPTextEmbeddings(scope.child('embeddings'), config);
@@ -202,13 +202,13 @@ export class CLIPTextTransformer {
     this.final_layer_norm = new LayerNorm(scope.child('final_layer_norm'), config.hidden_size, config.layer_norm_eps);
   }
 
-  forward(inputIds: tf.Tensor2D): CLIPTextOutput {
+  forward(inputIds: tf.Tensor2D, lora?: LoraLookup): CLIPTextOutput {
     const [b, t] = inputIds.shape;
     const c = this.config;
     if (t > c.max_position_embeddings) throw new Error(`CLIPTextModel: ${t} tokens exceed max_position_embeddings ${c.max_position_embeddings}`);
     return tf.tidy(() => {
       const ids: tf.Tensor2D = inputIds.dtype === 'int32' ? inputIds : inputIds.cast('int32');
-      const { last, penultimate } = this.encoder.forward(this.embeddings.forward(ids));
+      const { last, penultimate } = this.encoder.forward(this.embeddings.forward(ids), lora);
       const lastHiddenState = this.final_layer_norm.forward(last) as tf.Tensor3D;
       const flatIndex = tf.range(0, b * t, t, 'int32').add(this.eosPositions(ids));
       const poolerOutput = tf.gather(lastHiddenState.reshape([b * t, c.hidden_size]), flatIndex) as tf.Tensor2D;
@@ -278,9 +278,18 @@ export class CLIPTextModel {
     return new CLIPTextTransformer(new ModuleScope(source, ''), cfg);
   }
 
-  /** inputIds: int32 [B, T] with T ≤ max_position_embeddings (77 from the tokenizer). */
-  forward(inputIds: tf.Tensor2D): CLIPTextOutput {
-    return this.text_model.forward(inputIds);
+  /**
+   * inputIds: int32 [B, T] with T ≤ max_position_embeddings (77 from the tokenizer). `lora` is asked for
+   * the adapters of each Linear by its path relative to the text model (`encoder.layers.0.self_attn.q_proj`,
+   * the LoRA files' `text_model.encoder.…` without `text_model.`).
+   */
+  forward(inputIds: tf.Tensor2D, lora?: LoraLookup): CLIPTextOutput {
+    return this.text_model.forward(inputIds, lora);
+  }
+
+  /** Every Linear a LoRA can attach to (q/k/v/out_proj, fc1, fc2 of each layer), by path relative to the text model. */
+  loraLayers(): LoraLayer[] {
+    return [...this.text_model.scope.layers.values()];
   }
 
   dispose(): void {

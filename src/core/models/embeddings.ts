@@ -1,7 +1,7 @@
 // Timestep embeddings, as diffusers' models/embeddings.py: the sinusoidal projection of the (float)
 // timestep (`Timesteps` / get_timestep_embedding) and the MLP on top of it (`TimestepEmbedding`).
 import * as tf from '@tensorflow/tfjs';
-import { silu } from '../engine/ops.js';
+import { silu, type LoraLookup } from '../engine/ops.js';
 import { Linear, type ModuleScope } from './layers.js';
 
 /** 2π split in a short head (exact when multiplied by a small integer) and the rest, for range reduction. */
@@ -70,10 +70,10 @@ export class TimestepEmbedding {
     this.linear_2 = new Linear(scope.child('linear_2'), timeEmbedDim, timeEmbedDim);
   }
 
-  forward(sample: tf.Tensor2D): tf.Tensor2D {
+  forward(sample: tf.Tensor2D, lora?: LoraLookup): tf.Tensor2D {
     return tf.tidy(() => {
-      let h = applyActivation(this.linear_1.forward(sample), this.act);
-      h = this.linear_2.forward(h);
+      let h = applyActivation(this.linear_1.forward(sample, lora), this.act);
+      h = this.linear_2.forward(h, lora);
       return applyActivation(h, this.postAct) as tf.Tensor2D;
     });
   }

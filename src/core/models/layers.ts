@@ -8,7 +8,7 @@
 //   - builds random weights of the right shapes (randomParams),
 // so the parameter names and shapes are written down in exactly one place: the modules themselves.
 import * as tf from '@tensorflow/tfjs';
-import { ops, type LoraAdapter } from '../engine/ops.js';
+import { ops, type LoraAdapter, type LoraLookup } from '../engine/ops.js';
 import { Params } from './params.js';
 
 export interface ParamSource {
@@ -117,16 +117,26 @@ function mulberry32(a: number): () => number {
   };
 }
 
+/** A layer a LoRA can attach to: every Linear and Conv2d of a model. */
+export type LoraLayer = Linear | Conv2d;
+
 /** Where a module sits in the state dict: its parameters are `<path>.<name>`. */
 export class ModuleScope {
   constructor(
     readonly source: ParamSource,
     /** Full module path, '' for the root (e.g. `down_blocks.1.attentions.0`). */
     readonly path: string,
+    /** Every Linear and Conv2d built under the root scope, by module path (shared by all child scopes). */
+    readonly layers: Map<string, LoraLayer> = new Map(),
   ) {}
 
   child(name: string | number): ModuleScope {
-    return new ModuleScope(this.source, this.key(String(name)));
+    return new ModuleScope(this.source, this.key(String(name)), this.layers);
+  }
+
+  /** Records a layer LoRA can attach to (Linear and Conv2d call this). */
+  register(layer: LoraLayer): void {
+    this.layers.set(this.path, layer);
   }
 
   param<R extends tf.Rank>(name: string, torchShape: readonly number[]): tf.Tensor<R> {
@@ -138,10 +148,14 @@ export class ModuleScope {
   }
 }
 
-/** torch.nn.Linear: y = x·Wᵀ + b, W stored [out, in]; LoRA adapters, when given, add to it. */
+/**
+ * torch.nn.Linear: y = x·Wᵀ + b, W stored [out, in]. The adapters `lora` finds for this layer's path add
+ * to it (PEFT's lora.Linear); a DoRA adapter rescales, as PEFT's DoraLinearLayer.
+ */
 export class Linear {
   readonly weight: tf.Tensor2D;
   readonly bias?: tf.Tensor1D;
+  readonly kernelSize = 1;
 
   constructor(
     readonly scope: ModuleScope,
@@ -151,16 +165,59 @@ export class Linear {
   ) {
     this.weight = scope.param('weight', [outFeatures, inFeatures]);
     if (bias) this.bias = scope.param('bias', [outFeatures]);
+    scope.register(this);
   }
 
   get path(): string {
     return this.scope.path;
   }
 
-  forward(x: tf.Tensor, adapters?: readonly LoraAdapter[]): tf.Tensor {
-    return ops().linear(x, this.weight, this.bias, adapters);
+  forward(x: tf.Tensor, lora?: LoraLookup): tf.Tensor {
+    const adapters = lora?.(this.path) ?? [];
+    if (!adapters.some((a) => a.magnitude)) return ops().linear(x, this.weight, this.bias, adapters);
+    return tf.tidy(() => {
+      const x2 = x.reshape([-1, this.inFeatures]);
+      // W·x without bias; DoRA rescales it (and the bias is added after, as PEFT does).
+      const base = ops().linear(x2, this.weight) as tf.Tensor2D;
+      const y = withDora(base, this.weight, adapters, (a) => tf.matMul(tf.matMul(x2, a.down, false, true), a.up, false, true), (t) => t.reshape([1, -1]));
+      return (this.bias ? y.add(this.bias) : y).reshape([...x.shape.slice(0, -1), this.outFeatures]);
+    });
   }
 }
+
+/**
+ * base + Σ adapters: plain ones add scale·lora(x); each DoRA one adds (g − 1)·base + g·scale·lora(x) with
+ * g = m / ‖W + scale·up·down‖ per output channel — peft/tuners/lora/dora.py (DoraLinearLayer.forward,
+ * DoraConv2dLayer.forward), whose weight norm is detached from the gradient. `weightRows` is W as
+ * [out, in·k·k] in PyTorch order; `perChannel` shapes a [out] vector to broadcast over `base`.
+ */
+function withDora(
+  base: tf.Tensor,
+  weightRows: tf.Tensor2D,
+  adapters: readonly LoraAdapter[],
+  loraOf: (a: LoraAdapter) => tf.Tensor,
+  perChannel: (t: tf.Tensor1D) => tf.Tensor,
+): tf.Tensor {
+  let y = base;
+  for (const a of adapters) {
+    if (a.scale === 0 && !a.magnitude) continue;
+    const delta = loraOf(a).mul(a.scale);
+    if (!a.magnitude) {
+      y = y.add(delta);
+      continue;
+    }
+    const merged = weightRows.add(tf.matMul(a.up, a.down).mul(a.scale));
+    const norm = detach(merged.square().sum(1).sqrt() as tf.Tensor1D);
+    const g = perChannel(a.magnitude.div(norm) as tf.Tensor1D);
+    y = y.add(g.sub(1).mul(base)).add(g.mul(delta));
+  }
+  return y;
+}
+
+/** torch's `.detach()`: the value, with no gradient flowing back through it. */
+const detach = tf.customGrad(((x: tf.Tensor) => ({ value: x.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (
+  x: tf.Tensor1D,
+) => tf.Tensor1D;
 
 /** torch.nn.Embedding: rows of `weight` [num_embeddings, embedding_dim] looked up by index. */
 export class Embedding {
@@ -180,13 +237,17 @@ export class Embedding {
   }
 }
 
-/** torch.nn.Conv2d on NHWC activations with symmetric zero padding (weights HWIO in memory). */
+/**
+ * torch.nn.Conv2d on NHWC activations with symmetric zero padding (weights HWIO in memory). The adapters
+ * `lora` finds for its path add to it as LoCon does (kohya's networks/lora.py LoRAModule on a Conv2d,
+ * PEFT's lora.Conv2d): down is a k×k conv with this layer's stride and padding, up a 1×1 conv.
+ */
 export class Conv2d {
   readonly weight: tf.Tensor4D;
   readonly bias?: tf.Tensor1D;
 
   constructor(
-    scope: ModuleScope,
+    readonly scope: ModuleScope,
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernelSize: number,
@@ -196,10 +257,44 @@ export class Conv2d {
   ) {
     this.weight = scope.param('weight', [outChannels, inChannels, kernelSize, kernelSize]);
     if (bias) this.bias = scope.param('bias', [outChannels]);
+    scope.register(this);
   }
 
-  forward(x: tf.Tensor4D): tf.Tensor4D {
-    return ops().conv2d(x, this.weight, this.bias, this.stride, this.padding);
+  get path(): string {
+    return this.scope.path;
+  }
+
+  /** Same names as Linear, so a LoRA target reads the same for both: in = in_channels, out = out_channels. */
+  get inFeatures(): number {
+    return this.inChannels;
+  }
+
+  get outFeatures(): number {
+    return this.outChannels;
+  }
+
+  /** `padding` overrides the layer's own for an input the caller has already padded (Downsample2D's asymmetric pad). */
+  forward(x: tf.Tensor4D, lora?: LoraLookup, padding = this.padding): tf.Tensor4D {
+    const adapters = (lora?.(this.path) ?? []).filter((a) => a.scale !== 0 || a.magnitude);
+    if (adapters.length === 0) return ops().conv2d(x, this.weight, this.bias, this.stride, padding);
+    return tf.tidy(() => {
+      const k = this.kernelSize;
+      const base = ops().conv2d(x, this.weight, undefined, this.stride, padding);
+      const [b, h, w] = base.shape;
+      const loraOf = (a: LoraAdapter): tf.Tensor => {
+        const rank = a.down.shape[0];
+        // down [rank, in·k·k] (PyTorch's in, kh, kw order) → HWIO [k, k, in, rank]
+        const kernel = a.down.reshape([rank, this.inChannels, k, k]).transpose([2, 3, 1, 0]) as tf.Tensor4D;
+        const hidden = ops().conv2d(x, kernel, undefined, this.stride, padding);
+        return tf.matMul(hidden.reshape([b * h * w, rank]), a.up, false, true).reshape([b, h, w, this.outChannels]);
+      };
+      // Only DoRA needs W as PyTorch's [out, in·k·k] rows.
+      const rows = () => this.weight.transpose([3, 2, 0, 1]).reshape([this.outChannels, -1]) as tf.Tensor2D;
+      const y = adapters.some((a) => a.magnitude)
+        ? withDora(base, rows(), adapters, loraOf, (t) => t.reshape([1, 1, 1, -1]))
+        : adapters.reduce<tf.Tensor>((acc, a) => acc.add(loraOf(a).mul(a.scale)), base);
+      return (this.bias ? y.add(this.bias) : y) as tf.Tensor4D;
+    });
   }
 }
 

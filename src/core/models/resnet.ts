@@ -1,7 +1,7 @@
 // diffusers' models/resnet.py ResnetBlock2D and models/downsampling.py / upsampling.py Downsample2D /
 // Upsample2D (the `use_conv=True` forms the UNet and the VAE use). NHWC activations.
 import * as tf from '@tensorflow/tfjs';
-import { ops, silu } from '../engine/ops.js';
+import { silu, type LoraLookup } from '../engine/ops.js';
 import { Conv2d, GroupNorm, Linear, type ModuleScope } from './layers.js';
 
 /**
@@ -48,13 +48,13 @@ export class ResnetBlock2D {
     if (o.inChannels !== out) this.conv_shortcut = new Conv2d(scope.child('conv_shortcut'), o.inChannels, out, 1);
   }
 
-  /** x [B, H, W, C]; temb [B, tembChannels] or null. */
-  forward(x: tf.Tensor4D, temb: tf.Tensor2D | null): tf.Tensor4D {
+  /** x [B, H, W, C]; temb [B, tembChannels] or null; `lora` for conv1, time_emb_proj, conv2, conv_shortcut. */
+  forward(x: tf.Tensor4D, temb: tf.Tensor2D | null, lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.conv1.forward(this.norm1.forward(x, true));
+      let h = this.conv1.forward(this.norm1.forward(x, true), lora);
       let timeScaleShift: [tf.Tensor, tf.Tensor] | undefined;
       if (this.time_emb_proj && temb) {
-        const t = this.time_emb_proj.forward(silu(temb));
+        const t = this.time_emb_proj.forward(silu(temb), lora);
         const [b, c] = t.shape;
         if (this.timeEmbeddingNorm === 'default') {
           h = h.add(t.reshape([b, 1, 1, c]));
@@ -69,8 +69,8 @@ export class ResnetBlock2D {
       } else {
         h = this.norm2.forward(h, true);
       }
-      h = this.conv2.forward(h);
-      const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
+      h = this.conv2.forward(h, lora);
+      const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x, lora) : x;
       const y = shortcut.add(h);
       return (this.outputScaleFactor === 1 ? y : y.div(this.outputScaleFactor)) as tf.Tensor4D;
     });
@@ -90,11 +90,11 @@ export class Downsample2D {
     this.conv = new Conv2d(scope.child('conv'), channels, outChannels, 3, 2, padding);
   }
 
-  forward(x: tf.Tensor4D): tf.Tensor4D {
-    if (this.padding !== 0) return this.conv.forward(x);
+  forward(x: tf.Tensor4D, lora?: LoraLookup): tf.Tensor4D {
+    if (this.padding !== 0) return this.conv.forward(x, lora);
     return tf.tidy(() => {
       const padded = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]);
-      return ops().conv2d(padded, this.conv.weight, this.conv.bias, 2, 0);
+      return this.conv.forward(padded, lora, 0);
     });
   }
 }
@@ -107,13 +107,13 @@ export class Upsample2D {
     this.conv = new Conv2d(scope.child('conv'), channels, outChannels, 3, 1, 1);
   }
 
-  forward(x: tf.Tensor4D, outputSize?: readonly [number, number]): tf.Tensor4D {
+  forward(x: tf.Tensor4D, outputSize?: readonly [number, number], lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
       const [, h, w] = x.shape;
       const size: [number, number] = outputSize ? [outputSize[0], outputSize[1]] : [2 * h, 2 * w];
       // halfPixelCenters=false, alignCorners=false: source index floor(dst·in/out), as torch's 'nearest'.
       const up = tf.image.resizeNearestNeighbor(x, size, false, false);
-      return this.conv.forward(up);
+      return this.conv.forward(up, lora);
     });
   }
 }

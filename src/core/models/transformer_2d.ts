@@ -18,9 +18,9 @@ export class GEGLU {
     this.proj = new Linear(scope.child('proj'), dimIn, 2 * dimOut);
   }
 
-  forward(x: tf.Tensor): tf.Tensor {
+  forward(x: tf.Tensor, lora?: LoraLookup): tf.Tensor {
     return tf.tidy(() => {
-      const [hidden, gate] = tf.split(this.proj.forward(x), 2, -1);
+      const [hidden, gate] = tf.split(this.proj.forward(x, lora), 2, -1);
       return hidden.mul(gelu(gate));
     });
   }
@@ -36,8 +36,8 @@ export class FeedForward {
     this.net = [new GEGLU(net.child(0), dim, inner), null, new Linear(net.child(2), inner, dim)];
   }
 
-  forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.net[2].forward(this.net[0].forward(x)));
+  forward(x: tf.Tensor, lora?: LoraLookup): tf.Tensor {
+    return tf.tidy(() => this.net[2].forward(this.net[0].forward(x, lora), lora));
   }
 }
 
@@ -85,7 +85,7 @@ export class BasicTransformerBlock {
       const ctx1 = this.onlyCrossAttention ? encoderHiddenStates : undefined;
       let h = this.attn1.forward(this.norm1.forward(hidden) as tf.Tensor3D, ctx1, lora).add(hidden) as tf.Tensor3D;
       if (this.attn2 && this.norm2) h = this.attn2.forward(this.norm2.forward(h) as tf.Tensor3D, encoderHiddenStates, lora).add(h) as tf.Tensor3D;
-      return this.ff.forward(this.norm3.forward(h)).add(h) as tf.Tensor3D;
+      return this.ff.forward(this.norm3.forward(h), lora).add(h) as tf.Tensor3D;
     });
   }
 }
@@ -139,7 +139,7 @@ export class Transformer2DModel {
       const normed = this.norm.forward(x);
       // A 1×1 conv and a linear layer are the same map on NHWC data; only the weight layout differs.
       const project = (layer: Conv2d | Linear, t: tf.Tensor4D): tf.Tensor4D =>
-        layer instanceof Conv2d ? layer.forward(t) : (layer.forward(t) as tf.Tensor4D);
+        layer instanceof Conv2d ? layer.forward(t, lora) : (layer.forward(t, lora) as tf.Tensor4D);
       const projected = project(this.proj_in, normed);
       let tokens = projected.reshape([b, h * w, projected.shape[3]]) as tf.Tensor3D;
       for (const block of this.transformer_blocks) tokens = block.forward(tokens, encoderHiddenStates, lora);

@@ -127,15 +127,15 @@ export class DownBlock2D implements UNetDownBlock {
     return [];
   }
 
-  forward(x: tf.Tensor4D, temb: tf.Tensor2D): DownBlockOutput {
+  forward(x: tf.Tensor4D, temb: tf.Tensor2D, _ehs?: tf.Tensor3D, lora?: LoraLookup): DownBlockOutput {
     const states: tf.Tensor4D[] = [];
     let h = x;
     for (const resnet of this.resnets) {
-      h = resnet.forward(h, temb);
+      h = resnet.forward(h, temb, lora);
       states.push(h);
     }
     if (this.downsamplers) {
-      h = this.downsamplers[0].forward(h);
+      h = this.downsamplers[0].forward(h, lora);
       states.push(h);
     }
     return { hidden: h, states };
@@ -162,11 +162,11 @@ export class CrossAttnDownBlock2D implements UNetDownBlock {
     const states: tf.Tensor4D[] = [];
     let h = x;
     this.resnets.forEach((resnet, i) => {
-      h = this.attentions[i].forward(resnet.forward(h, temb), encoderHiddenStates, lora);
+      h = this.attentions[i].forward(resnet.forward(h, temb, lora), encoderHiddenStates, lora);
       states.push(h);
     });
     if (this.downsamplers) {
-      h = this.downsamplers[0].forward(h);
+      h = this.downsamplers[0].forward(h, lora);
       states.push(h);
     }
     return { hidden: h, states };
@@ -202,9 +202,9 @@ export class UNetMidBlock2DCrossAttn implements UNetMidBlock {
 
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.resnets[0].forward(x, temb);
+      let h = this.resnets[0].forward(x, temb, lora);
       this.attentions.forEach((attn, i) => {
-        h = this.resnets[i + 1].forward(attn.forward(h, encoderHiddenStates, lora), temb);
+        h = this.resnets[i + 1].forward(attn.forward(h, encoderHiddenStates, lora), temb, lora);
       });
       return h;
     });
@@ -224,11 +224,11 @@ export class UpBlock2D implements UNetUpBlock {
     return [];
   }
 
-  forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, _ehs: tf.Tensor3D, _lora?: LoraLookup, upsampleSize?: [number, number]): tf.Tensor4D {
+  forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, _ehs: tf.Tensor3D, lora?: LoraLookup, upsampleSize?: [number, number]): tf.Tensor4D {
     return tf.tidy(() => {
       let h = x;
-      for (const resnet of this.resnets) h = resnet.forward(popSkip(h, skips), temb);
-      return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize) : h;
+      for (const resnet of this.resnets) h = resnet.forward(popSkip(h, skips), temb, lora);
+      return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize, lora) : h;
     });
   }
 }
@@ -252,9 +252,9 @@ export class CrossAttnUpBlock2D implements UNetUpBlock {
     return tf.tidy(() => {
       let h = x;
       this.resnets.forEach((resnet, i) => {
-        h = this.attentions[i].forward(resnet.forward(popSkip(h, skips), temb), encoderHiddenStates, lora);
+        h = this.attentions[i].forward(resnet.forward(popSkip(h, skips), temb, lora), encoderHiddenStates, lora);
       });
-      return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize) : h;
+      return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize, lora) : h;
     });
   }
 }
@@ -372,12 +372,12 @@ export class UNetMidBlock2D implements UNetMidBlock {
     return [];
   }
 
-  forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null): tf.Tensor4D {
+  forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null, _ehs?: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.resnets[0].forward(x, temb);
+      let h = this.resnets[0].forward(x, temb, lora);
       this.attentions.forEach((attn, i) => {
-        if (attn) h = attn.forward(h);
-        h = this.resnets[i + 1].forward(h, temb);
+        if (attn) h = attn.forward(h, undefined, lora);
+        h = this.resnets[i + 1].forward(h, temb, lora);
       });
       return h;
     });

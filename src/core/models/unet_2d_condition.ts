@@ -14,7 +14,7 @@ import type { DiffusersFolder } from '../io/diffusers_folder.js';
 import type { LoraLookup } from '../engine/ops.js';
 import type { LoraTarget } from './attention.js';
 import { parseActivation, TimestepEmbedding, timestepEmbedding, applyActivation, type Activation } from './embeddings.js';
-import { CheckedParams, Conv2d, GroupNorm, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
+import { CheckedParams, Conv2d, GroupNorm, ModuleScope, randomParams, ShapeRecorder, type LoraLayer, type ParamSource } from './layers.js';
 import type { Params } from './params.js';
 import { fromPretrained, type PretrainedOptions } from './pretrained.js';
 import type { TimeEmbeddingNorm } from './resnet.js';
@@ -360,6 +360,14 @@ export class UNet2DConditionModel {
     return { conv_in, time_embedding, add_embedding, down_blocks, mid_block, up_blocks, conv_norm_out, conv_out };
   }
 
+  /**
+   * Every Linear and Conv2d (LoCon's targets too: resnets' conv1/conv2/conv_shortcut/time_emb_proj,
+   * proj_in/proj_out, ff, down/upsamplers, conv_in/conv_out, time_embedding), in module order.
+   */
+  loraLayers(): LoraLayer[] {
+    return [...this.conv_in.scope.layers.values()];
+  }
+
   /** Every attention projection LoRA can attach to (to_q, to_k, to_v, to_out.0), in module order. */
   loraTargets(): LoraTarget[] {
     return [...this.down_blocks, ...(this.mid_block ? [this.mid_block] : []), ...this.up_blocks].flatMap((blk) => blk.loraTargets());
@@ -398,12 +406,12 @@ export class UNet2DConditionModel {
       // 1. time
       const t = timesteps.shape[0] === batch ? timesteps : (tf.tile(timesteps, [batch]) as tf.Tensor1D);
       const tEmb = timestepEmbedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift);
-      let emb = this.time_embedding.forward(tEmb);
-      if (this.add_embedding && added) emb = emb.add(this.add_embedding.forward(this.addTimeEmbeds(added))) as tf.Tensor2D;
+      let emb = this.time_embedding.forward(tEmb, lora);
+      if (this.add_embedding && added) emb = emb.add(this.add_embedding.forward(this.addTimeEmbeds(added), lora)) as tf.Tensor2D;
       emb = applyActivation(emb, this.timeEmbedAct) as tf.Tensor2D;
 
       // 2. pre-process
-      x = this.conv_in.forward(x);
+      x = this.conv_in.forward(x, lora);
 
       // 3. down
       let skips: tf.Tensor4D[] = [x];
@@ -426,7 +434,7 @@ export class UNet2DConditionModel {
       });
 
       // 6. post-process
-      return this.conv_out.forward(this.conv_norm_out.forward(x, true));
+      return this.conv_out.forward(this.conv_norm_out.forward(x, true), lora);
     });
   }
 
