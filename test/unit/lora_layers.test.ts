@@ -16,7 +16,7 @@ const rand = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, '
 function buildConv(k: number, stride: number, padding: number, inC = 3, outC = 5) {
   const w = rand([k, k, inC, outC], 1); // HWIO, as Params stores convs
   const b = rand([outC], 2);
-  const layer = new Conv2d(new ModuleScope(new CheckedParams(new Params(new Map([['c.weight', w], ['c.bias', b]]), 'test'), 'test'), '').child('c'), inC, outC, k, stride, padding);
+  const layer = new Conv2d(new ModuleScope(new CheckedParams(new Params(new Map<string, tf.Tensor>([['c.weight', w], ['c.bias', b]]), 'test'), 'test'), '').child('c'), inC, outC, k, stride, padding);
   return { layer, w, b };
 }
 
@@ -57,7 +57,7 @@ test('Linear: DoRA plus a plain LoRA on the same layer, as PEFT sums adapters', 
   await useTestBackend();
   const w = rand([4, 6], 10) as tf.Tensor2D;
   const bias = rand([4], 11) as tf.Tensor1D;
-  const layer = new Linear(new ModuleScope(new CheckedParams(new Params(new Map([['l.weight', w], ['l.bias', bias]]), 'test'), 'test'), '').child('l'), 6, 4);
+  const layer = new Linear(new ModuleScope(new CheckedParams(new Params(new Map<string, tf.Tensor>([['l.weight', w], ['l.bias', bias]]), 'test'), 'test'), '').child('l'), 6, 4);
   const mag = rand([4], 12).abs().add(0.5) as tf.Tensor1D;
   const dora: LoraAdapter = { down: rand([3, 6], 13) as tf.Tensor2D, up: rand([4, 3], 14) as tf.Tensor2D, scale: 1.5, magnitude: mag };
   const plain: LoraAdapter = { down: rand([2, 6], 15) as tf.Tensor2D, up: rand([4, 2], 16) as tf.Tensor2D, scale: 0.25 };
@@ -72,7 +72,7 @@ test('Linear: DoRA plus a plain LoRA on the same layer, as PEFT sums adapters', 
 test("DoRA's weight norm is detached from the gradient (PEFT: weight_norm.detach())", async () => {
   await useTestBackend();
   const w = rand([3, 4], 20) as tf.Tensor2D;
-  const layer = new Linear(new ModuleScope(new CheckedParams(new Params(new Map([['l.weight', w]]), 'test'), 'test'), '').child('l'), 4, 3, false);
+  const layer = new Linear(new ModuleScope(new CheckedParams(new Params(new Map<string, tf.Tensor>([['l.weight', w]]), 'test'), 'test'), '').child('l'), 4, 3, false);
   const x = rand([5, 4], 21);
   const down = rand([2, 4], 22) as tf.Tensor2D;
   const mag = rand([3], 23).abs().add(0.5) as tf.Tensor1D;
