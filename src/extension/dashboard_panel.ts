@@ -181,6 +181,14 @@ export class DashboardPanel {
         return this.post({ type: 'sample', sample: this.sampleForPage(e) });
       case 'checkpoint':
         return this.post({ type: 'checkpoint', step: e.step, path: e.path, removed: e.removed });
+      case 'phase': {
+        const { type: _t, v: _v, ...phase } = e;
+        return this.post({ type: 'phase', phase });
+      }
+      case 'validation_loss': {
+        const { type: _t, v: _v, ...point } = e;
+        return this.post({ type: 'validationLoss', point });
+      }
       case 'warning':
         return this.post({ type: 'warning', message: e.message });
       case 'error': {
@@ -295,6 +303,8 @@ export class DashboardPanel {
       warnings: [...s.history.warnings],
       error: strip(s.history.error),
       finished: strip(s.history.finished),
+      phase: s.history.phase && (({ v: _v, type: _t, ...rest }) => rest)(s.history.phase),
+      validationLosses: s.history.validationLosses.map(({ v: _v, type: _t, ...rest }) => rest),
     };
   }
 
@@ -307,6 +317,6 @@ export class DashboardPanel {
     }
     // The query defeats the webview's cache when a later run writes a sample of the same name.
     const src = this.panel.webview.asWebviewUri(vscode.Uri.file(s.path).with({ query: version })).toString();
-    return { step: s.step, prompt: s.prompt, seed: s.seed, path: s.path, src };
+    return { ...s, src };
   }
 }

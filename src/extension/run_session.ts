@@ -9,11 +9,13 @@ import {
   type CheckpointEvent,
   type ErrorEvent,
   type FinishedEvent,
+  type PhaseEvent,
   type ProgressEvent,
   type SampleEvent,
   type StartedEvent,
   type TrainerCommand,
   type TrainerEvent,
+  type ValidationLossEvent,
 } from '../protocol/training.js';
 import type { RunState } from '../protocol/dashboard.js';
 import { Emitter, splitLines } from './util.js';
@@ -49,6 +51,9 @@ export interface RunHistory {
   warnings: string[];
   error?: ErrorEvent;
   finished?: FinishedEvent;
+  /** The last phase event (validating, saving, …). */
+  phase?: PhaseEvent;
+  validationLosses: ValidationLossEvent[];
 }
 
 export interface RunExit {
@@ -67,7 +72,7 @@ const STDERR_TAIL_LINES = 20;
 export class RunSession {
   readonly configPath: string;
   readonly name: string;
-  readonly history: RunHistory = { progress: [], samples: [], checkpoints: [], warnings: [] };
+  readonly history: RunHistory = { progress: [], samples: [], checkpoints: [], warnings: [], validationLosses: [] };
   readonly onEvent = new Emitter<TrainerEvent>();
   /** stderr lines, and stdout lines that are not protocol events. */
   readonly onLog = new Emitter<string>();
@@ -217,6 +222,12 @@ export class RunSession {
         break;
       case 'finished':
         h.finished = event;
+        break;
+      case 'phase':
+        h.phase = event;
+        break;
+      case 'validation_loss':
+        h.validationLosses.push(event);
         break;
     }
   }

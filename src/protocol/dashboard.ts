@@ -7,9 +7,11 @@ import type {
   CheckpointEvent,
   ErrorEvent,
   FinishedEvent,
+  PhaseEvent,
   ProgressEvent,
   SampleEvent,
   StartedEvent,
+  ValidationLossEvent,
 } from './training.js';
 
 /** Where a run stands, as the dashboard and the status bar show it. */
@@ -45,7 +47,14 @@ export interface DashboardHistory {
   warnings: string[];
   error?: Omit<ErrorEvent, 'v'>;
   finished?: Omit<FinishedEvent, 'v'>;
+  /** What the trainer does now, when not a training step (validating, saving). */
+  phase?: DashboardPhase;
+  /** The loss on the held-out split (validation_split), plotted beside the training loss. */
+  validationLosses?: DashboardValidationLoss[];
 }
+
+export type DashboardPhase = Omit<PhaseEvent, 'v' | 'type'>;
+export type DashboardValidationLoss = Omit<ValidationLossEvent, 'v' | 'type'>;
 
 /** Extension → webview. */
 export type ToDashboard =
@@ -57,6 +66,8 @@ export type ToDashboard =
   | { type: 'warning'; message: string }
   | { type: 'error'; error: Omit<ErrorEvent, 'v'> }
   | { type: 'finished'; finished: Omit<FinishedEvent, 'v'> }
+  | { type: 'phase'; phase: DashboardPhase }
+  | { type: 'validationLoss'; point: DashboardValidationLoss }
   | { type: 'run'; run: DashboardRun };
 
 /** Webview → extension. Paths sent back are checked by the extension against the run's output folder. */

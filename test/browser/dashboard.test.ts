@@ -13,6 +13,17 @@ import * as esbuild from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { dashboardHtml } from '../../src/extension/dashboard_html.js';
 import type { DashboardPoint, FromDashboard, ToDashboard } from '../../src/protocol/dashboard.js';
+import { formatLoss } from '../../src/protocol/format.js';
+
+/** WCAG 2 contrast of two opaque #rrggbb colours, written out here rather than taken from the page. */
+function wcagContrast(a: string, b: string): number {
+  const lum = (hex: string) => {
+    const [r, g, bl] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255).map((c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OUT = path.join(ROOT, 'test-output');
@@ -204,6 +215,66 @@ describe('training dashboard page', { skip }, () => {
     assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(30, 30, 30)');
     await page.screenshot({ path: path.join(OUT, 'dashboard-dark.png'), fullPage: true });
   });
+
+  it('the device line, epoch with its total, s/it and "validating" while the trainer validates', async () => {
+    const started = { type: 'started' as const, runId: 'r', outputDir: OUTPUT_DIR, backend: 'webgpu', adapter: 'mesa llvmpipe', softwareAdapter: true, totalSteps: TOTAL, numEpochs: 10, startStep: 0, numExamples: 16, batchSize: 1, gradientAccumulationSteps: 4, loraParameters: 1000, time: 'now' };
+    await send({
+      type: 'reset',
+      run: { title: 'tiny-shapes-corner', outputDir: OUTPUT_DIR, state: 'running', live: true, canResume: false },
+      history: { started, points: [1, 2, 3, 4].map((st) => ({ ...point(st), memoryBytes: 300 * 1024 * 1024 })), samples: [], checkpoints: [], warnings: [], totalSteps: TOTAL },
+    });
+    await page.waitForFunction(() => document.querySelector('[data-testid=loss-chart]')?.getAttribute('data-points') === '4');
+    assert.equal(await page.textContent('[data-testid=device]'), 'Device: webgpu · mesa llvmpipe (software renderer) · tensor memory 300 MiB');
+    assert.equal(await page.textContent('[data-testid=epoch]'), '1 / 10');
+    assert.equal(await page.textContent('[data-testid=samples-per-second]'), '3.50');
+    assert.equal(await page.textContent('[data-testid=seconds-per-step]'), '1.14'); // 4 samples a step at 3.5 samples/s
+    await send({ type: 'phase', phase: { phase: 'validating', step: 4 } });
+    await page.waitForSelector('[data-testid=phase]');
+    assert.equal(await page.textContent('[data-testid=phase]'), 'validating');
+    assert.match((await page.textContent('[data-testid=live]')) ?? '', /validating, step 4 of 40/);
+    await send({ type: 'progress', point: point(5) });
+    await page.waitForFunction(() => !document.querySelector('[data-testid=phase]'));
+  });
+
+  it('charts are labelled images for screen readers and show the latest values without hovering', async () => {
+    const label = (await page.getAttribute('[data-testid=loss-chart]', 'aria-label')) ?? '';
+    assert.equal(await page.getAttribute('[data-testid=loss-chart]', 'role'), 'img');
+    assert.match(label, /^Loss chart: 5 steps up to step 5; last loss \d\.\d{4}, smoothed \d\.\d{4}$/);
+    assert.match((await page.getAttribute('[data-testid=lr-chart]', 'aria-label')) ?? '', /^Learning-rate chart: 5 steps; now 5\.00e-5$/);
+    // The pointer is not over the plot: the legend holds the last point's loss, not a dash.
+    const legend = await page.$$eval('#loss-chart .u-legend .u-series', (rows) => rows.map((r) => r.textContent ?? ''));
+    assert.ok(legend.some((t) => t.includes('loss') && t.includes(formatLoss(point(5).loss))), legend.join(' | '));
+  });
+
+  // VS Code's own colours for the three default theme kinds (colorRegistry defaults: editor background,
+  // foreground, descriptionForeground, widget border, charts.blue/orange/purple).
+  const THEMES: Record<string, Record<string, string>> = {
+    'vscode-light': { '--vscode-editor-background': '#ffffff', '--vscode-foreground': '#616161', '--vscode-descriptionForeground': '#717171', '--vscode-editorWidget-border': '#c8c8c8', '--vscode-charts-blue': '#1a85ff', '--vscode-charts-orange': '#d18616', '--vscode-charts-purple': '#652d90' },
+    'vscode-dark': { '--vscode-editor-background': '#1e1e1e', '--vscode-foreground': '#cccccc', '--vscode-descriptionForeground': '#ccccccb3', '--vscode-editorWidget-border': '#454545', '--vscode-charts-blue': '#3794ff', '--vscode-charts-orange': '#d18616', '--vscode-charts-purple': '#b180d7' },
+    'vscode-high-contrast': { '--vscode-editor-background': '#000000', '--vscode-foreground': '#ffffff', '--vscode-descriptionForeground': '#ffffffb3', '--vscode-editorWidget-border': '#6fc3df', '--vscode-charts-blue': '#3794ff', '--vscode-charts-orange': '#d18616', '--vscode-charts-purple': '#b180d7' },
+  };
+  for (const [theme, vars] of Object.entries(THEMES)) {
+    it(`${theme}: every chart line has at least 3:1 contrast (WCAG 1.4.11) and the grid is not a line's colour`, async () => {
+      await page.evaluate(
+        ([t, v]) => {
+          for (const [k, val] of Object.entries(v)) document.documentElement.style.setProperty(k, val);
+          document.body.className = t;
+        },
+        [theme, vars] as const,
+      );
+      await page.waitForFunction((bg) => JSON.parse(document.querySelector('#loss-chart')?.getAttribute('data-colors') ?? '{}').background === bg, vars['--vscode-editor-background']);
+      for (const id of ['loss-chart', 'lr-chart']) {
+        const c = JSON.parse((await page.getAttribute(`#${id}`, 'data-colors'))!) as { background: string; grid: string; axis: string; series: Record<string, string> };
+        for (const [name, stroke] of Object.entries(c.series)) {
+          const ratio = wcagContrast(stroke, c.background);
+          assert.ok(ratio >= 3, `${theme} ${id} ${name}: ${stroke} on ${c.background} has contrast ${ratio.toFixed(2)} < 3`);
+          assert.notEqual(c.grid.slice(0, 7), stroke.slice(0, 7), `${theme} ${id}: grid shares ${name}'s colour`);
+        }
+        assert.ok(wcagContrast(c.axis, c.background) >= 4.5, `${theme} axis labels ${c.axis}: text needs 4.5:1`);
+      }
+      await page.screenshot({ path: path.join(OUT, `dashboard-${theme.replace('vscode-', '')}.png`), fullPage: true });
+    });
+  }
 
   it('had no CSP violation, console error or page error', () => {
     assert.deepEqual(problems, []);

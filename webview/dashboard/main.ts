@@ -4,7 +4,7 @@
 import 'uplot/dist/uPlot.min.css';
 import './dashboard.css';
 import type { DashboardPersistedState, FromDashboard, ToDashboard } from '../../src/protocol/dashboard.js';
-import { formatDuration, formatLoss } from '../../src/protocol/format.js';
+import { formatBytes, formatDevice, formatDuration, formatEpoch, formatLoss, formatPhase, formatThroughput } from '../../src/protocol/format.js';
 import { LineChart } from './charts.js';
 import { fill, h } from './dom.js';
 import { applyMessage, emptyHistory, progressSummary, samplesByStep, smoothEma, type Change, type DashboardState } from './model.js';
@@ -32,6 +32,9 @@ const configBtn = h('button', { className: 'secondary', onclick: () => post({ ty
 const barFill = h('div', { className: 'bar-fill' });
 const statsEl = h('dl', { className: 'stats', 'data-testid': 'stats' });
 const messagesEl = h('div', { className: 'messages', 'data-testid': 'messages' });
+const deviceEl = h('p', { className: 'device muted', 'data-testid': 'device' });
+// Read out by screen readers when it changes: the run's state, each tenth of the run, the end.
+const liveEl = h('div', { className: 'visually-hidden', role: 'status', 'aria-live': 'polite', 'data-testid': 'live' });
 const lossChartEl = h('div', { className: 'chart', id: 'loss-chart', 'data-testid': 'loss-chart' });
 const lrChartEl = h('div', { className: 'chart', id: 'lr-chart', 'data-testid': 'lr-chart' });
 const smoothingInput = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(smoothing), 'aria-label': 'Smoothing' });
@@ -45,7 +48,8 @@ const lightbox = h('div', { className: 'lightbox', hidden: true, role: 'dialog',
 
 document.body.append(
   h('header', {}, h('div', { className: 'title' }, titleEl, badgeEl), h('div', { className: 'actions' }, stopBtn, resumeBtn, logBtn, configBtn)),
-  h('section', { className: 'progress' }, h('div', { className: 'bar' }, barFill), statsEl),
+  h('section', { className: 'progress' }, h('div', { className: 'bar' }, barFill), statsEl, deviceEl),
+  liveEl,
   messagesEl,
   h(
     'section',
@@ -53,7 +57,7 @@ document.body.append(
     h('div', { className: 'card' }, lossChartEl, h('label', { className: 'smoothing' }, 'Smoothing ', smoothingInput, ' ', smoothingValue)),
     h('div', { className: 'card' }, lrChartEl),
   ),
-  h('section', {}, h('h2', {}, 'Validation images'), samplesEl),
+  h('section', {}, h('h2', {}, 'Sample images'), samplesEl),
   h('section', {}, h('h2', {}, 'Checkpoints'), checkpointsEl),
   h('details', { className: 'config-details' }, h('summary', {}, 'Run config'), configEl),
   lightbox,
@@ -64,14 +68,24 @@ const lossChart = new LineChart(lossChartEl, {
   series: [
     { label: 'loss', colorVar: '--vscode-charts-blue', fallback: '#3794ff', width: 1, alpha: 0.35 },
     { label: 'smoothed', colorVar: '--vscode-charts-blue', fallback: '#3794ff', width: 2 },
+    { label: 'validation', colorVar: '--vscode-charts-purple', fallback: '#b180d7', width: 2, dash: [6, 3] },
   ],
   yFormat: formatLoss,
+  describe: (x, [raw, smooth, val]) => {
+    const lastOf = (ys: (number | null)[]) => [...ys].reverse().find((v) => v != null);
+    const r = lastOf(raw);
+    const s = lastOf(smooth);
+    const vl = lastOf(val);
+    if (!x.length) return 'Loss chart: no steps yet';
+    return `Loss chart: ${x.length} steps up to step ${x.at(-1)}; last loss ${r == null ? '–' : formatLoss(r)}, smoothed ${s == null ? '–' : formatLoss(s)}${vl == null ? '' : `, validation ${formatLoss(vl)}`}`;
+  },
 });
 const lrChart = new LineChart(lrChartEl, {
   title: 'Learning rate',
   series: [{ label: 'lr', colorVar: '--vscode-charts-orange', fallback: '#d18616', width: 2 }],
   yFormat: (v) => v.toExponential(1),
   height: 160,
+  describe: (x, [lr]) => (x.length ? `Learning-rate chart: ${x.length} steps; now ${[...lr].reverse().find((v) => v != null)?.toExponential(2) ?? '–'}` : 'Learning-rate chart: no steps yet'),
 });
 
 smoothingInput.addEventListener('input', () => {
@@ -116,18 +130,39 @@ function drawRun(): void {
   configEl.textContent = run?.configText ?? '(not available)';
 }
 
+let announcedTenth = -1;
+let announcedState: string | undefined;
+
+/** What the live region says: the state when it changes, then step and loss at each tenth of the run. */
+function announce(p: ReturnType<typeof progressSummary>): void {
+  const s = p.phase ? formatPhase(p.phase.phase, p.phase.detail) : state.run?.state;
+  const tenth = p.total ? Math.floor((10 * p.step) / p.total) : -1;
+  if (s !== announcedState || tenth !== announcedTenth) {
+    announcedState = s;
+    announcedTenth = tenth;
+    liveEl.textContent = `${state.run?.title ?? 'LoRA training'}: ${s ?? ''}, step ${p.step}${p.total ? ` of ${p.total}` : ''}${p.loss === undefined ? '' : `, loss ${formatLoss(p.loss)}`}`;
+  }
+}
+
 function drawProgress(): void {
   const p = progressSummary(state);
+  announce(p);
+  const started = state.history.started;
+  deviceEl.textContent = started ? `Device: ${formatDevice(started)}${p.memoryBytes === undefined ? '' : ` · tensor memory ${formatBytes(p.memoryBytes)}`}` : '';
+  deviceEl.classList.toggle('warning', !!started?.softwareAdapter);
+  const t = p.samplesPerSecond === undefined ? undefined : formatThroughput(p.samplesPerSecond, p.samplesPerStep);
   barFill.style.width = `${(p.fraction * 100).toFixed(1)}%`;
   const stat = (label: string, value: string | undefined, testid?: string) =>
     value === undefined ? null : h('div', {}, h('dt', {}, label), h('dd', testid ? { 'data-testid': testid } : {}, value));
   fill(
     statsEl,
     stat('step', p.total ? `${p.step} / ${p.total}` : String(p.step), 'step'),
-    stat('epoch', p.epoch === undefined ? undefined : String(p.epoch)),
+    stat('now', p.phase ? formatPhase(p.phase.phase, p.phase.detail) : undefined, 'phase'),
+    stat('epoch', p.epoch === undefined ? undefined : formatEpoch(p.epoch, p.numEpochs), 'epoch'),
     stat('loss', p.loss === undefined ? undefined : formatLoss(p.loss), 'loss'),
     stat('lr', p.lr === undefined ? undefined : p.lr.toExponential(2)),
-    stat('samples/s', p.samplesPerSecond === undefined ? undefined : p.samplesPerSecond.toFixed(2)),
+    stat('samples/s', t?.samplesPerSecond, 'samples-per-second'),
+    stat('s/it', t?.secondsPerStep, 'seconds-per-step'),
     stat('elapsed', p.elapsedSeconds === undefined ? undefined : formatDuration(p.elapsedSeconds)),
     stat('ETA', p.etaSeconds === undefined ? undefined : formatDuration(p.etaSeconds), 'eta'),
   );
@@ -137,14 +172,15 @@ function drawCharts(): void {
   const pts = state.history.points;
   const steps = pts.map((p) => p.step);
   const losses = pts.map((p) => p.loss);
-  lossChart.setData(steps, losses, smoothEma(losses, smoothing));
+  const validation = new Map((state.history.validationLosses ?? []).map((v) => [v.step, v.loss]));
+  lossChart.setData(steps, losses, smoothEma(losses, smoothing), steps.map((s) => validation.get(s) ?? null));
   lrChart.setData(steps, pts.map((p) => (p.lr > 0 ? p.lr : null)));
 }
 
 function drawSamples(): void {
   const groups = samplesByStep(state.history.samples);
   if (!groups.length) {
-    fill(samplesEl, h('p', { className: 'muted' }, 'Validation images appear here as the trainer makes them (set validation_prompt in the run config).'));
+    fill(samplesEl, h('p', { className: 'muted' }, 'Sample images appear here as the trainer makes them (set sample_prompts or validation_prompt in the run config).'));
     return;
   }
   fill(
@@ -158,10 +194,10 @@ function drawSamples(): void {
           'div',
           { className: 'sample-grid' },
           ...g.samples.map((s) => {
-            const caption = `${s.prompt} · seed ${s.seed}`;
+            const caption = `${s.promptIndex === undefined ? '' : `#${s.promptIndex + 1} `}${s.prompt}${s.negativePrompt ? ` (not: ${s.negativePrompt})` : ''} · seed ${s.seed}`;
             return h(
               'figure',
-              { tabindex: '0', title: 'Click to enlarge', onclick: () => openLightbox(s.src, `Step ${s.step} · ${caption}`), onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && openLightbox(s.src, `Step ${s.step} · ${caption}`) },
+              { tabindex: '0', title: 'Click to enlarge', 'data-prompt-index': String(s.promptIndex ?? 0), onclick: () => openLightbox(s.src, `Step ${s.step} · ${caption}`), onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && openLightbox(s.src, `Step ${s.step} · ${caption}`) },
               h('img', { src: s.src, alt: caption }),
               h('figcaption', {}, caption),
             );

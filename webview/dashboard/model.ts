@@ -14,7 +14,7 @@ export interface DashboardState {
 }
 
 export function emptyHistory(): DashboardHistory {
-  return { points: [], samples: [], checkpoints: [], warnings: [] };
+  return { points: [], samples: [], checkpoints: [], warnings: [], validationLosses: [] };
 }
 
 /** What changed, so the view redraws only that. */
@@ -34,6 +34,8 @@ export function applyMessage(state: DashboardState, msg: ToDashboard): Change {
       return 'run';
     case 'progress':
       addPoint(h.points, msg.point);
+      // A training step after a phase ends it.
+      if (h.phase && msg.point.step > h.phase.step) h.phase = undefined;
       if (msg.point.totalSteps) h.totalSteps = msg.point.totalSteps;
       return 'points';
     case 'sample':
@@ -52,7 +54,14 @@ export function applyMessage(state: DashboardState, msg: ToDashboard): Change {
       return 'messages';
     case 'finished':
       h.finished = msg.finished;
+      h.phase = undefined;
       return 'messages';
+    case 'phase':
+      h.phase = msg.phase;
+      return 'points';
+    case 'validationLoss':
+      (h.validationLosses ??= []).push(msg.point);
+      return 'points';
   }
 }
 
@@ -103,7 +112,9 @@ export function samplesByStep(samples: readonly DashboardSample[]): { step: numb
     g.push(s);
     groups.set(s.step, g);
   }
-  return [...groups.entries()].sort((a, b) => b[0] - a[0]).map(([step, samples]) => ({ step, samples }));
+  // Within a step: by sample prompt, then image, so each prompt keeps its column from step to step.
+  const order = (s: DashboardSample) => (s.promptIndex ?? 0) * 1e6 + (s.imageIndex ?? 0);
+  return [...groups.entries()].sort((a, b) => b[0] - a[0]).map(([step, samples]) => ({ step, samples: [...samples].sort((x, y) => order(x) - order(y)) }));
 }
 
 /** The numbers of the progress strip. */
@@ -119,7 +130,11 @@ export function progressSummary(state: DashboardState) {
     loss: last?.loss,
     lr: last?.lr,
     epoch: last?.epoch,
+    numEpochs: h.started?.numEpochs,
     samplesPerSecond: last?.samplesPerSecond,
+    samplesPerStep: h.started ? h.started.batchSize * h.started.gradientAccumulationSteps : undefined,
+    memoryBytes: last?.memoryBytes,
+    phase: state.run?.live ? h.phase : undefined,
     etaSeconds: state.run?.live ? last?.etaSeconds : undefined,
     elapsedSeconds: h.finished?.elapsedSeconds ?? last?.elapsedSeconds,
   };
