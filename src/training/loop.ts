@@ -27,7 +27,7 @@ import crypto from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { RunConfig, PredictionType } from '../core/config/run_config.js';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
-import { loadStableDiffusion, encodePrompts, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
+import { loadStableDiffusion, encodePrompts, disposeEmbeddings, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { DDPMScheduler } from '../core/schedulers/ddpm.js';
 import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata, baseModelVersion } from '../core/lora/lora_file.js';
 import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
@@ -381,8 +381,8 @@ class TrainingSession {
     for (let i = 0; i < captions.length; i += 16) {
       const chunk = captions.slice(i, i + 16);
       const emb = encodePrompts(this.sd!, chunk);
-      tf.unstack(emb).forEach((t, j) => this.textCache.set(chunk[j], t as tf.Tensor2D));
-      emb.dispose();
+      tf.unstack(emb.embeds).forEach((t, j) => this.textCache.set(chunk[j], t as tf.Tensor2D));
+      disposeEmbeddings(emb);
       await yieldToEventLoop();
     }
   }

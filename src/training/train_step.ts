@@ -3,7 +3,7 @@
 //   latents        = vae.encode(pixels).latent_dist.sample() · scaling_factor     (see encodeLatents)
 //   noisy_latents  = scheduler.add_noise(latents, noise, timesteps)
 //   target         = noise (epsilon) or scheduler.get_velocity(latents, noise, timesteps) (v_prediction)
-//   model_pred     = unet(noisy_latents, timesteps, encoder_hidden_states) with the LoRA
+//   model_pred     = unet(noisy_latents, timesteps, encoder_hidden_states[, added_cond_kwargs (SDXL)]) with the LoRA
 //   loss           = mse(model_pred, target) — mean over everything; or with min-SNR γ:
 //                    per-sample mean, weighted by min(snr, γ)/snr (epsilon) or min(snr, γ)/(snr + 1) (v),
 //                    then the mean over the batch
@@ -12,7 +12,7 @@
 // the tape, so tfjs never computes a weight gradient for them (wasm has no Conv2DBackpropFilter).
 // accelerate divides the loss by gradient_accumulation_steps before backward; `lossScale` does that.
 import * as tf from '@tensorflow/tfjs';
-import type { UNet2DConditionModel } from '../core/models/unet_2d_condition.js';
+import type { AddedCondKwargs, UNet2DConditionModel } from '../core/models/unet_2d_condition.js';
 import type { AutoencoderKL } from '../core/models/autoencoder_kl.js';
 import type { DDPMScheduler } from '../core/schedulers/ddpm.js';
 import type { PredictionType } from '../core/config/run_config.js';
@@ -37,8 +37,10 @@ export interface StepInputs {
   readonly noise: tf.Tensor4D;
   /** One training timestep per sample, in [0, num_train_timesteps). */
   readonly timesteps: Int32Array;
-  /** The text encoder's last hidden state for each sample's caption [B, 77, D]. */
+  /** The text encoder's last hidden state for each sample's caption [B, 77, D] (SDXL: both encoders' hidden_states[-2], concatenated). */
   readonly encoderHiddenStates: tf.Tensor3D;
+  /** SDXL: each sample's pooled caption embedding and time ids (train_text_to_image_lora_sdxl.py's unet_added_conditions). */
+  readonly addedCond?: AddedCondKwargs;
 }
 
 export interface StepResult {
@@ -54,7 +56,7 @@ export function diffusionLoss(m: Omit<StepModels, 'lora'>, x: StepInputs, lora: 
     const ts = tf.tensor1d(x.timesteps, 'int32');
     const noisy = m.scheduler.addNoise(x.latents, x.noise, ts) as tf.Tensor4D;
     const target = m.predictionType === 'epsilon' ? x.noise : m.scheduler.getVelocity(x.latents, x.noise, ts);
-    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.encoderHiddenStates, lora);
+    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.encoderHiddenStates, lora, x.addedCond);
     const sq = tf.squaredDifference(pred, target);
     if (m.snrGamma == null) return tf.mean(sq) as tf.Scalar;
     const weights = minSnrWeights(m.scheduler, [...x.timesteps], m.snrGamma, m.predictionType);

@@ -21,6 +21,7 @@ import { readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { readJson } from '../../src/core/io/diffusers_folder.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
 import { LoraSet } from '../../src/core/lora/lora_set.js';
+import { loadStableDiffusion, generate, disposeStableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
 import { REPO, assertClose, nchwToNhwc, nhwcToNchw, useTestBackend, type Golden } from '../helpers/fixtures.js';
 
 const SDXL = path.resolve(process.env.LORA_STUDIO_SDXL_FIXTURES ?? path.join(REPO, 'test/fixtures/tiny-sdxl'));
@@ -133,4 +134,29 @@ test('SDXL VAE (scaling 0.13025, force_upcast) matches diffusers encode and deco
   await assertClose(nhwcToNchw(decoded), T(g, 'decoded'), 1e-6, 'sdxl vae decoded', 5e-6);
   tf.dispose([mean, std, decoded]);
   vae.dispose();
+});
+
+test('4-step Euler generation, CFG 5, zero negative: matches StableDiffusionXLPipeline without and with the LoRA (golden pipeline_euler4)', async () => {
+  const g = goldenOf('pipeline_euler4');
+  const meta = MANIFEST.files.pipeline_euler4.meta;
+  const sd = loadStableDiffusion(MODEL);
+  try {
+    assert.ok(sd.textEncoder2 && sd.forceZerosForEmptyPrompt);
+    const latents = nchwToNhwc(T(g, 'latents')) as tf.Tensor4D;
+    const common = { prompt: meta.prompt as string, steps: meta.steps as number, guidanceScale: meta.guidance_scale as number, width: meta.width as number, height: meta.height as number, latents };
+    // No scheduler named: SDXL's default is Euler (the golden's EulerDiscreteScheduler).
+    const plain = await generate(sd, common);
+    // The image in [0, 1]; f32 rounding through 4 × 2 UNet passes, CFG ×5 and the VAE decoder: measured ≤ 2e-6 here; 2e-5 bound.
+    await assertClose(plain.reshape([meta.height, meta.width, 3]), T(g, 'image'), 2e-5, 'sdxl pipeline image');
+    const lora = new LoraSet();
+    lora.add(readLoraFile(path.join(SDXL, 'lora_diffusers/pytorch_lora_weights.safetensors'), sd.unet.loraTargets()), 1, 'fixture');
+    const withLora = await generate(sd, { ...common, lora: lora.lookup });
+    await assertClose(withLora.reshape([meta.height, meta.width, 3]), T(g, 'image_lora'), 2e-5, 'sdxl pipeline image with LoRA');
+    const emptyNegative = await generate(sd, { ...common, negativePrompt: '' });
+    await assertClose(emptyNegative.reshape([meta.height, meta.width, 3]), T(g, 'image_negative_empty_string'), 2e-5, 'sdxl pipeline image, negative ""');
+    tf.dispose([latents, plain, withLora, emptyNegative]);
+    lora.dispose();
+  } finally {
+    disposeStableDiffusion(sd);
+  }
 });

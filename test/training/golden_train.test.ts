@@ -42,7 +42,7 @@ test('four training steps match diffusers + peft (golden train_lora)', async () 
   const res = spec.tensors.pixel_values[2];
   const pixels = tf.stack(images.map((im) => tf.tensor3d(trainTransform(im, { resolution: res, centerCrop: true, randomFlip: false }, new Random(0)), [res, res, 3]))) as tf.Tensor4D;
   await assertClose(pixels, nchwToNhwc(goldenTensor(g, 'pixel_values')), 0, 'pixel_values');
-  const ehs = encodePrompts(sd, meta.captions);
+  const { embeds: ehs } = encodePrompts(sd, meta.captions);
 
   const losses: number[] = [];
   const norms: number[] = [];

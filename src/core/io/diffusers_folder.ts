@@ -49,7 +49,7 @@ export class DiffusersFolder {
     const configFile = opts.configFile ?? (name === 'scheduler' ? 'scheduler_config.json' : 'config.json');
     const configPath = path.join(dir, configFile);
     const config = fs.existsSync(configPath) ? (readJson(configPath) as Record<string, unknown>) : {};
-    if (name === 'scheduler' || name === 'tokenizer') return { dir, config, weights: [] };
+    if (name === 'scheduler' || name.startsWith('tokenizer')) return { dir, config, weights: [] };
     return { dir, config, weights: findWeights(dir, opts.variant) };
   }
 

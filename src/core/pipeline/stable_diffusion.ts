@@ -1,12 +1,15 @@
-// Text-to-image generation as diffusers' StableDiffusionPipeline.__call__ does it: encode the prompt and
-// the negative prompt, start from seeded (or given) latents, run the scheduler with classifier-free
-// guidance, decode with the VAE. Everything NHWC; the image comes back as [1, H, W, 3] in [0, 1].
+// Text-to-image generation as diffusers' StableDiffusionPipeline.__call__ does it (and, for SDXL,
+// StableDiffusionXLPipeline's): encode the prompt and the negative prompt, start from seeded (or given)
+// latents, run the scheduler with classifier-free guidance, decode with the VAE. Everything NHWC; the image
+// comes back as [1, H, W, 3] in [0, 1]. The model is a diffusers folder or a single-file checkpoint.
 import * as tf from '@tensorflow/tfjs';
 import { DiffusersFolder, type Variant } from '../io/diffusers_folder.js';
 import { CLIPTokenizer } from '../tokenizer/clip_tokenizer.js';
 import { CLIPTextModel } from '../models/clip_text_model.js';
-import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
+import { CLIPTextModelWithProjection } from '../models/clip_text_model_with_projection.js';
+import { UNet2DConditionModel, sdxlTimeIds, type AddedCondKwargs } from '../models/unet_2d_condition.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import { SingleFileCheckpoint, isSingleFile, textEncoder2FromSingleFile, textEncoderFromSingleFile, unetFromSingleFile, vaeFromSingleFile } from '../models/from_single_file.js';
 import { createScheduler } from '../schedulers/index.js';
 import { GENERATION_DEFAULTS, type SchedulerName } from '../config/generation.js';
 import { noLora, type LoraLookup } from '../engine/ops.js';
@@ -16,30 +19,64 @@ export interface StableDiffusion {
   readonly dir: string;
   readonly tokenizer: CLIPTokenizer;
   readonly textEncoder: CLIPTextModel;
+  /** SDXL's second tokenizer and text encoder (absent for SD 1.x/2.x). */
+  readonly tokenizer2?: CLIPTokenizer;
+  readonly textEncoder2?: CLIPTextModelWithProjection;
   readonly unet: UNet2DConditionModel;
   readonly vae: AutoencoderKL;
   readonly schedulerConfig: Record<string, unknown>;
-  /** Latent pixels per image pixel along each side (8 for every SD 1.x/2.x VAE). */
+  /** model_index.json's force_zeros_for_empty_prompt (SDXL): no negative prompt means zero embeddings. */
+  readonly forceZerosForEmptyPrompt: boolean;
+  /** Latent pixels per image pixel along each side (8 for every SD 1.x/2.x/XL VAE). */
   readonly vaeScaleFactor: number;
 }
 
-export function loadStableDiffusion(dir: string, opts: { variant?: Variant } = {}): StableDiffusion {
-  const folder = DiffusersFolder.open(dir);
+export interface LoadOptions {
+  variant?: Variant;
+  /** For a single-file checkpoint: a diffusers folder giving the configs and tokenizers (see from_single_file.ts). */
+  config?: string;
+}
+
+/** Loads a diffusers pipeline folder (model_index.json) or a single-file .safetensors checkpoint. */
+export function loadStableDiffusion(source: string, opts: LoadOptions = {}): StableDiffusion {
+  if (isSingleFile(source)) return loadSingleFile(source, opts);
+  const folder = DiffusersFolder.open(source);
   const variant = opts.variant;
+  const xl = folder.componentNames().includes('text_encoder_2');
   const vae = AutoencoderKL.fromPretrained(folder, { variant });
   return {
-    dir,
+    dir: source,
     tokenizer: CLIPTokenizer.fromPretrained(folder.component('tokenizer').dir),
     textEncoder: CLIPTextModel.fromPretrained(folder, { variant }),
+    ...(xl ? { tokenizer2: CLIPTokenizer.fromPretrained(folder.component('tokenizer_2').dir), textEncoder2: CLIPTextModelWithProjection.fromPretrained(folder, { variant }) } : {}),
     unet: UNet2DConditionModel.fromPretrained(folder, { variant }),
     vae,
     schedulerConfig: folder.component('scheduler').config,
+    forceZerosForEmptyPrompt: folder.index.force_zeros_for_empty_prompt === true,
+    vaeScaleFactor: 2 ** ((vae.config.block_out_channels as number[]).length - 1),
+  };
+}
+
+function loadSingleFile(file: string, opts: LoadOptions): StableDiffusion {
+  const ckpt = SingleFileCheckpoint.open(file, { config: opts.config });
+  const xl = ckpt.has('text_encoder_2');
+  const vae = vaeFromSingleFile(ckpt);
+  return {
+    dir: file,
+    tokenizer: CLIPTokenizer.fromPretrained(ckpt.tokenizerDir('tokenizer')),
+    textEncoder: textEncoderFromSingleFile(ckpt),
+    ...(xl ? { tokenizer2: CLIPTokenizer.fromPretrained(ckpt.tokenizerDir('tokenizer_2')), textEncoder2: textEncoder2FromSingleFile(ckpt) } : {}),
+    unet: unetFromSingleFile(ckpt),
+    vae,
+    schedulerConfig: ckpt.config('scheduler'),
+    forceZerosForEmptyPrompt: ckpt.config('model_index').force_zeros_for_empty_prompt === true,
     vaeScaleFactor: 2 ** ((vae.config.block_out_channels as number[]).length - 1),
   };
 }
 
 export function disposeStableDiffusion(sd: StableDiffusion): void {
   sd.textEncoder.dispose();
+  sd.textEncoder2?.dispose();
   sd.unet.dispose();
   sd.vae.dispose();
 }
@@ -67,11 +104,45 @@ export class GenerationCancelled extends Error {
   }
 }
 
-/** Text embeddings for a batch of prompts: the text encoder's last hidden state. */
-export function encodePrompts(sd: StableDiffusion, prompts: readonly string[]): tf.Tensor3D {
+/** What the UNet is conditioned on: encoder_hidden_states, and for SDXL the pooled embedding (text_embeds). */
+export interface PromptEmbeddings {
+  /** [B, 77, cross_attention_dim]. */
+  readonly embeds: tf.Tensor3D;
+  /** [B, projection_dim]: SDXL's pooled_prompt_embeds; absent for SD 1.x/2.x. */
+  readonly pooled?: tf.Tensor2D;
+}
+
+/**
+ * Text embeddings for a batch of prompts. SD 1.x/2.x: the text encoder's last hidden state. SDXL (encode_prompt):
+ * hidden_states[-2] of both encoders concatenated on the channel axis, and the second encoder's projected pooled output.
+ */
+export function encodePrompts(sd: StableDiffusion, prompts: readonly string[]): PromptEmbeddings {
   return tf.tidy(() => {
-    const ids = tf.tensor2d(prompts.map((p) => sd.tokenizer.encode(p)), undefined, 'int32');
-    return sd.textEncoder.forward(ids).lastHiddenState;
+    const ids = (tok: CLIPTokenizer) => tf.tensor2d(prompts.map((p) => tok.encode(p)), undefined, 'int32');
+    if (!sd.textEncoder2 || !sd.tokenizer2) return { embeds: sd.textEncoder.forward(ids(sd.tokenizer)).lastHiddenState };
+    const one = sd.textEncoder.forward(ids(sd.tokenizer));
+    const two = sd.textEncoder2.forward(ids(sd.tokenizer2));
+    return { embeds: tf.concat([one.penultimateHiddenState, two.penultimateHiddenState], -1) as tf.Tensor3D, pooled: two.textEmbeds };
+  });
+}
+
+export const disposeEmbeddings = (e: PromptEmbeddings): void => tf.dispose(e.pooled ? [e.embeds, e.pooled] : [e.embeds]);
+
+/** SDXL's added conditioning for a batch: the pooled embeddings and time ids (one row of 6 for all, or one per row). */
+export function addedConditioning(pooled: tf.Tensor2D, timeIds: readonly number[] | readonly (readonly number[])[]): AddedCondKwargs {
+  const rows = (typeof timeIds[0] === 'number' ? Array.from({ length: pooled.shape[0] }, () => timeIds) : timeIds) as number[][];
+  return { textEmbeds: pooled, timeIds: tf.tensor2d(rows) };
+}
+
+/** StableDiffusionXLPipeline's default guidance, and the scheduler SDXL ships with (its scheduler_config). */
+export const SDXL_GUIDANCE = 5.0;
+export const SDXL_SCHEDULER: SchedulerName = 'euler';
+
+/** Row 0 (the unconditional half of a [negative, prompt] batch) replaced by zeros: force_zeros_for_empty_prompt. */
+function zeroFirstRow(e: PromptEmbeddings): PromptEmbeddings {
+  return tf.tidy(() => {
+    const z = <T extends tf.Tensor>(t: T): T => tf.concat([tf.zerosLike(t.slice(0, 1)), t.slice(1)]) as T;
+    return e.pooled ? { embeds: z(e.embeds), pooled: z(e.pooled) } : { embeds: z(e.embeds) };
   });
 }
 
@@ -80,14 +151,28 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
   const height = o.height ?? defaultSize(sd);
   const f = sd.vaeScaleFactor;
   if (width % f || height % f) throw new Error(`width and height must be multiples of ${f}, got ${width}×${height}`);
-  const guidance = o.guidanceScale ?? GENERATION_DEFAULTS.guidance;
+  const xl = sd.textEncoder2 !== undefined;
+  const guidance = o.guidanceScale ?? (xl ? SDXL_GUIDANCE : GENERATION_DEFAULTS.guidance);
   const cfg = guidance > 1;
   const lora = o.lora ?? noLora;
-  const scheduler = createScheduler(o.scheduler ?? GENERATION_DEFAULTS.scheduler, sd.schedulerConfig);
+  const scheduler = createScheduler(o.scheduler ?? (xl ? SDXL_SCHEDULER : GENERATION_DEFAULTS.scheduler), sd.schedulerConfig);
   scheduler.setTimesteps(o.steps ?? GENERATION_DEFAULTS.steps);
 
-  // [uncond, cond] in one batch, as diffusers does with do_classifier_free_guidance.
-  const embeddings = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt]);
+  // [uncond, cond] in one batch, as diffusers does with do_classifier_free_guidance. SDXL given no negative
+  // prompt, with force_zeros_for_empty_prompt, conditions the unconditional half on zeros instead.
+  let text = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt]);
+  if (xl && cfg && o.negativePrompt === undefined && sd.forceZerosForEmptyPrompt) {
+    const zeroed = zeroFirstRow(text);
+    disposeEmbeddings(text);
+    text = zeroed;
+  }
+  const embeddings = text.embeds;
+  // diffusers' _get_add_time_ids: original size = target size = the requested size, crop top-left (0, 0).
+  const added = text.pooled ? addedConditioning(text.pooled, sdxlTimeIds([height, width], [0, 0], [height, width])) : undefined;
+  const release = () => {
+    disposeEmbeddings(text);
+    added?.timeIds.dispose();
+  };
   const channels = sd.unet.config.in_channels as number;
   const shape: [number, number, number, number] = [1, height / f, width / f, channels];
   let latents: tf.Tensor4D;
@@ -108,7 +193,7 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     const next = tf.tidy(() => {
       const input = scheduler.scaleModelInput(cfg ? tf.concat([latents, latents]) : latents, t) as tf.Tensor4D;
       const timesteps = tf.fill([input.shape[0]], t, 'float32') as tf.Tensor1D;
-      let noise = sd.unet.forward(input, timesteps, embeddings, lora);
+      let noise = sd.unet.forward(input, timesteps, embeddings, lora, added);
       if (cfg) {
         const [uncond, text] = tf.split(noise, 2, 0);
         noise = uncond.add(text.sub(uncond).mul(guidance));
@@ -121,11 +206,11 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     await new Promise((r) => setImmediate(r));
     if (o.onStep?.(i + 1, total) === false) {
       latents.dispose();
-      embeddings.dispose();
+      release();
       throw new GenerationCancelled();
     }
   }
-  embeddings.dispose();
+  release();
   const image = decodeLatents(sd, latents);
   latents.dispose();
   return image;
