@@ -35,6 +35,9 @@ export const CHECKPOINT_KEYS = {
   playground: 'edm_mean',
 } as const;
 
+const SDXL_TEXT_ENCODER_2_KEY = 'conditioner.embedders.1.model.ln_final.weight';
+const SDXL_ADD_EMBEDDING_KEY = 'model.diffusion_model.label_emb.0.0.weight';
+
 export const UNET_PREFIX = 'model.diffusion_model.';
 export const VAE_PREFIX = 'first_stage_model.';
 
@@ -86,6 +89,8 @@ export function inferFamily(tensors: ReadonlyMap<string, Pick<TensorInfo, 'shape
   if (toK && toK[toK.length - 1] === 1024) return { family: 'v2', because: `"${CHECKPOINT_KEYS.v2}" has ${toK[toK.length - 1]} context channels (OpenCLIP ViT-H)` };
   if (has(CHECKPOINT_KEYS.playground)) fail(`a Playground v2.5 model ("${CHECKPOINT_KEYS.playground}"), which is not supported.`);
   if (has(CHECKPOINT_KEYS.xl_base)) return { family: 'xl_base', because: `"${CHECKPOINT_KEYS.xl_base}" (second text encoder, OpenCLIP ViT-bigG)` };
+  // diffusers' key names layer 9 of the second encoder; a smaller SDXL-layout model (fewer layers) is told by the same parts.
+  if (has(SDXL_TEXT_ENCODER_2_KEY) && has(SDXL_ADD_EMBEDDING_KEY)) return { family: 'xl_base', because: `"${SDXL_TEXT_ENCODER_2_KEY}" (second text encoder) and "${SDXL_ADD_EMBEDDING_KEY}" (added conditioning)` };
   if (has(CHECKPOINT_KEYS.xl_refiner)) fail(`an SDXL refiner ("${CHECKPOINT_KEYS.xl_refiner}"), which is not supported: use an SDXL base model.`);
   if (has(CHECKPOINT_KEYS.upscale)) fail(`an upscaler ("${CHECKPOINT_KEYS.upscale}"), which is not supported.`);
   if (has('cond_stage_model.transformer.text_model.embeddings.position_embedding.weight')) {

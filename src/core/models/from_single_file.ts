@@ -102,7 +102,7 @@ export class SingleFileCheckpoint {
     const where = COMPONENT_PREFIXES[this.family][component];
     if (!where) throw new SingleFileError(`${this.file}: a ${this.family} checkpoint has no ${component}`);
     const config = this.config(component);
-    const source = this.sourceFor(component, config, where.naming);
+    const source = ldmSources(this.family, component, config);
     const f = SafetensorsFile.open(this.file);
     const tensors = new Map<string, tf.Tensor>();
     try {
@@ -110,7 +110,7 @@ export class SingleFileCheckpoint {
       const taken = new Set<string>();
       for (const [name, shape] of expected) {
         const s = source(name);
-        const key = where.prefix + s.key;
+        const key = s.key;
         if (!f.tensors.has(key)) {
           missing.push(`"${key}" (for ${component} ${name}, shape ${JSON.stringify(shape)})`);
           continue;
@@ -137,23 +137,6 @@ export class SingleFileCheckpoint {
     return new Params(tensors, `${this.file} (${component})`);
   }
 
-  private sourceFor(component: SingleFileComponent, config: Record<string, unknown>, naming: 'ldm' | 'clip' | 'open_clip'): (name: string) => LdmSource {
-    if (component === 'unet') {
-      const c = normalizeUNetConfig(config);
-      const layout = { layersPerBlock: c.blocks.layersPerBlock, upBlockTypes: c.up_block_types };
-      return (name) => ({ key: unetLdmKey(name, layout) });
-    }
-    if (component === 'vae') {
-      const n = (config.block_out_channels as unknown[] | undefined)?.length ?? 4;
-      return (name) => vaeLdmSource(name, n);
-    }
-    if (naming === 'open_clip') {
-      const hidden = Number((config.text_config as Record<string, unknown> | undefined)?.hidden_size ?? config.hidden_size);
-      return (name) => openClipLdmSource(name, hidden);
-    }
-    return (name) => ({ key: name });
-  }
-
   /** SD 2.x: diffusers keeps 23 of OpenCLIP's 24 layers and drops text_projection (SD_2_TEXT_ENCODER_KEYS_TO_IGNORE). */
   private droppedOnPurpose(component: SingleFileComponent, key: string, config: Record<string, unknown>): boolean {
     if (component !== 'text_encoder' || COMPONENT_PREFIXES[this.family].text_encoder?.naming !== 'open_clip') return false;
@@ -161,6 +144,30 @@ export class SingleFileCheckpoint {
     const m = /^transformer\.resblocks\.(\d+)\./.exec(key);
     return m !== null && Number(m[1]) >= Number(config.num_hidden_layers);
   }
+}
+
+/**
+ * Where each diffusers parameter of `component` lies in a `family` file (full key, with the component's
+ * prefix): the loader's map, and the tests' inverse when they write LDM files from diffusers folders.
+ */
+export function ldmSources(family: SingleFileFamily, component: SingleFileComponent, config: Record<string, unknown>): (name: string) => LdmSource {
+  const where = COMPONENT_PREFIXES[family][component];
+  if (!where) throw new SingleFileError(`a ${family} checkpoint has no ${component}`);
+  const full = (s: LdmSource): LdmSource => ({ ...s, key: where.prefix + s.key });
+  if (component === 'unet') {
+    const c = normalizeUNetConfig(config);
+    const layout = { layersPerBlock: c.blocks.layersPerBlock, upBlockTypes: c.up_block_types };
+    return (name) => full({ key: unetLdmKey(name, layout) });
+  }
+  if (component === 'vae') {
+    const n = (config.block_out_channels as unknown[] | undefined)?.length ?? 4;
+    return (name) => full(vaeLdmSource(name, n));
+  }
+  if (where.naming === 'open_clip') {
+    const hidden = Number((config.text_config as Record<string, unknown> | undefined)?.hidden_size ?? config.hidden_size);
+    return (name) => full(openClipLdmSource(name, hidden));
+  }
+  return (name) => full({ key: name });
 }
 
 function readParam(f: SafetensorsFile, key: string, s: LdmSource): tf.Tensor {
