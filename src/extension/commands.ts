@@ -13,6 +13,8 @@ import { newRunConfigCommand } from './new_run_config.js';
 import { newInferenceNotebook } from './notebook/new_notebook.js';
 import { listCheckpoints, LORA_FILE } from '../core/config/run_folder.js';
 import { RunSession } from './run_session.js';
+import { compareRuns } from './runs_view.js';
+import { openExample } from './example.js';
 import { attachRunUi, type RunUiActions } from './run_ui.js';
 import { activeRunConfig, FIND_EXCLUDE, RUN_CONFIG_FILE, RUN_CONFIG_GLOB } from './workspace.js';
 
@@ -26,6 +28,9 @@ export const commandFactories = {
   generateImage: (ctx) => (arg?: vscode.Uri | GenerateRequest) => generate(ctx, arg instanceof vscode.Uri ? { weights: arg.fsPath } : (arg ?? {})),
   importCommand: () => () => importTrainingCommand(),
   newNotebook: () => () => newInferenceNotebook(),
+  compareRuns: (ctx) => () => compareRuns(ctx, ctx.runsView),
+  refreshRuns: (ctx) => () => ctx.runsView.refresh(),
+  openExample: (ctx) => () => openExample(ctx),
 } satisfies Record<CommandName, CommandFactory>;
 
 /** The dashboard's buttons: the same actions as the commands. */
@@ -48,7 +53,8 @@ function runActions(ctx: Ctx): RunUiActions {
 }
 
 function generate(ctx: Ctx, req: GenerateRequest): Promise<void> {
-  const deps = { launch: () => ctx.trainerLaunch(), backend: () => ctx.backend(), log: (l: string) => ctx.log.channel.appendLine(`[generate] ${l}`), state: ctx.extCtx.globalState };
+  const runLoras = async () => (await ctx.runsView.runs()).flatMap((r) => r.summary.loras.map((l) => ({ file: l.file, configPath: r.configPath })));
+  const deps = { runLoras, launch: () => ctx.trainerLaunch(), backend: () => ctx.backend(), log: (l: string) => ctx.log.channel.appendLine(`[generate] ${l}`), state: ctx.extCtx.globalState };
   return generateImageCommand(deps, req).catch(showError);
 }
 

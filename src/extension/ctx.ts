@@ -11,6 +11,7 @@ import { startLanguageClient } from './language_client.js';
 import { COMMANDS, OUTPUT_CHANNELS, SETTINGS, SETTINGS_SECTION, TRAINING_CONTEXT_KEY, type CommandName } from './manifest.js';
 import { WorkerClient } from './notebook/worker_client.js';
 import { RunRegistry } from './run_registry.js';
+import { registerRunsView, type RunsView } from './runs_view.js';
 import type { TrainerLaunch } from './run_session.js';
 import { TrainerLog } from './run_ui.js';
 import { backendOverride, trainerLaunch } from './trainer_launch.js';
@@ -57,6 +58,7 @@ export class Ctx {
   /** 'LoRA Studio: Inference': the notebook's worker. */
   readonly inferenceLog = vscode.window.createOutputChannel(OUTPUT_CHANNELS.inference);
   readonly dashboards: DashboardPanels;
+  readonly runsView: RunsView;
 
   private languageClient: LanguageClient | undefined;
   private worker: WorkerClient | undefined;
@@ -82,6 +84,7 @@ export class Ctx {
       }),
       { dispose: () => void this.worker?.dispose() },
     );
+    this.runsView = registerRunsView(this);
     const updateTrainingContext = () => void vscode.commands.executeCommand('setContext', TRAINING_CONTEXT_KEY, this.runs.active().length > 0);
     this.runs.onAdded.on((s) => {
       s.onState.on(updateTrainingContext);

@@ -10,7 +10,9 @@ import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerLaunch } from './run_session.js';
 import { GENERATED_DIR, LORA_FILE, checkpointStep } from '../core/config/run_folder.js';
 import { COMMANDS } from './manifest.js';
-import { splitLines } from './util.js';
+import { isInside, splitLines } from './util.js';
+import { describeGenerateOptions, generateOptionArgs, parseGenerateOption, restoreGenerateOptions, type GenerateOptions } from './generate_options.js';
+import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from '../core/config/generation.js';
 import { activeRunConfig, FIND_EXCLUDE } from './workspace.js';
 
 export interface GenerateRequest {
@@ -21,6 +23,8 @@ export interface GenerateRequest {
 }
 
 export interface GenerateDeps {
+  /** LoRA files of the workspace's runs (their output_dir may lie outside the workspace), each with its run config. */
+  runLoras(): Promise<{ file: string; configPath: string }[]>;
   launch(): TrainerLaunch;
   backend(): string | undefined;
   log(line: string): void;
@@ -31,7 +35,16 @@ const NO_LORA = '$(circle-slash) No LoRA (base model only)';
 const BROWSE = '$(folder-opened) Browse…';
 
 export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequest = {}): Promise<void> {
-  const configPath = req.configPath ?? activeRunConfig()?.fsPath;
+  let configPath = req.configPath ?? activeRunConfig()?.fsPath;
+  let chosenLora = req.weights;
+  // From the palette with no run config at hand: the LoRA first (newest first: the run just trained), and
+  // the model of the run it came from.
+  if (chosenLora === undefined && !configPath) {
+    const picked = await pickLora(deps);
+    if (picked === undefined) return;
+    chosenLora = picked.file;
+    configPath = picked.configPath;
+  }
   const fromConfig = configPath ? readModelAndPrompt(configPath) : {};
 
   const modelDir = fromConfig.modelDir ?? (await pickModel());
@@ -47,7 +60,7 @@ export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequ
   if (!prompt) return;
   await deps.state.update('loraStudio.lastPrompt', prompt);
 
-  const lora = req.weights ?? (await pickLora());
+  const lora = chosenLora ?? (await pickLora(deps))?.file;
   if (lora === undefined) return;
 
   let scale = 1;
@@ -64,8 +77,11 @@ export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequ
     await deps.state.update('loraStudio.lastScale', scale);
   }
 
+  const options = await pickOptions(deps.state);
+  if (!options) return;
+
   const out = outputFile(lora, prompt);
-  const args = ['generate', '--model', modelDir, '--prompt', prompt, '--out', out];
+  const args = ['generate', '--model', modelDir, '--prompt', prompt, ...generateOptionArgs(options), '--out', out];
   if (lora) args.push('--lora', `${lora}:${scale}`);
   const backend = deps.backend();
   if (backend) args.push('--backend', backend);
@@ -137,23 +153,66 @@ async function pickModel(): Promise<string | undefined> {
   return (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, title: 'Base model folder' }))?.[0]?.fsPath;
 }
 
-/** '' for no LoRA, undefined when cancelled. */
-async function pickLora(): Promise<string | undefined> {
+/** file '' for no LoRA; undefined when cancelled. The runs' LoRAs (also outside the workspace) and the workspace's. */
+async function pickLora(deps: GenerateDeps): Promise<{ file: string; configPath?: string } | undefined> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const found = (await vscode.workspace.findFiles(`**/${LORA_FILE}`, FIND_EXCLUDE, 200)).map((u) => u.fsPath);
+  const configOf = new Map((await deps.runLoras()).map((r) => [r.file, r.configPath]));
+  const found = [...new Set([...configOf.keys(), ...(await vscode.workspace.findFiles(`**/${LORA_FILE}`, FIND_EXCLUDE, 200)).map((u) => u.fsPath)])];
   // Newest first: the run just trained is the likely choice.
   const mtime = (f: string) => fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? 0;
   found.sort((a, b) => mtime(b) - mtime(a));
+  const label = (f: string) => (root && isInside(root, f) ? path.relative(root, f) : f);
   const items: vscode.QuickPickItem[] = [
-    ...found.map((f) => ({ label: root ? path.relative(root, f) : f, description: new Date(mtime(f)).toLocaleString(), detail: f })),
+    ...found.map((f) => ({ label: label(f), description: [configOf.has(f) ? path.basename(configOf.get(f)!) : '', new Date(mtime(f)).toLocaleString()].filter(Boolean).join(' · '), detail: f })),
     { label: NO_LORA },
     { label: BROWSE },
   ];
-  const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: LoRA', placeHolder: 'The LoRA weights to apply', ignoreFocusOut: true });
+  const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: LoRA', placeHolder: 'The LoRA weights to apply', ignoreFocusOut: true, matchOnDetail: true });
   if (!pick) return undefined;
-  if (pick.label === NO_LORA) return '';
-  if (pick.label !== BROWSE) return pick.detail;
-  return (await vscode.window.showOpenDialog({ canSelectFiles: true, filters: { 'LoRA weights': ['safetensors'] }, title: 'LoRA file' }))?.[0]?.fsPath;
+  if (pick.label === NO_LORA) return { file: '' };
+  if (pick.label !== BROWSE) return { file: pick.detail!, configPath: configOf.get(pick.detail!) };
+  const file = (await vscode.window.showOpenDialog({ canSelectFiles: true, filters: { 'LoRA weights': ['safetensors'] }, title: 'LoRA file' }))?.[0]?.fsPath;
+  return file === undefined ? undefined : { file };
+}
+
+const GENERATE = '$(play) Generate';
+const OPTIONS_KEY = 'loraStudio.generateOptions';
+
+/** Seed, steps, guidance, sampler and negative prompt: a list to change any of them, then Generate. */
+async function pickOptions(state: vscode.Memento): Promise<GenerateOptions | undefined> {
+  const options = restoreGenerateOptions(state.get(OPTIONS_KEY));
+  for (;;) {
+    const rows = describeGenerateOptions(options);
+    const pick = await vscode.window.showQuickPick(
+      [{ label: GENERATE, description: rows.map((r) => `${r.label.toLowerCase()} ${r.value}`).join(' · ') }, ...rows.map((r) => ({ label: r.label, description: r.value, key: r.key }))],
+      { title: 'Generate Image: settings', placeHolder: 'Generate, or pick a setting to change it', ignoreFocusOut: true },
+    );
+    if (!pick) return undefined;
+    const key = (pick as { key?: keyof GenerateOptions }).key;
+    if (!key) break;
+    if (key === 'scheduler') {
+      const s = await vscode.window.showQuickPick(
+        INFERENCE_SCHEDULERS.map((n) => ({ label: SCHEDULER_TITLES[n], description: n, name: n })),
+        { title: 'Generate Image: sampler', ignoreFocusOut: true },
+      );
+      if (s) options.scheduler = s.name;
+      continue;
+    }
+    const text = await vscode.window.showInputBox({
+      title: `Generate Image: ${pick.label.toLowerCase()}`,
+      value: key === 'negativePrompt' ? options.negativePrompt : String(options[key]),
+      ignoreFocusOut: true,
+      validateInput: (v) => {
+        const r = parseGenerateOption(key, v);
+        return 'problem' in r ? r.problem : undefined;
+      },
+    });
+    if (text === undefined) continue;
+    const r = parseGenerateOption(key, text);
+    if ('value' in r) (options as unknown as Record<string, unknown>)[key] = r.value;
+  }
+  await state.update(OPTIONS_KEY, options);
+  return options;
 }
 
 /** `<run folder>/generated/<time>-<prompt>.png`; the run folder is the LoRA's, or the checkpoint's parent. */

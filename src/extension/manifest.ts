@@ -12,7 +12,16 @@ export const COMMANDS = {
   generateImage: 'loraStudio.generateImage',
   importCommand: 'loraStudio.importCommand',
   newNotebook: 'loraStudio.newNotebook',
+  compareRuns: 'loraStudio.compareRuns',
+  refreshRuns: 'loraStudio.refreshRuns',
+  openExample: 'loraStudio.openExample',
 } as const;
+
+/** The activity-bar container and its Runs view (package.json `viewsContainers`, `views`). */
+export const VIEW_CONTAINER = 'loraStudio';
+export const RUNS_VIEW = 'loraStudio.runs';
+/** The getting-started walkthrough (package.json `walkthroughs`), `<publisher>.<name>#<id>` when opened. */
+export const WALKTHROUGH = 'loraStudio.gettingStarted';
 
 export type CommandName = keyof typeof COMMANDS;
 

@@ -1,6 +1,7 @@
 // "LoRA: New Run Config": a guided quick pick (base model folder, dataset folder, output folder, rank,
 // steps) that writes a commented *.lora.yaml and opens it.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import type { Settings } from './ctx.js';
@@ -19,7 +20,7 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
     `${title} (1/5): base model`,
     'A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)',
     (await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
-    (dir) => (fs.existsSync(path.join(dir, 'model_index.json')) ? undefined : `${dir} has no model_index.json: it is not a diffusers pipeline folder.`),
+    (dir) => (fs.existsSync(path.join(dir, 'model_index.json')) ? undefined : modelProblem(dir, root)),
   );
   if (!model) return;
 
@@ -101,9 +102,25 @@ async function pickFolder(title: string, placeHolder: string, found: string[], c
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const items: vscode.QuickPickItem[] = [...new Set(found)].sort().map((dir) => ({ label: root ? path.relative(root, dir) || '.' : dir, description: dir }));
   items.push({ label: BROWSE });
-  const pick = await vscode.window.showQuickPick(items, { title, placeHolder, ignoreFocusOut: true, matchOnDescription: true });
-  if (!pick) return undefined;
-  let dir = pick.description;
+  // A typed path (or Hub id) + Enter is an answer too, not only a pick from the list.
+  const answer = await new Promise<{ pick?: vscode.QuickPickItem; typed?: string } | undefined>((resolve) => {
+    const qp = vscode.window.createQuickPick();
+    Object.assign(qp, { title, placeholder: `${placeHolder} — pick one, or type a path and press Enter`, ignoreFocusOut: true, matchOnDescription: true, items });
+    qp.onDidAccept(() => {
+      const pick = qp.selectedItems[0] ?? qp.activeItems[0];
+      const typed = qp.value.trim();
+      resolve(pick && (!typed || pick.label !== BROWSE) ? { pick } : typed ? { typed } : undefined);
+      qp.hide();
+    });
+    qp.onDidHide(() => {
+      resolve(undefined);
+      qp.dispose();
+    });
+    qp.show();
+  });
+  if (!answer) return undefined;
+  const pick = answer.pick ?? { label: '' };
+  let dir = answer.typed !== undefined ? typedFolder(answer.typed, root) : pick.description;
   if (pick.label === BROWSE) {
     const chosen = await vscode.window.showOpenDialog({ title, canSelectFolders: true, canSelectFiles: false, canSelectMany: false, defaultUri: root ? vscode.Uri.file(root) : undefined });
     dir = chosen?.[0]?.fsPath;
@@ -115,4 +132,20 @@ async function pickFolder(title: string, placeHolder: string, found: string[], c
     return undefined;
   }
   return dir;
+}
+
+/** A folder typed into the quick pick: `~` is home, a relative path starts at the workspace folder. */
+export function typedFolder(typed: string, root: string | undefined): string {
+  const t = typed.replace(/^["']|["']$/g, '');
+  if (t === '~' || t.startsWith('~/')) return path.join(os.homedir(), t.slice(1));
+  return path.resolve(root ?? process.cwd(), t);
+}
+
+/** Why a typed model is not usable: a missing folder shaped like a Hub id gets the download command. */
+function modelProblem(dir: string, root: string | undefined): string {
+  const rel = root ? path.relative(root, dir).split(path.sep).join('/') : dir;
+  if (!fs.existsSync(dir) && /^[\w.-]+\/[\w.-]+$/.test(rel)) {
+    return `${rel} is not a folder here. If it is a Hugging Face Hub id: LoRA Studio reads local folders, so download it once (huggingface-cli download ${rel} --local-dir ./${rel.split('/')[1]}) and pick that folder.`;
+  }
+  return fs.existsSync(dir) ? `${dir} has no model_index.json: it is not a diffusers pipeline folder.` : `${dir} does not exist.`;
 }

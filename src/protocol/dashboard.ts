@@ -93,3 +93,12 @@ export interface DashboardPersistedState {
 }
 
 export const DASHBOARD_VIEW_TYPE = 'loraStudio.dashboard';
+
+/** The Runs view's "Compare Runs" page: the loss curves of several runs, overlaid. Extension → webview. */
+export interface CompareRun {
+  title: string;
+  outputDir: string;
+  points: Pick<DashboardPoint, 'step' | 'loss'>[];
+}
+export type ToCompare = { type: 'runs'; runs: CompareRun[] };
+export const COMPARE_VIEW_TYPE = 'loraStudio.compareRuns';

@@ -42,6 +42,17 @@ describe('the packaged .vsix', { skip }, () => {
     assert.deepEqual(walk(ext).filter((f) => f.endsWith('.map') || f.endsWith('.ts')), []);
   });
 
+  it('shows users their README (not the developers\' one), the icon, the screenshots and the walkthrough pages', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ext, 'package.json'), 'utf8')) as { icon: string; contributes: { walkthroughs: { steps: { media: { markdown?: string } }[] }[]; viewsContainers: { activitybar: { icon: string }[] } } };
+    const readme = fs.readFileSync(path.join(ext, 'readme.md'), 'utf8');
+    assert.match(readme, /^# LoRA Studio\n/);
+    assert.doesNotMatch(readme, /npm (ci|test)/, 'the developers\' commands stay in the repository README');
+    const linked = [...readme.matchAll(/\]\(([^)]+\.png)\)/g)].map((m) => m[1]);
+    assert.ok(linked.length >= 1, 'screenshots');
+    const media = [pkg.icon, ...linked, pkg.contributes.viewsContainers.activitybar[0].icon, ...pkg.contributes.walkthroughs.flatMap((w) => w.steps.map((s) => s.media.markdown!))];
+    for (const f of media) assert.ok(fs.existsSync(path.join(ext, f)), `${f} is in the .vsix`);
+  });
+
   it("its trainer trains from the .vsix's own node_modules (sharp, tfjs wasm)", () => {
     const config = path.join(dir, 'run.lora.yaml');
     fs.writeFileSync(
