@@ -7,6 +7,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   createConnection,
   DidChangeWatchedFilesNotification,
+  StreamMessageReader,
+  StreamMessageWriter,
   ProposedFeatures,
   TextDocuments,
   TextDocumentSyncKind,
@@ -18,16 +20,25 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import { importAccelerateCommand } from '../core/config/import_command.js';
 import { runLength } from '../core/config/cross_checks.js';
 import { resolveConfigPath } from '../core/config/disk_checks.js';
+import { problem, ZERO_RANGE } from '../core/config/problems.js';
 import { LORA_FILE } from '../core/config/run_folder.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
-import { validateRunConfigText } from '../core/config/validate.js';
+import { analyzeRunConfigText, validateRunConfigText } from '../core/config/validate.js';
 import { codeActions } from './code_actions.js';
 import { ConfigChecker, toDiagnostic, type CheckedDocument } from './checker.js';
 import { complete } from './completion.js';
 import { hover } from './hover.js';
 import { ImportCommandRequest, RunConfigSummaryRequest, type LoraServerInitOptions, type RunConfigSummary } from '../protocol/language_server.js';
 
-const connection = createConnection(ProposedFeatures.all);
+// Over stdio the frames are read here, so a malformed one (no Content-Length, a body that is not JSON) closes
+// the connection with a message on stderr instead of leaving the reader waiting on a broken stream forever.
+const stdio = process.argv.includes('--stdio');
+const reader = stdio ? new StreamMessageReader(process.stdin) : undefined;
+const connection = reader ? createConnection(ProposedFeatures.all, reader, new StreamMessageWriter(process.stdout)) : createConnection(ProposedFeatures.all);
+reader?.onError((e) => {
+  process.stderr.write(`lora-studio language server: malformed message from the client (${e.message}); closing the connection\n`);
+  process.exit(1);
+});
 const documents = new TextDocuments(TextDocument);
 const checker = new ConfigChecker();
 const checked = new Map<string, CheckedDocument>();
@@ -58,11 +69,22 @@ connection.onInitialize((params): InitializeResult => {
   };
 });
 
-/** Checks now and publishes; keeps the result for completion, hover and code actions. */
+/**
+ * Checks now and publishes; keeps the result for completion, hover and code actions. Whatever a file holds,
+ * the server lives: an unexpected error becomes a diagnostic on the first line (and is logged).
+ */
 function checkNow(doc: TextDocument): CheckedDocument {
   clearTimeout(timers.get(doc.uri));
   timers.delete(doc.uri);
-  const result = checker.check(doc.uri, doc.version, doc.getText());
+  let result: CheckedDocument;
+  try {
+    const text: unknown = doc.getText();
+    if (typeof text !== 'string') throw new Error(`the document's text is ${typeof text}, not a string`);
+    result = checker.check(doc.uri, doc.version, text);
+  } catch (e) {
+    connection.console.error(`checking ${doc.uri} failed: ${(e as Error).stack ?? String(e)}`);
+    result = { uri: doc.uri, version: doc.version, analysis: analyzeRunConfigText(''), problems: [problem({ code: 'read', severity: 'error', range: ZERO_RANGE, message: `LoRA Studio could not check this file: ${(e as Error).message}` })] };
+  }
   checked.set(doc.uri, result);
   void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: result.problems.map(toDiagnostic) });
   checker.prune(checked.values());

@@ -9,7 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { RgbImage } from './image_transforms.js';
 import { Random, streamSeed } from './random.js';
-import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS } from '../core/config/dataset_files.js';
+import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, IMAGE_LIMITS, MAX_CAPTION_CHARS, METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS } from '../core/config/dataset_files.js';
+import { checkRegular, READ_LIMITS, readRegularText } from '../core/io/safe_read.js';
 
 
 export interface Example {
@@ -74,7 +75,15 @@ export async function openDataset(dir: string, o: DatasetOptions): Promise<Datas
 
 function readMetadata(dir: string, file: string, o: DatasetOptions, problems: string[]): Example[] {
   const imageKey = o.imageColumn === 'image' ? 'file_name' : `${o.imageColumn}_file_name`;
-  const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/);
+  let text: string;
+  try {
+    text = readRegularText(file, READ_LIMITS.metadata, METADATA_FILE);
+  } catch (e) {
+    problems.push((e as Error).message);
+    return [];
+  }
+  const lines = text.split(/\r?\n/);
+  const realDir = fs.realpathSync(dir);
   const examples: Example[] = [];
   const listed = new Set<string>();
   lines.forEach((line, i) => {
@@ -100,6 +109,11 @@ function readMetadata(dir: string, file: string, o: DatasetOptions, problems: st
       problems.push(`${name}: image file not found (listed on ${where})`);
       return;
     }
+    const outside = outsideFolder(realDir, imageFile);
+    if (outside) {
+      problems.push(`${name}: ${outside} (listed on ${where}); a dataset's images must lie inside its folder`);
+      return;
+    }
     if (!IMAGE_EXTENSIONS.includes(ext)) {
       problems.push(`${name}: unsupported image format "${ext}" (supported: ${IMAGE_EXTENSIONS.join(', ')}; convert it, e.g. to PNG)`);
       return;
@@ -113,6 +127,11 @@ function readMetadata(dir: string, file: string, o: DatasetOptions, problems: st
           ? `${name}: missing caption — ${where} has no "${o.captionColumn}"${columns.length ? ` (its columns: ${columns.join(', ')}; set caption_column to the right one)` : ''}`
           : `${name}: caption "${o.captionColumn}" on ${where} is neither a string nor a list of strings`,
       );
+      return;
+    }
+    const tooLong = captions.find((c) => c.length > MAX_CAPTION_CHARS);
+    if (tooLong !== undefined) {
+      problems.push(`${name}: caption on ${where} is ${tooLong.length} characters, over the ${MAX_CAPTION_CHARS}-character limit (CLIP keeps only its first 77 tokens)`);
       return;
     }
     examples.push({ file: imageFile, name, captions });
@@ -141,10 +160,39 @@ function readCaptionFiles(dir: string, problems: string[]): Example[] {
       problems.push(`${rel}: missing caption — no ${path.basename(captionFile)} beside it and no metadata.jsonl in the folder`);
       continue;
     }
-    // kohya strips surrounding whitespace; an empty caption is allowed (it trains the unconditional case).
-    examples.push({ file, name: rel, captions: [fs.readFileSync(captionFile, 'utf8').trim()] });
+    let caption: string;
+    try {
+      // kohya strips surrounding whitespace; an empty caption is allowed (it trains the unconditional case).
+      caption = readRegularText(captionFile, READ_LIMITS.caption, 'a caption file').trim();
+    } catch (e) {
+      problems.push(`${rel}: ${(e as Error).message}`);
+      continue;
+    }
+    if (caption.length > MAX_CAPTION_CHARS) {
+      problems.push(`${rel}: caption ${path.basename(captionFile)} is ${caption.length} characters, over the ${MAX_CAPTION_CHARS}-character limit (CLIP keeps only its first 77 tokens)`);
+      continue;
+    }
+    const outside = outsideFolder(fs.realpathSync(dir), file);
+    if (outside) {
+      problems.push(`${rel}: ${outside}; a dataset's images must lie inside its folder`);
+      continue;
+    }
+    examples.push({ file, name: rel, captions: [caption] });
   }
   return examples;
+}
+
+/** Why `file` is not an image inside `realDir` (symlinks resolved), or undefined when it is. */
+function outsideFolder(realDir: string, file: string): string | undefined {
+  let real: string;
+  try {
+    real = fs.realpathSync(file);
+  } catch (e) {
+    return `cannot be read (${(e as Error).message})`;
+  }
+  const rel = path.relative(realDir, real);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return `resolves to ${real}, outside the dataset folder`;
+  return undefined;
 }
 
 /** Files under dir (relative paths, sorted, hidden entries skipped), as imagefolder's `**` glob sees them. */
@@ -182,7 +230,14 @@ async function findUnreadable(examples: readonly Example[]): Promise<string[]> {
  * (not composited), grey and palette images expanded to three channels.
  */
 export async function decodeRgb(file: string): Promise<RgbImage> {
-  const { data, info } = await sharp(file, { failOn: 'error' }).toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  // Limits before decoding: a regular file within the byte cap, a header within the pixel and aspect caps.
+  checkRegular(file, fs.statSync(file), IMAGE_LIMITS.maxBytes, 'an image');
+  const { width: w = 0, height: h = 0 } = await sharp(file, { limitInputPixels: IMAGE_LIMITS.maxPixels }).metadata();
+  if (w * h > IMAGE_LIMITS.maxPixels) throw new Error(`${w}×${h} is over the ${IMAGE_LIMITS.maxPixels / 1e6}-megapixel limit`);
+  if (Math.max(w, h) > IMAGE_LIMITS.maxAspect * Math.max(1, Math.min(w, h))) {
+    throw new Error(`${w}×${h} is more elongated than ${IMAGE_LIMITS.maxAspect}:1, too thin to crop a square training image from`);
+  }
+  const { data, info } = await sharp(file, { failOn: 'error', limitInputPixels: IMAGE_LIMITS.maxPixels }).toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   const { width, height, channels } = info;
   if (channels === 3) return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   const rgb = new Uint8Array(width * height * 3);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { chromium, type Browser, type Frame, type Locator, type Page } from 'playwright-core';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(ROOT, '.cache/e2e');
@@ -97,8 +97,11 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'],
     });
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
-    await page.waitForSelector('.monaco-workbench', { timeout: 120_000 });
+    // Playwright's own limits (30 s by default) are for a quiet machine: every action here may take longer.
+    page.setDefaultTimeout(UI_MS);
+    page.setDefaultNavigationTimeout(4 * UI_MS);
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'commit' });
+    await visible(page, page.locator('.monaco-workbench'), 'the workbench to load', { timeoutMs: 4 * UI_MS });
     const b = browser;
     return {
       page,
@@ -123,43 +126,118 @@ function serverEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${path.dirname(NODE24)}:${process.env.PATH}` };
 }
 
-/** Runs a command from the Command Palette by its title, as a person would. */
-export async function runCommand(page: Page, title: string): Promise<void> {
-  // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first.
-  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
-  await page.keyboard.press('F1');
+export interface WaitOptions {
+  /** Give up after this long in all (generous: a busy machine is slow, not broken). */
+  timeoutMs?: number;
+  /** With `progress`: give up when what it reports has not changed for this long. */
+  stallMs?: number;
+  /** What the wait has seen so far (an image count, a step): shown on failure, and a change resets the stall clock. */
+  progress?: () => string | Promise<string>;
+  /** More to say on failure (a server log). */
+  detail?: () => string;
+  page?: Page;
+}
+
+/** UI reactions (a quick pick, a tab, a panel): long enough for a loaded 2-core machine. */
+export const UI_MS = 120_000;
+
+/**
+ * Polls `check` until it gives a truthy value and returns it. Waits for conditions, never for a time: the
+ * limits only end a wait that cannot succeed, and the error names what was awaited and what was last seen.
+ */
+export async function waitUntil<T>(what: string, check: () => T | Promise<T>, opts: WaitOptions = {}): Promise<NonNullable<T>> {
+  const start = Date.now();
+  const timeoutMs = opts.timeoutMs ?? UI_MS;
+  let last = opts.progress ? await opts.progress() : '';
+  let lastChange = start;
+  for (;;) {
+    const v = await Promise.resolve(check()).catch(() => undefined);
+    if (v) return v as NonNullable<T>;
+    const now = Date.now();
+    if (opts.progress) {
+      const p = await Promise.resolve(opts.progress()).catch(() => last);
+      if (p !== last) {
+        last = p;
+        lastChange = now;
+      }
+    }
+    const stalled = opts.stallMs !== undefined && now - lastChange > opts.stallMs;
+    if (now - start > timeoutMs || stalled) {
+      const shot = path.join(ROOT, 'test-output', `e2e-timeout-${what.replace(/[^\w]+/g, '-').slice(0, 60)}.png`);
+      fs.mkdirSync(path.dirname(shot), { recursive: true });
+      await opts.page?.screenshot({ path: shot }).catch(() => undefined);
+      const why = stalled ? `no progress for ${Math.round((now - lastChange) / 1000)} s` : `${Math.round((now - start) / 1000)} s`;
+      throw new Error(`gave up waiting for ${what} (${why})${opts.progress ? `; last seen: ${last || 'nothing'}` : ''}${opts.page ? `; screenshot ${shot}` : ''}${opts.detail ? `\n${opts.detail()}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Waits until the locator's first match is visible. */
+export async function visible(page: Page, locator: Locator, what: string, opts: WaitOptions = {}): Promise<void> {
+  await waitUntil(what, () => locator.first().isVisible(), { page, ...opts });
+}
+
+/**
+ * Opens the quick input with `key` and types `text` until its first row matches `row`, then presses Enter.
+ * A busy workbench can drop the key press or answer the first search before its file index is ready, so
+ * both are retried until the row shows (or UI_MS passes).
+ */
+async function quickPick(page: Page, key: string, text: string, row: string | RegExp, what: string): Promise<void> {
   const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 10_000 });
-  await input.fill(`>${title}`);
-  // The first row must be the command asked for (not a recently used neighbour).
-  await page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: title }).waitFor({ timeout: 10_000 });
+  const first = page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: row });
+  await waitUntil(
+    what,
+    async () => {
+      if (!(await input.isVisible())) {
+        // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first.
+        await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+        await page.keyboard.press(key);
+        await input.waitFor({ state: 'visible', timeout: 5000 }).catch(() => undefined);
+      }
+      if ((await input.inputValue().catch(() => '')) !== text) await input.fill(text).catch(() => undefined);
+      if (await first.isVisible().catch(() => false)) return true;
+      // Type again: the search re-runs (the file index may have been building).
+      await first.waitFor({ timeout: 5000 }).catch(() => input.fill('').catch(() => undefined));
+      return first.isVisible().catch(() => false);
+    },
+    { page },
+  );
   await page.keyboard.press('Enter');
 }
 
-/** Opens a workspace file with Quick Open. */
-export async function openFile(page: Page, name: string): Promise<void> {
-  await page.keyboard.press('Control+P');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 10_000 });
-  await input.fill(name);
-  await page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: name }).waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
-  await page.locator(`.tabs-container .tab[aria-label*="${name}"]`).first().waitFor({ timeout: 10_000 });
+/** Runs a command from the Command Palette by its title, as a person would. */
+export async function runCommand(page: Page, title: string): Promise<void> {
+  // The first row must be the command asked for (not a recently used neighbour).
+  await quickPick(page, 'F1', `>${title}`, title, `the Command Palette to offer "${title}"`);
+}
+
+/** Opens a workspace file with Quick Open and waits for its tab. */
+export async function openFile(page: Page, name: string, tab = `.tabs-container .tab[aria-label*="${name}"]`): Promise<void> {
+  await quickPick(page, 'Control+P', name, name, `Quick Open to list ${name}`);
+  await visible(page, page.locator(tab), `the editor tab of ${name}`);
 }
 
 /**
  * The frame of the training dashboard. Webviews nest two iframes, and other webviews (an image preview)
- * may be open too: the dashboard's frame is the one holding its loss chart.
+ * may be open too: the dashboard's frame is the one holding its loss chart. A webview restored after a
+ * reload is drawn only when its tab is shown, so its tab (`LoRA: <title>`) is clicked when it is hidden.
  */
-export async function dashboardFrame(page: Page, timeoutMs = 120_000): Promise<Frame> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    for (const f of page.frames()) {
-      if (await f.locator('[data-testid=loss-chart]').count().catch(() => 0)) return f;
-    }
-    if (Date.now() > end) throw new Error('no training dashboard webview appeared');
-    await new Promise((r) => setTimeout(r, 250));
-  }
+export async function dashboardFrame(page: Page, title = 'quick', opts: WaitOptions = {}): Promise<Frame> {
+  return waitUntil(
+    `the training dashboard webview (tab "LoRA: ${title}")`,
+    async () => {
+      for (const f of page.frames()) {
+        // A frame still loading may never answer: bound each look.
+        const n = await Promise.race([f.locator('[data-testid=loss-chart]').count().catch(() => 0), new Promise<number>((r) => setTimeout(() => r(0), 2000))]);
+        if (n) return f;
+      }
+      const tab = page.locator('.tabs-container .tab', { hasText: `LoRA: ${title}` }).first();
+      if (await tab.isVisible().catch(() => false)) await tab.click({ timeout: 5000 }).catch(() => undefined);
+      return undefined;
+    },
+    { page, ...opts },
+  );
 }
 
 async function freePort(): Promise<number> {

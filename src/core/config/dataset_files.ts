@@ -21,3 +21,15 @@ export const CAPTION_EXTENSION = '.txt';
 export function isImageFile(name: string): boolean {
   return IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase());
 }
+
+/**
+ * Per-image limits, checked before decoding (sharp reads the header first): a file larger than this is not a
+ * training image, nor is a picture with more pixels (sharp's `limitInputPixels`), nor one so elongated that
+ * resizing its short side to the resolution makes it huge (a 200000×1 PNG).
+ */
+export const IMAGE_LIMITS = { maxBytes: 256 * 1024 * 1024, maxPixels: 100_000_000, maxAspect: 32 } as const;
+/**
+ * Longest caption, in characters. CLIP keeps 77 tokens; even one character a token, this is far past them, so
+ * nothing the tokenizer would keep is refused.
+ */
+export const MAX_CAPTION_CHARS = 10_000;

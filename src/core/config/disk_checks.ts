@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DiffusersFolder } from '../io/diffusers_folder.js';
+import { READ_LIMITS, checkRegular, readRegularFile, readRegularText } from '../io/safe_read.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { RunFacts } from './cross_checks.js';
 import type { Severity } from './problems.js';
@@ -172,9 +173,10 @@ function checkTokenizer(dir: string): void {
 
 /** Git LFS pointers (a clone without `git lfs pull`) and truncated downloads are the usual broken weights. */
 function checkWeightsFile(file: string): void {
-  const size = fs.statSync(file).size;
-  if (size < 1024) {
-    const head = fs.readFileSync(file, 'utf8').slice(0, 100);
+  const st = fs.statSync(file);
+  checkRegular(file, st, Number.MAX_SAFE_INTEGER, 'a weights file');
+  if (st.size < 1024) {
+    const head = readRegularFile(file, 1024, 'a weights file').toString('utf8', 0, 100);
     if (head.startsWith('version https://git-lfs')) throw new Error(`${file} is a Git LFS pointer, not the weights: run \`git lfs pull\` in the model's repository`);
   }
   SafetensorsFile.open(file).close();
@@ -247,7 +249,14 @@ type Add = (severity: Severity, message: string, k?: keyof RunConfig) => void;
 function checkMetadata(c: RunConfig, dir: string, file: string, images: string[], add: Add, skip: ReadonlySet<string>, report: DiskReport): DatasetSummary {
   const rows: { line: number; row: Record<string, unknown> }[] = [];
   const bad: number[] = [];
-  fs.readFileSync(file, 'utf8')
+  let text: string;
+  try {
+    text = readRegularText(file, READ_LIMITS.metadata, METADATA_FILE);
+  } catch (e) {
+    add('error', (e as Error).message);
+    return { dir, images: images.length, captions: 0, captionSource: 'none', examples: 0 };
+  }
+  text
     .split('\n')
     .forEach((text, i) => {
       if (!text.trim()) return;

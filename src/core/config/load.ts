@@ -1,8 +1,8 @@
 import YAML from 'yaml';
 // Loading a run config for a run: read the file, validate it (the same code path as the language server),
 // check it against the disk, and resolve its paths against the config's folder.
-import fs from 'node:fs';
 import path from 'node:path';
+import { READ_LIMITS, readRegularText } from '../io/safe_read.js';
 import { checkRunConfigOnDisk, resolveCheckpoint, resolveConfigPath, type DiskReport } from './disk_checks.js';
 import { formatProblems, hasErrors, problem, ZERO_RANGE, type Problem } from './problems.js';
 import type { RunConfig } from './run_config.js';
@@ -49,10 +49,10 @@ export function loadRunConfig(file: string, opts: LoadOptions = {}): LoadedRunCo
   const dir = path.dirname(abs);
   let text: string;
   try {
-    text = fs.readFileSync(abs, 'utf8');
+    text = readRegularText(abs, READ_LIMITS.config, 'a run config');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EISDIR' ? 'is a folder, not a run config file' : err.message;
+    const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EISDIR' || /a folder$/.test(err.message) ? 'is a folder, not a run config file' : err.message;
     return { file: abs, dir, problems: [problem({ code: 'read', severity: 'error', range: ZERO_RANGE, line: 0, message: `cannot read the run config: ${why}` })] };
   }
   return checkAnalysis(analyzeRunConfigText(text), abs, dir, opts);
@@ -67,8 +67,13 @@ export function loadRunConfig(file: string, opts: LoadOptions = {}): LoadedRunCo
 export function loadRunConfigWithOverrides(file: string, overrides: readonly string[], opts: LoadOptions = {}): LoadedRunConfig {
   if (overrides.length === 0) return loadRunConfig(file, opts);
   const abs = path.resolve(file);
-  if (!fs.existsSync(abs) || !fs.statSync(abs).isFile()) return loadRunConfig(file, opts); // reports why it can't be read
-  const doc = YAML.parseDocument(fs.readFileSync(abs, 'utf8'));
+  let source: string;
+  try {
+    source = readRegularText(abs, READ_LIMITS.config, 'a run config');
+  } catch {
+    return loadRunConfig(file, opts); // reports why it can't be read
+  }
+  const doc = YAML.parseDocument(source);
   for (let i = 0; i < overrides.length; i++) {
     const m = /^--([A-Za-z0-9_]+)(?:=(.*))?$/s.exec(overrides[i]);
     if (!m) {
@@ -78,7 +83,14 @@ export function loadRunConfigWithOverrides(file: string, overrides: readonly str
     if (raw === undefined && i + 1 < overrides.length && !overrides[i + 1].startsWith('--')) raw = overrides[++i];
     doc.set(m[1], raw === undefined ? true : YAML.parse(raw));
   }
-  return checkAnalysis(analyzeRunConfigText(doc.toString()), abs, path.dirname(abs), opts);
+  let text: string;
+  try {
+    text = doc.toString();
+  } catch {
+    // A document YAML cannot write back (an alias with no anchor): report its own problems, without overrides.
+    text = source;
+  }
+  return checkAnalysis(analyzeRunConfigText(text), abs, path.dirname(abs), opts);
 }
 
 /** Disk checks, run-length checks and path resolution for an analysed config (YAML or flags). */

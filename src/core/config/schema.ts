@@ -634,6 +634,8 @@ export function runConfigJsonSchema(opts: { forEditors?: boolean } = {}): Record
     if (spec.type === 'string' && (spec.nonEmpty || spec.required)) p.minLength = 1;
     if (spec.type === 'integer' || spec.type === 'number') {
       for (const k of ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'] as const) if (spec[k] !== undefined) p[k] = spec[k];
+      // Above 2^53 a number is no longer an exact integer (2^64 + 1 reads as 2^64): refused.
+      if (spec.type === 'integer' && spec.maximum === undefined) p.maximum = Number.MAX_SAFE_INTEGER;
     }
     if (!spec.required) p.default = spec.default;
     if (opts.forEditors) {

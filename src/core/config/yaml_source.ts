@@ -66,12 +66,34 @@ export interface YamlSource {
 }
 
 const MAX_RECOVERY_PASSES = 4;
+/** Aliases a value may expand (`*a`): a run config needs few or none; a "billion laughs" text needs millions. */
+const MAX_ALIAS_COUNT = 20;
+
+/**
+ * The longest run config read, in characters. Real ones are a few kB; YAML parsing of a pathological text (thousands of keys) costs about 0.2 s per 10 kB
+ * here, so the language server keeps answering within a second on any file a cloned repository holds.
+ */
+export const MAX_CONFIG_CHARS = 64 * 1024;
 
 export function readYamlSource(text: string): YamlSource {
-  const lines = new LineIndex(text);
   const problems: Problem[] = [];
+  if (text.length > MAX_CONFIG_CHARS) {
+    // Not indexed past its first line: the one problem sits there.
+    const lines = new LineIndex(text.slice(0, Math.min(text.length, 1 + (text.indexOf('\n') >>> 0))));
+    const size = text.length >= 1024 * 1024 ? `${(text.length / 1024 / 1024).toFixed(1)} MB` : `${Math.round(text.length / 1024)} kB`;
+    problems.push(
+      problem({
+        code: 'read',
+        severity: 'error',
+        range: lines.trimmedLineRange(0),
+        message: `this file holds ${size}, over the ${MAX_CONFIG_CHARS / 1024} kB limit for a run config (a real one is a few kB of \`key: value\` lines): it is not checked`,
+      }),
+    );
+    return { lines, entries: [], problems };
+  }
+  const lines = new LineIndex(text);
   let working = text;
-  let doc: Document.Parsed = parseDocument(working, { prettyErrors: false });
+  let doc: Document.Parsed = parseDocument(working, { prettyErrors: false, uniqueKeys: false });
   for (let pass = 0; pass < MAX_RECOVERY_PASSES; pass++) {
     const blanked = new Set<number>();
     for (const e of doc.errors) {
@@ -92,7 +114,7 @@ export function readYamlSource(text: string): YamlSource {
     const chars = working.split('');
     for (const l of blanked) for (let o = lines.starts[l]; o < lines.lineEnd(l); o++) chars[o] = ' ';
     working = chars.join('');
-    doc = parseDocument(working, { prettyErrors: false });
+    doc = parseDocument(working, { prettyErrors: false, uniqueKeys: false });
   }
   for (const e of doc.errors) if (e.code !== 'DUPLICATE_KEY') problems.push(syntaxProblem(lines, e));
   for (const w of doc.warnings) problems.push({ ...syntaxProblem(lines, w), severity: 'warning' });
@@ -153,7 +175,28 @@ function toEntry(doc: Document.Parsed, lines: LineIndex, pair: Pair<unknown, unk
   const colon = lines.text.indexOf(':', keyNode.range[1]);
   const valueStart = valueNode?.range ? valueNode.range[0] : colon >= 0 ? colon + 1 : keyNode.range[1];
   const valueEnd = valueNode?.range ? valueNode.range[1] : valueStart;
-  const value = valueNode ? valueNode.toJS(doc, { maxAliasCount: 100 }) : null;
+  let value: unknown = null;
+  if (valueNode) {
+    try {
+      value = valueNode.toJS(doc, { maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      // An alias with no anchor (`rank: *a`) or one that expands too far (a "billion laughs" text).
+      const [s, end] = valueNode.range ?? [valueStart, valueEnd];
+      const unresolved = /Unresolved alias/.test((e as Error).message);
+      problems.push(
+        problem({
+          key: KEY_SPECS.has(key) ? key : undefined,
+          code: 'syntax',
+          severity: 'error',
+          range: lines.range(s, end),
+          message: unresolved
+            ? `YAML: ${lines.text.slice(s, Math.min(end, s + 40)).trim()} is an alias with no anchor (\`&name\`) before it — write the value itself`
+            : `YAML: \`${key}\` expands its aliases more than ${MAX_ALIAS_COUNT} times — write the value itself`,
+        }),
+      );
+      return undefined;
+    }
+  }
   const entry: Entry = {
     key,
     value: value === undefined ? null : value,

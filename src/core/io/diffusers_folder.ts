@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { refusePickle } from './safetensors.js';
+import { READ_LIMITS, readRegularText } from './safe_read.js';
 
 export class ModelFolderError extends Error {
   constructor(message: string) {
@@ -86,9 +87,9 @@ export function findWeights(dir: string, variant: Variant | undefined): string[]
 export function readJson(file: string): unknown {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularText(file, READ_LIMITS.json, 'a JSON file');
   } catch (e) {
-    throw new ModelFolderError(`${file}: cannot read (${(e as Error).message})`);
+    throw new ModelFolderError((e as Error).name === 'FileRefusedError' ? (e as Error).message : `${file}: cannot read (${(e as Error).message})`);
   }
   try {
     // Python's json writes NaN/Infinity/-Infinity, which JSON.parse rejects.

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { float16ToFloat32, bfloat16ToFloat32 } from './half.js';
 import { writeFileAtomic } from '../config/run_folder.js';
+import { checkRegular } from './safe_read.js';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -60,7 +61,7 @@ export function parseHeader(json: string, headerLength: number, fileSize: number
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) throw new SafetensorsError(source, `tensor "${name}": entry is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in ITEM_SIZE)) {
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(ITEM_SIZE, e.dtype)) {
       throw new SafetensorsError(source, `tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(ITEM_SIZE).join(', ')})`);
     }
     const dtype = e.dtype as DType;
@@ -89,6 +90,15 @@ export function parseHeader(json: string, headerLength: number, fileSize: number
       throw new SafetensorsError(source, `tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap in the data section`);
     }
   }
+  // As the reference reader (safetensors' MetadataIncompleteBuffer): the tensors fill the data section
+  // exactly, so a header length that is off by a byte cannot shift every tensor silently.
+  const covered = spans.reduce((m, s) => Math.max(m, s[1]), 0);
+  if (covered !== dataSize) {
+    throw new SafetensorsError(
+      source,
+      `the tensors cover ${covered} bytes of the ${Math.max(0, dataSize)}-byte data section after the ${headerLength}-byte header: the header length is wrong or the file has bytes no tensor owns`,
+    );
+  }
   return { metadata, tensors };
 }
 
@@ -106,9 +116,12 @@ export class SafetensorsFile implements SafetensorsHeader {
 
   static open(file: string): SafetensorsFile {
     refusePickle(file);
-    const fd = fs.openSync(file, 'r');
+    // Without blocking: a FIFO would wait for a writer; the descriptor is then checked to be a regular file.
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     try {
-      const size = fs.fstatSync(fd).size;
+      const st = fs.fstatSync(fd);
+      checkRegular(file, st, Number.MAX_SAFE_INTEGER, 'a safetensors file');
+      const size = st.size;
       if (size < 8) throw new SafetensorsError(file, `file is ${size} bytes, too short for a safetensors header`);
       const lenBuf = Buffer.alloc(8);
       fs.readSync(fd, lenBuf, 0, 8, 0);

@@ -46,6 +46,8 @@ const END_OF_WORD = '</w>';
 /** CLIP's context length, used when tokenizer_config.json gives no sensible model_max_length. */
 const CLIP_CONTEXT_LENGTH = 77;
 const CACHE_LIMIT = 10_000;
+/** Longest word (in UTF-8 bytes) given to BPE: each token is at most a few bytes, so this is well past 77 tokens. */
+const MAX_WORD_CHARS = 2048;
 
 /**
  * GPT-2's reversible byte → printable character table: printable Latin-1 bytes map to themselves, the
@@ -153,14 +155,17 @@ export class CLIPTokenizer {
     const ids = this.encodeUnpadded(text);
     const max = this.modelMaxLength;
     // transformers truncates the text's tokens to max − 2 and then adds bos/eos, so eos always ends it.
-    const out = ids.length > max ? [...ids.slice(0, max - 1), this.eosTokenId] : ids;
+    const out = ids.length > max ? ids.slice(0, max - 1).concat(this.eosTokenId) : ids;
     while (out.length < max) out.push(this.padTokenId);
     return out;
   }
 
   /** `<|startoftext|>` ids `<|endoftext|>`, neither truncated nor padded. */
   encodeUnpadded(text: string): number[] {
-    return [this.bosTokenId, ...this.tokenize(text), this.eosTokenId];
+    const ids = this.tokenize(text);
+    ids.unshift(this.bosTokenId);
+    ids.push(this.eosTokenId);
+    return ids;
   }
 
   /** Several prompts, each padded/truncated to modelMaxLength, as one row-major [texts.length, modelMaxLength] array. */
@@ -179,7 +184,11 @@ export class CLIPTokenizer {
         ids.push(this.vocab.get(segment.text)!);
         continue;
       }
-      for (const word of normalize(segment.text).match(CLIP_PATTERN) ?? []) ids.push(...this.bpe(toByteChars(word)));
+      for (const word of normalize(segment.text).match(CLIP_PATTERN) ?? []) {
+        // A word longer than MAX_WORD_CHARS gives more tokens than modelMaxLength keeps: its tail would be
+        // truncated anyway, and BPE on it costs time quadratic in its length.
+        for (const id of this.bpe(toByteChars(word).slice(0, MAX_WORD_CHARS))) ids.push(id);
+      }
     }
     return ids;
   }
@@ -208,7 +217,7 @@ export class CLIPTokenizer {
   private bpe(word: string): number[] {
     const cached = this.cache.get(word);
     if (cached) return cached;
-    const symbols = [...word];
+    let symbols = [...word];
     symbols[symbols.length - 1] += END_OF_WORD;
     // Repeatedly merge the adjacent pair with the lowest rank, every occurrence left to right. (Equivalent to
     // tokenizers' priority queue: a merge's result only forms pairs ranked after the merge itself.)
@@ -228,7 +237,7 @@ export class CLIPTokenizer {
           merged.push(symbols[i]);
         }
       }
-      symbols.splice(0, symbols.length, ...merged);
+      symbols = merged;
     }
     const ids = symbols.map((s) => this.vocab.get(s) ?? this.unkTokenId);
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
