@@ -144,9 +144,13 @@ function roundHalfEven(x: number): number {
 
 /** torchvision CenterCrop(size) on an image at least `size` on both sides. */
 export function centerCrop(img: RgbImage, size: number): RgbImage {
-  const top = roundHalfEven((img.height - size) / 2);
-  const left = roundHalfEven((img.width - size) / 2);
+  const [top, left] = centerCropTopLeft(img.height, img.width, size);
   return crop(img, top, left, size, size);
+}
+
+/** Where CenterCrop(size) starts in a height × width image: (top, left), as SDXL's crop_top_left conditioning records it. */
+export function centerCropTopLeft(height: number, width: number, size: number): [number, number] {
+  return [roundHalfEven((height - size) / 2), roundHalfEven((width - size) / 2)];
 }
 
 /** torchvision RandomCrop(size): top from randint(0, h−size+1), then left likewise; no draws when nothing to choose. */
