@@ -34,7 +34,8 @@ import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
 import { openDataset, decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
-import { trainTransform, resizeShortestSide, centerCrop, randomCrop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
+import { trainTransform, resizeShortestSide, centerCropTopLeft, crop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
+import { sdxlTimeIds } from '../core/models/unet_2d_condition.js';
 import { Random, streamSeed, epochOrder, freshSeed } from './random.js';
 import { TrainableLora } from './lora_params.js';
 import { AdamW } from './adamw.js';
@@ -121,6 +122,8 @@ function fingerprint(c: RunConfig, numExamples: number, predictionType: Predicti
 interface CachedLatents {
   readonly mean: tf.Tensor3D;
   readonly std: tf.Tensor3D;
+  /** SDXL's micro-conditioning of this image variant: original (h, w), crop top-left, target size (sdxlTimeIds). */
+  readonly timeIds: number[];
 }
 
 /** Runs a training, reporting through `events`. Never throws for training problems: they end in an `error` event and status 'failed'. */
@@ -160,6 +163,8 @@ class TrainingSession {
   private opt?: AdamW;
   private metrics?: MetricsWriter;
   private readonly textCache = new Map<string, tf.Tensor2D>();
+  /** SDXL: each caption's pooled embedding (the second text encoder's text_embeds). */
+  private readonly pooledCache = new Map<string, tf.Tensor1D>();
   private latentCache: CachedLatents[][] = [];
   private samples: string[] = [];
   private lastCheckpoint?: string;
@@ -286,7 +291,7 @@ class TrainingSession {
           const indices = order.slice(batchInEpoch * c.train_batch_size, (batchInEpoch + 1) * c.train_batch_size);
           const inputs = await this.microBatch(dataset, indices, rng);
           const step = await lossAndGrads(stepModels, inputs, 1 / gas);
-          tf.dispose([inputs.latents, inputs.noise, inputs.encoderHiddenStates]);
+          tf.dispose([inputs.latents, inputs.noise, inputs.encoderHiddenStates, ...(inputs.addedCond ? [inputs.addedCond.textEmbeds, inputs.addedCond.timeIds] : [])]);
           trainLoss += step.loss / gas;
           samples += indices.length;
           grads = accumulate(grads, step.grads);
@@ -368,7 +373,7 @@ class TrainingSession {
 
   private loadModel(): StableDiffusion {
     try {
-      this.sd = loadStableDiffusion(this.c.pretrained_model_name_or_path, { variant: this.c.variant ?? undefined });
+      this.sd = loadStableDiffusion(this.c.pretrained_model_name_or_path, { variant: this.c.variant ?? undefined, config: this.c.pretrained_model_config ?? undefined });
     } catch (e) {
       throw new TrainingError('model', `cannot load the model ${this.c.pretrained_model_name_or_path}: ${(e as Error).message}`);
     }
@@ -382,6 +387,7 @@ class TrainingSession {
       const chunk = captions.slice(i, i + 16);
       const emb = encodePrompts(this.sd!, chunk);
       tf.unstack(emb.embeds).forEach((t, j) => this.textCache.set(chunk[j], t as tf.Tensor2D));
+      if (emb.pooled) tf.unstack(emb.pooled).forEach((t, j) => this.pooledCache.set(chunk[j], t as tf.Tensor1D));
       disposeEmbeddings(emb);
       await yieldToEventLoop();
     }
@@ -393,17 +399,23 @@ class TrainingSession {
     let frozenCrop = false;
     const t0 = Date.now();
     for (const ex of dataset.examples) {
-      const img = resizeShortestSide(await decodeRgb(ex.file), c.resolution);
+      const original = await decodeRgb(ex.file);
+      const img = resizeShortestSide(original, c.resolution);
       if (!c.center_crop && (img.width > c.resolution || img.height > c.resolution)) frozenCrop = true;
-      const cropped = c.center_crop ? centerCrop(img, c.resolution) : randomCrop(img, c.resolution, rng);
+      // torchvision CenterCrop / RandomCrop (top, then left drawn), keeping where the crop starts for SDXL's time ids.
+      const exact = img.width === c.resolution && img.height === c.resolution; // RandomCrop draws nothing then
+      const [top, left] = c.center_crop || exact ? centerCropTopLeft(img.height, img.width, c.resolution) : [rng.randint(0, img.height - c.resolution + 1)[0], rng.randint(0, img.width - c.resolution + 1)[0]];
+      const cropped = exact ? img : crop(img, top, left, c.resolution, c.resolution);
       const variants = c.random_flip ? [cropped, flipHorizontal(cropped)] : [cropped];
+      // train_text_to_image_lora_sdxl.py records a flipped image's left as (resized width − left).
+      const ids = [sdxlTimeIds([original.height, original.width], [top, left], [c.resolution, c.resolution]), sdxlTimeIds([original.height, original.width], [top, img.width - left], [c.resolution, c.resolution])];
       const pixels = tf.tidy(() => tf.stack(variants.map((v) => tf.tensor3d(toNormalizedPixels(v), [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
       const { mean, std } = this.sd!.vae.encode(pixels);
       pixels.dispose();
       const means = tf.unstack(mean) as tf.Tensor3D[];
       const stds = tf.unstack(std) as tf.Tensor3D[];
       tf.dispose([mean, std]);
-      this.latentCache.push(means.map((m, i) => ({ mean: m, std: stds[i] })));
+      this.latentCache.push(means.map((m, i) => ({ mean: m, std: stds[i], timeIds: ids[i] })));
       await yieldToEventLoop();
     }
     this.ev.log(`cached latents of ${dataset.examples.length} images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -424,18 +436,26 @@ class TrainingSession {
     const captions: string[] = [];
     let mean: tf.Tensor4D;
     let std: tf.Tensor4D;
+    const timeIds: number[][] = [];
     if (c.cache_latents) {
       const chosen = indices.map((i, k) => {
         const flip = c.random_flip && rng.uniform([1])[0] < 0.5;
         captions.push(pickCaption(examples[k], rng));
+        timeIds.push(this.latentCache[i][flip ? 1 : 0].timeIds);
         return this.latentCache[i][flip ? 1 : 0];
       });
       mean = tf.stack(chosen.map((l) => l.mean)) as tf.Tensor4D;
       std = tf.stack(chosen.map((l) => l.std)) as tf.Tensor4D;
     } else {
       const pixels: Float32Array[] = [];
+      if (sd.textEncoder2 && (!c.center_crop || c.random_flip)) {
+        throw new TrainingError('config', 'SDXL training without cache_latents supports center_crop: true and random_flip: false only (the crop must be known for the time ids)', 'set cache_latents: true, or center_crop: true and random_flip: false');
+      }
       for (const ex of examples) {
-        pixels.push(trainTransform(await decodeRgb(ex.file), { resolution: c.resolution, centerCrop: c.center_crop, randomFlip: c.random_flip }, rng));
+        const img = await decodeRgb(ex.file);
+        pixels.push(trainTransform(img, { resolution: c.resolution, centerCrop: c.center_crop, randomFlip: c.random_flip }, rng));
+        const r = resizeShortestSide(img, c.resolution);
+        timeIds.push(sdxlTimeIds([img.height, img.width], centerCropTopLeft(r.height, r.width, c.resolution), [c.resolution, c.resolution]));
         captions.push(pickCaption(ex, rng));
       }
       const batch = tf.tidy(() => tf.stack(pixels.map((p) => tf.tensor3d(p, [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
@@ -461,8 +481,10 @@ class TrainingSession {
     }
     const timesteps = rng.randint(0, this.scheduler!.config.num_train_timesteps, b);
     const encoderHiddenStates = tf.stack(captions.map((t) => this.textCache.get(t)!)) as tf.Tensor3D;
+    // SDXL: the pooled caption embedding and the image's time ids (train_text_to_image_lora_sdxl.py's unet_added_conditions).
+    const addedCond = sd.textEncoder2 ? { textEmbeds: tf.stack(captions.map((t) => this.pooledCache.get(t)!)) as tf.Tensor2D, timeIds: tf.tensor2d(timeIds) } : undefined;
     tf.dispose([mean, std, eps]);
-    return { latents, noise, timesteps, encoderHiddenStates };
+    return { latents, noise, timesteps, encoderHiddenStates, addedCond };
   }
 
   private async checkpoint(state: TrainingState): Promise<void> {
@@ -561,6 +583,8 @@ class TrainingSession {
     this.metrics?.close();
     for (const t of this.textCache.values()) t.dispose();
     this.textCache.clear();
+    for (const t of this.pooledCache.values()) t.dispose();
+    this.pooledCache.clear();
     for (const l of this.latentCache.flat()) tf.dispose([l.mean, l.std]);
     this.latentCache = [];
     this.lora?.dispose();

@@ -72,7 +72,7 @@ test("the project's fixtures pass: tiny-sd model, tiny-shapes dataset counted", 
   assert.deepEqual(f.suggest, { key: 'resolution', value: '80' });
 });
 
-test('model folder: missing, a hub id, a file, not diffusers, SDXL, pickle weights, Git LFS pointers', () => {
+test('model folder: missing, a hub id, single files (truncated, LoRA, whole), not diffusers, SDXL, pickle weights, Git LFS pointers', () => {
   const missing = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: './nope' }), TMP);
   assert.deepEqual(findings(missing, 'error'), [['pretrained_model_name_or_path', 'error', `folder not found: ${path.join(TMP, 'nope')}`]]);
 
@@ -80,14 +80,26 @@ test('model folder: missing, a hub id, a file, not diffusers, SDXL, pickle weigh
   assert.equal(hub.length, 1);
   assert.match(hub[0][2], /looks like a Hugging Face Hub id.*huggingface-cli download stable-diffusion-v1-5\/stable-diffusion-v1-5 --local-dir \.\/stable-diffusion-v1-5/);
 
+  // A truncated single file is refused by the safetensors reader; a LoRA file says it is one; a whole checkpoint needs its config folder.
   const single = dir({ 'sd15.safetensors': 'x' });
-  assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: path.join(single, 'sd15.safetensors') }), TMP), 'error')[0][2], /single-file checkpoint/);
+  assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: path.join(single, 'sd15.safetensors') }), TMP), 'error')[0][2], /too short for a safetensors header/);
+  const lora = path.join(single, 'lora.safetensors');
+  writeSafetensors(lora, { 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': { shape: [1], data: [0] } });
+  assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: lora }), TMP), 'error')[0][2], /this is a LoRA file/);
+  const whole = path.join(single, 'whole.safetensors');
+  const t = { shape: [1], data: [0] };
+  writeSafetensors(whole, { 'model.diffusion_model.out.2.bias': t, 'first_stage_model.encoder.conv_in.bias': t, 'cond_stage_model.transformer.text_model.embeddings.position_embedding.weight': t });
+  const needsConfig = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: whole }), TMP);
+  assert.equal(needsConfig.model?.pipeline, 'single-file v1 checkpoint');
+  assert.deepEqual(findings(needsConfig, 'error').map((f) => f[0]), ['pretrained_model_config']);
+  assert.match(findings(needsConfig, 'error')[0][2], /holds no tokenizer: set pretrained_model_config/);
 
   const notDiffusers = dir({ 'readme.md': 'hi' });
   assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: notDiffusers }), TMP), 'error')[0][2], /no model_index\.json — this is not a diffusers pipeline folder/);
 
   const sdxl = fakeModel((d) => fs.writeFileSync(path.join(d, 'model_index.json'), JSON.stringify({ _class_name: 'StableDiffusionXLPipeline', text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'] })));
-  assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: sdxl }), TMP), 'error')[0][2], /StableDiffusionXLPipeline \(SDXL\) is not supported/);
+  // SDXL is supported: its folder is checked for text_encoder_2/ and tokenizer_2/ too.
+  assert.ok(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: sdxl }), TMP), 'error').some((f) => /text_encoder_2\/ is missing/.test(f[2])));
 
   const pickle = fakeModel((d) => {
     fs.rmSync(path.join(d, 'unet/diffusion_pytorch_model.safetensors'));

@@ -4,6 +4,7 @@
 // Used by the trainer at start and by the language server (which re-runs it when those files change).
 // Reads headers and folder listings only, never tensor data, so it stays fast on real models.
 import fs from 'node:fs';
+import { describeSingleFile } from '../io/single_file.js';
 import os from 'node:os';
 import path from 'node:path';
 import { DiffusersFolder } from '../io/diffusers_folder.js';
@@ -121,13 +122,27 @@ function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: Rea
     return;
   }
   if (!isDir(dir)) {
-    const single = /\.(safetensors|ckpt)$/i.test(dir);
-    add(
-      'error',
-      single
-        ? `${dir} is a single-file checkpoint; those are not supported yet — point to a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)`
-        : `${dir} is a file, not a folder — point to the diffusers folder that holds model_index.json`,
-    );
+    if (!/\.safetensors$/i.test(dir)) {
+      add('error', /\.(ckpt|pt|pth|bin)$/i.test(dir) ? `${dir} is a pickle file, which is never loaded: convert it to .safetensors, or use the model's diffusers folder` : `${dir} is a file, not a folder — point to the diffusers folder that holds model_index.json, or a single-file .safetensors checkpoint`);
+      return;
+    }
+    try {
+      const s = describeSingleFile(dir);
+      report.model = { dir, pipeline: `single-file ${s.family} checkpoint` };
+    } catch (e) {
+      add('error', (e as Error).message);
+      return;
+    }
+    if (c.pretrained_model_config === null) {
+      add('error', `${dir} is a single-file checkpoint, which holds no tokenizer: set pretrained_model_config to a diffusers folder of the same model family (its config.json files and tokenizer are used)`, 'pretrained_model_config');
+    } else {
+      const cfg = resolveConfigPath(c.pretrained_model_config, baseDir);
+      try {
+        DiffusersFolder.open(cfg);
+      } catch (e) {
+        add('error', (e as Error).message, 'pretrained_model_config');
+      }
+    }
     return;
   }
   let folder: DiffusersFolder;
@@ -139,19 +154,15 @@ function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: Rea
   }
   const pipeline = String(folder.index._class_name ?? 'unknown');
   report.model = { dir, pipeline };
-  if ('text_encoder_2' in folder.index || /XL/.test(pipeline)) {
-    add('error', `${pipeline} (SDXL) is not supported: LoRA Studio trains Stable Diffusion 1.x/2.x models (diffusers' train_text_to_image_lora.py)`);
-    return;
-  }
   const variant = c.variant === 'fp16' && !skip.has('variant') ? 'fp16' : undefined;
   let unetConfig: Record<string, unknown> | undefined;
   let vaeConfig: Record<string, unknown> | undefined;
-  for (const name of ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler']) {
+  for (const name of ['unet', 'vae', 'text_encoder', 'tokenizer', ...('text_encoder_2' in folder.index ? ['text_encoder_2', 'tokenizer_2'] : []), 'scheduler']) {
     try {
       const comp = folder.component(name, { variant });
       if (name === 'unet') unetConfig = comp.config;
       if (name === 'vae') vaeConfig = comp.config;
-      if (name === 'tokenizer') checkTokenizer(comp.dir);
+      if (name.startsWith('tokenizer')) checkTokenizer(comp.dir);
       if (name === 'scheduler' && !fs.existsSync(path.join(comp.dir, 'scheduler_config.json'))) throw new Error(`${comp.dir}: scheduler_config.json is missing`);
       for (const w of comp.weights) checkWeightsFile(w);
       if (variant && comp.weights.length && !comp.weights.some((w) => w.includes('.fp16.'))) {

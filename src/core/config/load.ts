@@ -131,6 +131,7 @@ export function diskProblems(a: Analysis, report: DiskReport): Problem[] {
 export function resolveRunConfigPaths(c: RunConfig, dir: string): RunConfig {
   const r = { ...c, save_formats: [...c.save_formats] };
   r.pretrained_model_name_or_path = resolveConfigPath(c.pretrained_model_name_or_path, dir);
+  if (c.pretrained_model_config !== null) r.pretrained_model_config = resolveConfigPath(c.pretrained_model_config, dir);
   r.train_data_dir = resolveConfigPath(c.train_data_dir, dir);
   r.output_dir = resolveConfigPath(c.output_dir, dir);
   if (c.resume_from_checkpoint !== null && c.resume_from_checkpoint !== 'latest') {

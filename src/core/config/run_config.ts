@@ -17,6 +17,7 @@ export type SaveFormat = (typeof SAVE_FORMATS)[number];
 export interface RunConfig {
   // model and data
   pretrained_model_name_or_path: string;
+  pretrained_model_config: string | null;
   variant: 'fp16' | null;
   train_data_dir: string;
   image_column: string;

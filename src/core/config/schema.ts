@@ -56,12 +56,27 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     required: true,
     path: 'model',
     placeholder: './model',
-    summary: 'The base model: a diffusers pipeline folder.',
+    summary: 'The base model: a diffusers pipeline folder or a single-file .safetensors checkpoint (SD 1.x, 2.x, SDXL).',
     description:
       'Path to pretrained model or model identifier from huggingface.co/models.\n\n' +
-      'Here: a **local folder** in the diffusers layout (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`) ' +
-      'with `.safetensors` weights, relative to this file. Hub ids cannot be downloaded by LoRA Studio: download the repository ' +
+      'Here: a **local folder** in the diffusers layout (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`; SDXL also `text_encoder_2/`, `tokenizer_2/`) ' +
+      'with `.safetensors` weights, or a **single-file checkpoint** (`.safetensors` in the original layout, as A1111/ComfyUI/Civitai hold them: its family is told from its keys), relative to this file. ' +
+      'Hub ids cannot be downloaded by LoRA Studio: download the repository ' +
       'once (for example `huggingface-cli download <id> --local-dir ./model`) and point here. Pickle weights (`.bin`, `.ckpt`) are refused.',
+  },
+  {
+    key: 'pretrained_model_config',
+    group: 'model and data',
+    type: 'string',
+    nullable: true,
+    nullMeans: "a single file's architecture is its family's standard one (SD 1.5, SD 2.1, SDXL base)",
+    default: null,
+    nonEmpty: true,
+    path: 'model',
+    summary: 'For a single-file checkpoint: a diffusers folder giving its configs and tokenizers.',
+    description:
+      "diffusers' `from_single_file(..., config=...)`: a diffusers folder of the same architecture whose `config.json` files, `tokenizer/` " +
+      '(and `tokenizer_2/`) and `scheduler/` are used with the weights of `pretrained_model_name_or_path`. A single file carries no tokenizer, so training and generating from one need this.',
   },
   {
     key: 'variant',
