@@ -98,6 +98,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
       width: width ?? (latents ? latents.shape[2] * sd.vaeScaleFactor : undefined),
       height: height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : undefined),
       lora: loras.lookup,
+      textEncoderLora: loras.textEncoderLookup,
       onStep: (i, n) => void (process.stderr.isTTY && process.stderr.write(`\rstep ${i}/${n}`)),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');

@@ -47,6 +47,7 @@ export interface LoadedModel {
     width?: number;
     height?: number;
     lora: LoraLookup;
+    textEncoderLora?: LoraLookup;
     onStep: (step: number, total: number) => boolean;
   }): Promise<tf.Tensor4D>;
   dispose(): void;
@@ -58,9 +59,10 @@ export type ModelLoader = (dir: string, variant: 'fp16' | undefined) => Promise<
 export const loadPipelineModel: ModelLoader = async (dir, variant) => {
   const { loadStableDiffusion, generate, disposeStableDiffusion } = await import('../core/pipeline/stable_diffusion.js');
   const { readLoraFile } = await import('../core/lora/lora_file.js');
+  const { loraTargetsOf } = await import('../core/pipeline/loras.js');
   const sd = loadStableDiffusion(dir, { variant });
   const size = (sd.unet.config.sample_size as number) * sd.vaeScaleFactor;
-  const targets = sd.unet.loraTargets();
+  const targets = loraTargetsOf(sd);
   return {
     width: size,
     height: size,
@@ -227,6 +229,7 @@ export class InferenceWorker {
             width: r.width,
             height: r.height,
             lora: this.loras.lookup,
+            textEncoderLora: this.loras.textEncoderLookup,
             onStep: (step, steps) => {
               if (running.cancelled) return false;
               this.send({ type: 'progress', id: r.id, job: index, jobs: r.jobs.length, step, steps });

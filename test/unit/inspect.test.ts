@@ -78,11 +78,11 @@ test('a LoRA with text-encoder parts, mixed ranks and a long metadata value', ()
   assert.equal(d.kind, 'lora');
   assert.deepEqual(d.dtypes, { F32: 16 + 16 + 1 + 1 + 16 + 16, F16: 64 });
   const text = formatDescription(d);
-  assert.match(text, /modules: 2 UNet, 1 text encoder \(not applied by LoRA Studio yet\)/);
+  assert.match(text, /modules: 2 UNet, 1 text encoder\n/);
   assert.match(text, /rank: 2 \(2 modules\), 4 \(1 module\)/);
   assert.match(text, /alpha: 1 \(1 module\), 4 \(1 module\), none \(1 module\) \(scale alpha\/rank: 0\.5 \(1 module\), 1 \(2 modules\)\)/);
   assert.match(text, /mid_block\.attentions\.0: proj_in\n/);
-  assert.match(text, /text_model\.encoder\.layers\.0\.self_attn: q_proj/);
+  assert.match(text, /text encoder modules:\n {4}encoder\.layers\.0\.self_attn: q_proj/);
   assert.match(text, /ss_tag_frequency: \{"tags":.*… \(\d+ chars\)/);
 });
 

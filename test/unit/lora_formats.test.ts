@@ -11,6 +11,7 @@ import { SafetensorsFile, readAllFloat32, writeSafetensors, type TensorToWrite }
 import { ATTENTION_PROJECTIONS, guessPathFromKohya, kohyaName, loraTargetsFromUnetWeights, parseLoraKey } from '../../src/core/lora/formats.js';
 import { LoraFileError, baseModelVersion, loraTrainingMetadata, readLoraFile, writeDiffusersLora, writeKohyaLora, type LoraModule } from '../../src/core/lora/lora_file.js';
 import { LoraSet, parseLoraArg } from '../../src/core/lora/lora_set.js';
+import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
 import { FIXTURES, MODEL_DIR, TINY_SHAPES, manifest, useTestBackend } from '../helpers/fixtures.js';
 
 const DIFFUSERS_LORA = path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors');
@@ -85,9 +86,15 @@ test('key names: kohya names are built from module paths; the guess back is for 
   assert.deepEqual(parseLoraKey(`unet.${p}.lora.down.weight`), { kind: 'lora', format: 'diffusers', component: 'unet', module: p, naming: 'dotted', part: 'down' });
   assert.deepEqual(parseLoraKey(`base_model.model.${p}.lora_B.weight`), { kind: 'lora', format: 'peft', component: 'unet', module: p, naming: 'dotted', part: 'up' });
   assert.deepEqual(parseLoraKey('lora_te_text_model_encoder_layers_0_mlp_fc1.alpha'), {
-    kind: 'lora', format: 'kohya', component: 'text_encoder', module: 'text_model_encoder_layers_0_mlp_fc1', naming: 'kohya', part: 'alpha',
+    kind: 'lora', format: 'kohya', component: 'text_encoder', module: 'encoder_layers_0_mlp_fc1', naming: 'kohya', part: 'alpha',
   });
-  assert.equal(parseLoraKey(`unet.${p}.lora_magnitude_vector`).kind, 'unsupported');
+  // DoRA's magnitude, PEFT adapter-named keys, ComfyUI's LoraSave prefixes.
+  assert.deepEqual(parseLoraKey(`unet.${p}.lora_magnitude_vector`), { kind: 'lora', format: 'peft', component: 'unet', module: p, naming: 'dotted', part: 'magnitude' });
+  assert.deepEqual(parseLoraKey(`${p}.lora_A.default.weight`), { kind: 'lora', format: 'peft', component: 'unet', module: p, naming: 'dotted', part: 'down' });
+  assert.deepEqual(parseLoraKey('diffusion_model.input_blocks.4.1.proj_in.lora_up.weight'), { kind: 'lora', format: 'kohya', component: 'unet', module: 'input_blocks.4.1.proj_in', naming: 'dotted', part: 'up' });
+  assert.deepEqual(parseLoraKey('text_encoders.clip_l.transformer.text_model.encoder.layers.0.mlp.fc1.lora_down.weight'), {
+    kind: 'lora', format: 'kohya', component: 'text_encoder', module: 'encoder.layers.0.mlp.fc1', naming: 'dotted', part: 'down',
+  });
   assert.equal(parseLoraKey('lora_unet_x.hada_w1_a').kind, 'unsupported');
   assert.equal(parseLoraKey('conv_in.weight').kind, 'unknown');
 });
@@ -214,7 +221,7 @@ test('a LoRA for another model is an error naming the key (wrong shape, missing 
   assert.ok(Object.keys(shared).length > 0);
   assert.throws(
     () => readLoraFile(writeRaw('shared-modules.safetensors', shared), OTHER_TARGETS),
-    (e: Error) => /key "unet\.down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k\.lora\.down\.weight" has shape \[4, 64\] but module .* takes 128 input features/.test(e.message) && /another model/.test(e.message),
+    (e: Error) => /key "unet\.down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k\.lora\.down\.weight" has shape \[4,64\] but module .* takes 128 inputs/.test(e.message) && /another model/.test(e.message),
   );
   // The other model's LoRA has attentions this model lacks.
   const missing = OTHER_TARGETS.find((t) => !TARGETS.some((u) => u.path === t.path))!;
@@ -234,16 +241,21 @@ test('incomplete or unusual files: down without up, rank mismatch, DoRA, unknown
   const f2 = writeRaw('rank-mismatch.safetensors', { [`unet.${p}.lora.down.weight`]: [[4, i], new Float32Array(4 * i)], [`unet.${p}.lora.up.weight`]: [[o, 2], new Float32Array(o * 2)] });
   assert.throws(() => readLoraFile(f2, TARGETS), /lora\.up\.weight" has rank 2 but its down weight/);
   const f3 = writeRaw('dora.safetensors', { [`unet.${p}.lora_A.weight`]: [[4, i], new Float32Array(4 * i)], [`unet.${p}.lora_B.weight`]: [[o, 4], new Float32Array(o * 4)], [`unet.${p}.lora_magnitude_vector`]: [[o], new Float32Array(o)] });
-  assert.throws(() => readLoraFile(f3, TARGETS), /lora_magnitude_vector" belongs to a DoRA/);
+  const dora = readLoraFile(f3, TARGETS).modules.get(p)!;
+  assert.equal(dora.magnitude?.length, o, 'DoRA magnitude read');
+  const f3b = writeRaw('dora-in-axis.safetensors', { [`${kohyaName(p)}.lora_down.weight`]: [[4, i], new Float32Array(4 * i)], [`${kohyaName(p)}.lora_up.weight`]: [[o, 4], new Float32Array(o * 4)], [`${kohyaName(p)}.dora_scale`]: [[1, i], new Float32Array(i)] });
+  assert.throws(() => readLoraFile(f3b, TARGETS), /dora_scale" has shape \[1,\d+\]; a DoRA magnitude here is one value per output channel/);
+  const f3c = writeRaw('loha.safetensors', { [`${kohyaName(p)}.hada_w1_a`]: [[1], [0]] });
+  assert.throws(() => readLoraFile(f3c, TARGETS), /belongs to a LoHa \(LyCORIS\) adapter/);
   const f4 = writeRaw('not-lora.safetensors', { 'conv_in.weight': [[1], [0]] });
   assert.throws(() => readLoraFile(f4, TARGETS), /key "conv_in\.weight" is not a LoRA weight name/);
   const f5 = writeRaw('te-only.safetensors', { 'lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight': [[1, 2], [0, 0]], 'lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight': [[2, 1], [0, 0]] });
-  assert.throws(() => readLoraFile(f5, TARGETS), /holds no UNet LoRA weights this model can use \(2 keys skipped: 2 text-encoder/);
+  assert.throws(() => readLoraFile(f5, TARGETS), /holds no LoRA weights this model can use \(2 keys skipped: 2 text encoder LoRA keys skipped/);
   const f6 = writeRaw('conv3x3.safetensors', { [`${kohyaName(p)}.lora_down.weight`]: [[4, i, 3, 3], new Float32Array(4 * i * 9)], [`${kohyaName(p)}.lora_up.weight`]: [[o, 4, 1, 1], new Float32Array(o * 4)] });
-  assert.throws(() => readLoraFile(f6, TARGETS), /a 3×3 convolution LoRA/);
+  assert.throws(() => readLoraFile(f6, TARGETS), /has shape \[4,\d+,3,3\] but module .* takes \d+ inputs \(expected \[rank, \d+\]\)/);
 });
 
-test('an A1111 LoRA with text-encoder, proj_in/ff parts and 1×1-conv shapes: the UNet attention part loads, the rest is skipped with warnings', () => {
+test('an A1111 LoRA with text-encoder, proj_in/ff parts and 1×1-conv shapes: every UNet part loads; the text encoder part is skipped when no text encoder is given', () => {
   const tensors: Record<string, [number[], ArrayLike<number>]> = fixtureTensorsAs(
     (p, part) => `${kohyaName(p)}.lora_${part}.weight`,
     (s) => [...s, 1, 1], // conv-shaped [r, in, 1, 1] as sd-scripts writes for 1×1 convs
@@ -259,15 +271,21 @@ test('an A1111 LoRA with text-encoder, proj_in/ff parts and 1×1-conv shapes: th
     [`${ff}.lora_down.weight`]: [[2, 256], new Float32Array(512)], [`${ff}.lora_up.weight`]: [[64, 2], new Float32Array(128)],
   });
   const file = writeRaw('a1111.safetensors', tensors, { ss_network_dim: '4' });
-  const w = readLoraFile(file, TARGETS);
+  // Every Linear/Conv2d of the fixture UNet (what the pipeline passes), from the model's own construction.
+  const unet = UNet2DConditionModel.random(JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'unet/config.json'), 'utf8')));
+  const all = unet.loraLayers().map((l) => ({ path: l.path, inFeatures: l.inFeatures, outFeatures: l.outFeatures, kernelSize: l.kernelSize }));
+  unet.dispose();
+  const w = readLoraFile(file, all);
   assert.equal(w.format, 'kohya');
   const d = readLoraFile(DIFFUSERS_LORA, TARGETS);
-  sameModules(d.modules, w.modules, '1×1-conv kohya vs diffusers');
-  for (const m of w.modules.values()) assert.equal(m.alpha, 1);
-  assert.equal(w.skipped.length, 3 + 4);
-  assert.equal(w.warnings.length, 2);
-  assert.match(w.warnings[0], /3 text-encoder LoRA keys skipped/);
-  assert.match(w.warnings[1], /4 LoRA keys on UNet layers other than attention projections skipped \((proj_in ×2, ff\.net\.2 ×2|ff\.net\.2 ×2, proj_in ×2)\)/);
+  const attention = new Map([...w.modules].filter(([p]) => d.modules.has(p)));
+  sameModules(d.modules, attention, '1×1-conv kohya vs diffusers');
+  for (const m of attention.values()) assert.equal(m.alpha, 1);
+  assert.ok(w.modules.has(`${block}.proj_in`) && w.modules.has(`${block}.transformer_blocks.0.ff.net.2`), 'proj_in and ff applied');
+  assert.equal(w.modules.size, TARGETS.length + 2);
+  assert.equal(w.skipped.length, 3);
+  assert.equal(w.warnings.length, 1);
+  assert.match(w.warnings[0], /3 text encoder LoRA keys skipped — this model has no text encoder/);
 });
 
 test('PEFT layouts: lora_A/lora_B with base_model.model. prefix and adapter_config.json; diffusers header metadata; old processor keys', () => {

@@ -29,7 +29,7 @@ export interface LoraModuleSummary {
 export interface LoraDescription {
   readonly format: LoraFormat | 'mixed';
   readonly modules: LoraModuleSummary[];
-  /** Adapter kinds found that LoRA Studio cannot apply (DoRA, LoHa, …). */
+  /** Adapter kinds found that LoRA Studio cannot apply (LoHa, LoKr, …). */
   readonly unsupported: string[];
   /** Keys that are neither LoRA weights nor known adapter parts. */
   readonly unknownKeys: string[];
@@ -272,7 +272,7 @@ export function formatDescription(d: Description): string {
     const l = d.lora;
     const unet = l.modules.filter((m) => m.component === 'unet');
     const te = l.modules.filter((m) => m.component !== 'unet');
-    lines.push(`  modules: ${unet.length} UNet${te.length ? `, ${te.length} text encoder (not applied by LoRA Studio yet)` : ''}`);
+    lines.push(`  modules: ${unet.length} UNet${te.length ? `, ${te.length} text encoder` : ''}`);
     lines.push(`  rank: ${distinct(l.modules.map((m) => m.rank))}`);
     const alphas = l.modules.map((m) => m.alpha);
     if (alphas.every((a) => a === undefined)) {

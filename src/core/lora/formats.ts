@@ -8,18 +8,25 @@
 //              `base_model.model.`; alpha lives in adapter_config.json (or diffusers' `lora_adapter_metadata`).
 //   kohya      `lora_unet_<module with . → _>.lora_down.weight`, `.lora_up.weight`, `.alpha` (a scalar);
 //              the effective scale is alpha / rank. Used by sd-scripts, A1111 and most shared LoRAs.
+//              Text encoders: `lora_te_text_model_encoder_layers_0_self_attn_q_proj` (SDXL: lora_te1_/lora_te2_).
+//              The module names are diffusers' for SD 1.x/2.x, or the LDM/SGM ones (input_blocks.4.1…).
 //              Underscores are ambiguous (`to_out_0` vs `down_blocks`), so names are matched by building
 //              the kohya name of every module the model has, never by guessing.
+//   ComfyUI    LoraSave: `diffusion_model.<LDM module>.lora_up.weight`, `text_encoders.clip_l.transformer.
+//              text_model.…` (clip_g: the second text encoder), no alpha.
+//   LoCon      any of these on a Conv2d: down [r, in, k, k], up [out, r, 1, 1].
+//   DoRA       `.dora_scale` (kohya/LyCORIS, [out, 1, …]) or `.lora_magnitude_vector` (PEFT, [out]).
 //
 // Module paths are diffusers' module names inside the UNet, e.g.
 // `down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q`.
 import { SafetensorsFile } from '../io/safetensors.js';
 
-/** A linear layer that accepts a LoRA: its module path and its [out, in] weight shape. */
+/** A Linear or Conv2d layer that accepts a LoRA: its module path, [out, in] and its kernel size (1: Linear or 1×1). */
 export interface LoraTarget {
   readonly path: string;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  readonly kernelSize?: number;
 }
 
 /** The projections of every attention that LoRA Studio trains and applies adapters to (as diffusers' guide does). */
@@ -52,8 +59,8 @@ export function loraTargetsFromUnetWeights(files: readonly string[]): LoraTarget
 }
 
 export type LoraFormat = 'diffusers' | 'peft' | 'kohya';
-export type LoraPart = 'down' | 'up' | 'alpha';
-/** The model component a LoRA key is for. Only `unet` is applied for now. */
+export type LoraPart = 'down' | 'up' | 'alpha' | 'magnitude';
+/** The model component a LoRA key is for. */
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
 
 /** What one tensor name in a LoRA file means. */
@@ -63,7 +70,10 @@ export type ParsedLoraKey =
       /** Undefined for `.alpha`, which every layout spells the same way. */
       readonly format: LoraFormat | undefined;
       readonly component: LoraComponent;
-      /** A dotted module path, or for kohya keys the underscored name after `lora_unet_` / `lora_te_`. */
+      /**
+       * A dotted module path, or for kohya keys the underscored name after `lora_unet_` / `lora_te_`.
+       * Text-encoder paths are relative to the text model (`encoder.layers.0.mlp.fc1`: `text_model.` dropped).
+       */
       readonly module: string;
       readonly naming: 'dotted' | 'kohya';
       readonly part: LoraPart;
@@ -84,7 +94,6 @@ export function diffusersKeys(path: string): { down: string; up: string } {
 
 /** Suffixes after the kohya module name that belong to adapters other than plain LoRA. */
 const KOHYA_UNSUPPORTED: [RegExp, string][] = [
-  [/^dora_scale$/, 'DoRA (weight-decomposed LoRA)'],
   [/^hada_/, 'LoHa (LyCORIS)'],
   [/^lokr_/, 'LoKr (LyCORIS)'],
   [/^lora_mid\.weight$/, 'LoCon with a Tucker mid weight (LyCORIS)'],
@@ -95,7 +104,7 @@ const KOHYA_UNSUPPORTED: [RegExp, string][] = [
   [/^(a1|a2|b1|b2)\.weight$/, 'GLoRA (LyCORIS)'],
 ];
 
-const KOHYA_PART: Record<string, LoraPart> = { 'lora_down.weight': 'down', 'lora_up.weight': 'up', alpha: 'alpha' };
+const KOHYA_PART: Record<string, LoraPart> = { 'lora_down.weight': 'down', 'lora_up.weight': 'up', alpha: 'alpha', dora_scale: 'magnitude' };
 
 /** Dotted-key suffixes and what they are. Order matters: longer, more specific suffixes first. */
 const DOTTED_PARTS: [string, LoraFormat | undefined, LoraPart][] = [
@@ -105,9 +114,22 @@ const DOTTED_PARTS: [string, LoraFormat | undefined, LoraPart][] = [
   ['.lora_linear_layer.up.weight', 'diffusers', 'up'],
   ['.lora_A.weight', 'peft', 'down'],
   ['.lora_B.weight', 'peft', 'up'],
+  ['.lora_magnitude_vector.weight', 'peft', 'magnitude'],
+  ['.lora_magnitude_vector', 'peft', 'magnitude'],
+  ['.dora_scale', 'kohya', 'magnitude'],
   ['.lora_down.weight', 'kohya', 'down'],
   ['.lora_up.weight', 'kohya', 'up'],
   ['.alpha', undefined, 'alpha'],
+];
+
+/** Dotted-key prefixes naming the component: diffusers/PEFT's, and ComfyUI LoraSave's (comfy_extras/nodes_lora_extract.py). */
+const COMPONENT_PREFIXES: [string, LoraComponent][] = [
+  ['unet.', 'unet'],
+  ['text_encoder_2.', 'text_encoder_2'],
+  ['text_encoder.', 'text_encoder'],
+  ['diffusion_model.', 'unet'],
+  ['text_encoders.clip_l.transformer.', 'text_encoder'],
+  ['text_encoders.clip_g.transformer.', 'text_encoder_2'],
 ];
 
 /** Old diffusers attention-processor keys: `<attn>.processor.to_q_lora.down.weight` → `<attn>.to_q`. */
@@ -117,8 +139,9 @@ const PROCESSOR_KEY = /^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)
 export function parseLoraKey(key: string): ParsedLoraKey {
   const kohya = /^lora_(unet|te1|te2|te)_([^.]+)\.(.+)$/.exec(key);
   if (kohya) {
-    const [, comp, module, suffix] = kohya;
+    const [, comp, name, suffix] = kohya;
     const component: LoraComponent = comp === 'unet' ? 'unet' : comp === 'te2' ? 'text_encoder_2' : 'text_encoder';
+    const module = component === 'unet' ? name : name.replace(/^text_model_/, '');
     const part = KOHYA_PART[suffix];
     if (part) return { kind: 'lora', format: 'kohya', component, module, naming: 'kohya', part };
     for (const [re, what] of KOHYA_UNSUPPORTED) if (re.test(suffix)) return { kind: 'unsupported', what };
@@ -126,15 +149,16 @@ export function parseLoraKey(key: string): ParsedLoraKey {
   }
 
   let rest = key.startsWith('base_model.model.') ? key.slice('base_model.model.'.length) : key;
+  // PEFT names the adapter inside the key when saved without get_peft_model_state_dict: lora_A.default.weight.
+  rest = rest.replace(/\.(lora_A|lora_B|lora_magnitude_vector)\.(?!weight$)[A-Za-z0-9_-]+(\.weight)?$/, '.$1$2');
   let component: LoraComponent | undefined;
-  for (const c of ['unet', 'text_encoder_2', 'text_encoder'] as const) {
-    if (rest.startsWith(c + '.')) {
+  for (const [prefix, c] of COMPONENT_PREFIXES) {
+    if (rest.startsWith(prefix)) {
       component = c;
-      rest = rest.slice(c.length + 1);
+      rest = rest.slice(prefix.length);
       break;
     }
   }
-  if (/\.(lora_magnitude_vector|dora_scale)(\.weight)?$/.test(rest)) return { kind: 'unsupported', what: 'DoRA (weight-decomposed LoRA)' };
   if (/\.lora_B\.bias$/.test(rest)) return { kind: 'unsupported', what: 'LoRA with a bias on lora_B' };
   if (/\.lora_embedding_[AB]$/.test(rest)) return { kind: 'unsupported', what: 'LoRA on an embedding layer' };
 
@@ -159,6 +183,7 @@ export function parseLoraKey(key: string): ParsedLoraKey {
   if (module === undefined || part === undefined) return { kind: 'unknown' };
   // PEFT files saved from a bare text encoder carry no component prefix; their module names say what they are.
   component ??= /^(text_model\.|encoder\.layers\.|embeddings\.)/.test(module) ? 'text_encoder' : 'unet';
+  if (component !== 'unet') module = module.replace(/^text_model\./, '');
   return { kind: 'lora', format, component, module, naming: 'dotted', part };
 }
 
@@ -280,4 +305,86 @@ export function adapterConfigFromHeader(metadata: Readonly<Record<string, string
     if (Number.isFinite(alpha)) return { lora_alpha: alpha };
   }
   return undefined;
+}
+
+/** ResnetBlock2D's layers under their LDM names (ComfyUI comfy/utils.py UNET_MAP_RESNET). */
+const LDM_RESNET: Record<string, string> = { conv1: 'in_layers.2', conv2: 'out_layers.3', time_emb_proj: 'emb_layers.1', conv_shortcut: 'skip_connection' };
+/** The UNet's outer layers under their LDM names (comfy/utils.py UNET_MAP_BASIC). */
+const LDM_BASIC: Record<string, string> = {
+  conv_in: 'input_blocks.0.0',
+  'time_embedding.linear_1': 'time_embed.0',
+  'time_embedding.linear_2': 'time_embed.2',
+  'add_embedding.linear_1': 'label_emb.0.0',
+  'add_embedding.linear_2': 'label_emb.0.2',
+  conv_out: 'out.2',
+};
+
+/**
+ * The LDM/SGM path (`input_blocks.4.1.transformer_blocks.0.attn1.to_q`, the names of original Stable Diffusion
+ * and SDXL checkpoints, ComfyUI's and many kohya files') of each diffusers UNet module path, worked out from
+ * the diffusers paths themselves as ComfyUI's `unet_to_diffusers` (comfy/utils.py) works it out from the
+ * config: input_blocks count every resnet(+attention) pair and every downsampler in order from 1, the
+ * middle block is resnet 0, attention, resnet 1, and output_blocks count the up blocks' pairs from 0 with
+ * the upsampler after the last one. Returns diffusers path → LDM path.
+ */
+export function ldmUnetPaths(paths: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const count = (re: RegExp) => {
+    const idx = new Set<number>();
+    for (const p of paths) {
+      const m = re.exec(p);
+      if (m) idx.add(Number(m[1]));
+    }
+    return idx.size ? Math.max(...idx) + 1 : 0;
+  };
+  const resnetSub = (rest: string) => {
+    const m = /^(\d+)\.(conv1|conv2|time_emb_proj|conv_shortcut)$/.exec(rest);
+    return m ? { i: Number(m[1]), ldm: LDM_RESNET[m[2]] } : undefined;
+  };
+  const blocks = (kind: 'down_blocks' | 'up_blocks') => count(new RegExp(`^${kind}\\.(\\d+)\\.`));
+  // Per block: the LDM index of pair i, filled below, and where its downsampler/upsampler goes.
+  let n = 1;
+  for (let x = 0; x < blocks('down_blocks'); x++) {
+    const r = count(new RegExp(`^down_blocks\\.${x}\\.resnets\\.(\\d+)\\.`));
+    const first = n;
+    n += r;
+    const hasDown = paths.some((p) => p.startsWith(`down_blocks.${x}.downsamplers.0.`));
+    for (const p of paths) {
+      const pre = `down_blocks.${x}.`;
+      if (!p.startsWith(pre)) continue;
+      const rest = p.slice(pre.length);
+      const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
+      if (res) out.set(p, `input_blocks.${first + res.i}.0.${res.ldm}`);
+      const att = /^attentions\.(\d+)\.(.+)$/.exec(rest);
+      if (att) out.set(p, `input_blocks.${first + Number(att[1])}.1.${att[2]}`);
+      if (rest === 'downsamplers.0.conv') out.set(p, `input_blocks.${n}.0.op`);
+    }
+    if (hasDown) n++;
+  }
+  for (const p of paths) {
+    if (!p.startsWith('mid_block.')) continue;
+    const rest = p.slice('mid_block.'.length);
+    const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
+    if (res) out.set(p, `middle_block.${res.i === 0 ? 0 : 2}.${res.ldm}`);
+    const att = /^attentions\.0\.(.+)$/.exec(rest);
+    if (att) out.set(p, `middle_block.1.${att[1]}`);
+  }
+  n = 0;
+  for (let x = 0; x < blocks('up_blocks'); x++) {
+    const l = count(new RegExp(`^up_blocks\\.${x}\\.resnets\\.(\\d+)\\.`));
+    const hasAttention = (i: number) => paths.some((p) => p.startsWith(`up_blocks.${x}.attentions.${i}.`));
+    for (const p of paths) {
+      const pre = `up_blocks.${x}.`;
+      if (!p.startsWith(pre)) continue;
+      const rest = p.slice(pre.length);
+      const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
+      if (res) out.set(p, `output_blocks.${n + res.i}.0.${res.ldm}`);
+      const att = /^attentions\.(\d+)\.(.+)$/.exec(rest);
+      if (att) out.set(p, `output_blocks.${n + Number(att[1])}.1.${att[2]}`);
+      if (rest === 'upsamplers.0.conv') out.set(p, `output_blocks.${n + l - 1}.${hasAttention(l - 1) ? 2 : 1}.conv`);
+    }
+    n += l;
+  }
+  for (const p of paths) if (LDM_BASIC[p]) out.set(p, LDM_BASIC[p]);
+  return out;
 }

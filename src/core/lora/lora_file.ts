@@ -8,40 +8,54 @@ import {
   alphaFromAdapterConfig,
   diffusersKeys,
   guessPathFromKohya,
-  isOtherUnetLayer,
   kohyaName,
-  moduleKind,
+  ldmUnetPaths,
   parseLoraKey,
   usesLdmBlockNames,
   ATTENTION_PROJECTIONS,
   type AdapterConfig,
+  type LoraComponent,
   type LoraFormat,
   type LoraTarget,
 } from './formats.js';
 
 /** One module's LoRA: y += (alpha / rank) · up · down · x. Row-major f32, PyTorch layout. */
 export interface LoraModule {
-  /** [rank, in] */
+  /** [rank, in·k·k] (a k×k conv's [rank, in, k, k] flattened; k = 1 for Linear) */
   readonly down: Float32Array;
   /** [out, rank] */
   readonly up: Float32Array;
   readonly rank: number;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /** 1 for Linear and 1×1 convs; 3 for a LoCon 3×3 conv. */
+  readonly kernelSize?: number;
   /** alpha / rank is the module's scale; alpha = rank (scale 1) when the file stores none. */
   readonly alpha: number;
+  /** DoRA's magnitude vector [out] (PEFT lora_magnitude_vector, LyCORIS dora_scale). */
+  readonly magnitude?: Float32Array;
 }
 
 /** A module to write; alpha defaults to rank. */
 export type LoraModuleToWrite = Omit<LoraModule, 'alpha'> & { readonly alpha?: number };
 
+/** The layers of each model component a LoRA may attach to (the UNet's, the text encoders'). */
+export interface LoraModelTargets {
+  readonly unet: readonly LoraTarget[];
+  /** Paths relative to the text model (`encoder.layers.0.self_attn.q_proj`). */
+  readonly text_encoder?: readonly LoraTarget[];
+  readonly text_encoder_2?: readonly LoraTarget[];
+}
+
 export interface LoraWeights {
   readonly file: string;
   readonly format: LoraFormat;
-  /** By UNet module path (`down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q`). */
+  /** The UNet's modules, by UNet module path (`down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q`). */
   readonly modules: Map<string, LoraModule>;
+  /** Every component's modules (unet, text_encoder, text_encoder_2), by that component's module path; absent: the UNet's alone. */
+  readonly components?: ReadonlyMap<LoraComponent, Map<string, LoraModule>>;
   readonly metadata: Record<string, string>;
-  /** Keys that were recognised but left out (text-encoder parts, layers that are not LoRA targets here). */
+  /** Keys that were recognised but left out (parts for a component the model was not given). */
   readonly skipped: string[];
   /** One sentence per kind of skipped part, for the user. */
   readonly warnings: string[];
@@ -64,41 +78,60 @@ interface Found {
 }
 interface Pending {
   target: LoraTarget;
+  component: LoraComponent;
   format?: LoraFormat;
   down?: Found;
   up?: Found;
   alpha?: Found;
+  magnitude?: Found;
 }
 
+const COMPONENT_NAMES: Record<LoraComponent, string> = { unet: 'UNet', text_encoder: 'text encoder', text_encoder_2: 'second text encoder' };
+
 /**
- * Reads a LoRA in diffusers, PEFT or kohya/A1111 layout and checks it against the model's LoRA targets
- * (see loraTargetsFromUnetWeights, or the UNet's loraTargets()). Text-encoder parts and LoRA parts on UNet
- * layers that are not targets are skipped with a warning; anything that does not fit the model is an error
- * naming the key.
+ * Reads a LoRA in diffusers, PEFT, kohya/A1111 (diffusers or LDM block names) or ComfyUI layout, LoCon and
+ * DoRA included, and checks it against the model's LoRA targets (`loraTargetsOf`, or for the UNet alone
+ * its loraTargets()). Parts for a component that is not given are skipped with a warning; anything that
+ * does not fit the model is an error naming the key.
  */
-export function readLoraFile(file: string, targets: readonly LoraTarget[]): LoraWeights {
-  if (targets.length === 0) throw new LoraFileError(file, undefined, 'the model offers no LoRA targets to apply this LoRA to');
+export function readLoraFile(file: string, targets: readonly LoraTarget[] | LoraModelTargets): LoraWeights {
+  const model: LoraModelTargets = Array.isArray(targets) ? { unet: targets as readonly LoraTarget[] } : (targets as LoraModelTargets);
+  if (model.unet.length === 0 && !model.text_encoder?.length) throw new LoraFileError(file, undefined, 'the model offers no LoRA targets to apply this LoRA to');
   const f = SafetensorsFile.open(file);
   try {
-    return readOpen(f, targets);
+    return readOpen(f, model);
   } finally {
     f.close();
   }
 }
 
-function readOpen(f: SafetensorsFile, targets: readonly LoraTarget[]): LoraWeights {
+/** Every name a component's module goes by in LoRA files: its path, its kohya name, and for the UNet the LDM ones. */
+function namesOf(component: LoraComponent, targets: readonly LoraTarget[]): { dotted: Map<string, LoraTarget>; kohya: Map<string, LoraTarget> } {
+  const dotted = new Map(targets.map((t) => [t.path, t]));
+  // kohya names are matched by building each target's name: the underscores cannot be undone reliably.
+  const kohya = new Map(targets.map((t) => [kohyaName(t.path, ''), t]));
+  if (component === 'unet') {
+    const byPath = new Map(targets.map((t) => [t.path, t]));
+    for (const [diffusersPath, ldm] of ldmUnetPaths(targets.map((t) => t.path))) {
+      const t = byPath.get(diffusersPath)!;
+      dotted.set(ldm, t);
+      kohya.set(kohyaName(ldm, ''), t);
+    }
+  }
+  return { dotted, kohya };
+}
+
+function readOpen(f: SafetensorsFile, model: LoraModelTargets): LoraWeights {
   const file = f.path;
   // Annotated so that TypeScript narrows after a call (control flow needs an explicit `never` type).
   const fail: (key: string | undefined, problem: string) => never = (key, problem) => {
     throw new LoraFileError(file, key, problem);
   };
-  const byPath = new Map(targets.map((t) => [t.path, t]));
-  // kohya names are matched by building each target's name: the underscores cannot be undone reliably.
-  const byKohya = new Map(targets.map((t) => [kohyaName(t.path, ''), t]));
+  const names = new Map<LoraComponent, ReturnType<typeof namesOf>>();
+  for (const c of ['unet', 'text_encoder', 'text_encoder_2'] as const) if (model[c]?.length) names.set(c, namesOf(c, model[c]!));
 
   const pending = new Map<string, Pending>();
-  const skippedTextEncoder: string[] = [];
-  const skippedLayers = new Map<string, string[]>(); // layer kind → keys
+  const skipped = new Map<LoraComponent, string[]>();
   const formatCount = new Map<LoraFormat, number>();
 
   for (const key of f.names()) {
@@ -107,85 +140,68 @@ function readOpen(f: SafetensorsFile, targets: readonly LoraTarget[]): LoraWeigh
       fail(
         key,
         'is not a LoRA weight name LoRA Studio knows. Expected diffusers (`unet.<module>.lora.down.weight`), ' +
-          'PEFT (`<module>.lora_A.weight`) or kohya/A1111 (`lora_unet_<module>.lora_down.weight`) keys — is this a LoRA file at all? (`lora-studio inspect` tells what a file is)',
+          'PEFT (`<module>.lora_A.weight`), kohya/A1111 (`lora_unet_<module>.lora_down.weight`) or ComfyUI (`diffusion_model.<module>.lora_down.weight`) keys — is this a LoRA file at all? (`lora-studio inspect` tells what a file is)',
       );
     }
-    if (parsed.kind === 'unsupported') fail(key, `belongs to a ${parsed.what} adapter, which LoRA Studio cannot apply yet (plain LoRA only)`);
+    if (parsed.kind === 'unsupported') fail(key, `belongs to a ${parsed.what} adapter, which LoRA Studio cannot apply (it applies LoRA, LoCon and DoRA)`);
     if (parsed.kind !== 'lora') continue;
-    if (parsed.component !== 'unet') {
-      skippedTextEncoder.push(key);
+    const known = names.get(parsed.component);
+    if (!known) {
+      skipped.set(parsed.component, [...(skipped.get(parsed.component) ?? []), key]);
       continue;
     }
-    const target = parsed.naming === 'kohya' ? byKohya.get(parsed.module) : byPath.get(parsed.module);
+    const target = (parsed.naming === 'kohya' ? known.kohya : known.dotted).get(parsed.module);
+    const what = COMPONENT_NAMES[parsed.component];
     if (!target) {
       const modulePath = parsed.naming === 'kohya' ? guessPathFromKohya(parsed.module) : parsed.module;
-      if (usesLdmBlockNames(modulePath)) {
-        fail(
-          key,
-          'uses the original Stable Diffusion (LDM) block names input_blocks/middle_block/output_blocks; LoRA Studio reads LoRAs ' +
-            'with diffusers block names (down_blocks/mid_block/up_blocks). Convert it first, e.g. load it with diffusers `load_lora_weights` and save it with `save_lora_weights`.',
-        );
-      }
-      if (isOtherUnetLayer(modulePath)) {
-        const kind = moduleKind(modulePath);
-        skippedLayers.set(kind, [...(skippedLayers.get(kind) ?? []), key]);
-        continue;
-      }
+      const example = model[parsed.component]![0].path;
       fail(
         key,
-        `is for UNet module "${modulePath}", which this model does not have — is this a LoRA for another model? ` +
-          `(this model takes LoRAs on ${targets.length} attention projections, e.g. "${targets[0].path}")`,
+        `is for ${what} module "${modulePath}", which this model does not have — is this a LoRA for another model? ` +
+          `(this model's ${what} has ${model[parsed.component]!.length} layers a LoRA can attach to, e.g. "${example}"${usesLdmBlockNames(modulePath) ? ', or under LDM names input_blocks/middle_block/output_blocks' : ''})`,
       );
     }
-    const entry = pending.get(target.path) ?? { target };
-    pending.set(target.path, entry);
+    const id = `${parsed.component}:${target.path}`;
+    const entry = pending.get(id) ?? { target, component: parsed.component };
+    pending.set(id, entry);
     const slot = parsed.part;
-    if (entry[slot]) fail(key, `gives the ${slot} weight of module "${target.path}" a second time (also in "${entry[slot].key}")`);
+    if (entry[slot]) fail(key, `gives the ${slot} weight of ${what} module "${target.path}" a second time (also in "${entry[slot].key}")`);
     entry[slot] = { key, info: f.info(key) };
-    if (parsed.format) {
-      if (entry.format && entry.format !== parsed.format) fail(key, `mixes ${parsed.format} and ${entry.format} keys for module "${target.path}"`);
+    if (parsed.format && slot !== 'magnitude') {
+      if (entry.format && entry.format !== parsed.format) fail(key, `mixes ${parsed.format} and ${entry.format} keys for ${what} module "${target.path}"`);
       entry.format = parsed.format;
       formatCount.set(parsed.format, (formatCount.get(parsed.format) ?? 0) + 1);
     }
   }
 
   const warnings: string[] = [];
-  if (skippedTextEncoder.length) {
-    warnings.push(
-      `${file}: ${skippedTextEncoder.length} text-encoder LoRA keys skipped — LoRA Studio applies LoRAs to the UNet only for now, ` +
-        'so the part of this LoRA that changes how prompts are encoded is left out and images can differ from other tools.',
-    );
+  for (const [c, keys] of skipped) {
+    warnings.push(`${file}: ${keys.length} ${COMPONENT_NAMES[c]} LoRA keys skipped — this model has no ${COMPONENT_NAMES[c]} to apply them to, so images can differ from other tools.`);
   }
-  if (skippedLayers.size) {
-    const n = [...skippedLayers.values()].reduce((a, k) => a + k.length, 0);
-    const kinds = [...skippedLayers.entries()].map(([k, keys]) => `${k} ×${keys.length}`).join(', ');
-    warnings.push(
-      `${file}: ${n} LoRA keys on UNet layers other than attention projections skipped (${kinds}) — LoRA Studio applies ` +
-        `LoRAs to ${ATTENTION_PROJECTIONS.join(', ')} only, so images can differ from tools that apply these too.`,
-    );
-  }
-  const skipped = [...skippedTextEncoder, ...[...skippedLayers.values()].flat()];
-
+  const skippedKeys = [...skipped.values()].flat();
   if (pending.size === 0) {
-    fail(undefined, `holds no UNet LoRA weights this model can use${warnings.length ? ` (${skipped.length} keys skipped: ${warnings.map((w) => w.slice(file.length + 2)).join(' ')})` : ''}`);
+    fail(undefined, `holds no LoRA weights this model can use${warnings.length ? ` (${skippedKeys.length} keys skipped: ${warnings.map((w) => w.slice(file.length + 2)).join(' ')})` : ''}`);
   }
 
   const format = [...formatCount.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'diffusers';
-  const config = format === 'kohya' ? undefined : adapterConfigFor(f, format);
-  const modules = new Map<string, LoraModule>();
-  for (const [modulePath, e] of pending) {
+  const components = new Map<LoraComponent, Map<string, LoraModule>>();
+  const configs = new Map<LoraComponent, AdapterConfig | undefined>();
+  for (const e of pending.values()) {
     if (!e.down || !e.up) {
-      const have = (e.down ?? e.up ?? e.alpha)!.key;
-      fail(have, `has no matching ${e.down ? 'up' : 'down'} weight for module "${modulePath}" (a LoRA needs both down/lora_A and up/lora_B) — the file is incomplete`);
+      const have = (e.down ?? e.up ?? e.alpha ?? e.magnitude)!.key;
+      fail(have, `has no matching ${e.down ? 'up' : 'down'} weight for module "${e.target.path}" (a LoRA needs both down/lora_A and up/lora_B) — the file is incomplete`);
     }
-    modules.set(modulePath, readModule(f, e as Required<Pending>, config, fail));
+    if (!configs.has(e.component)) configs.set(e.component, format === 'kohya' ? undefined : adapterConfigFor(f, format, e.component));
+    const mods = components.get(e.component) ?? new Map<string, LoraModule>();
+    components.set(e.component, mods);
+    mods.set(e.target.path, readModule(f, e as Pending & { down: Found; up: Found }, configs.get(e.component), fail));
   }
-  return { file, format, modules, metadata: { ...f.metadata }, skipped, warnings };
+  return { file, format, modules: components.get('unet') ?? new Map(), components, metadata: { ...f.metadata }, skipped: skippedKeys, warnings };
 }
 
 /** Hyper-parameters stored beside the weights: diffusers' header entry, or PEFT's adapter_config.json. */
-function adapterConfigFor(f: SafetensorsFile, format: LoraFormat): AdapterConfig | undefined {
-  const fromHeader = adapterConfigFromHeader(f.metadata, 'unet');
+function adapterConfigFor(f: SafetensorsFile, format: LoraFormat, component: LoraComponent): AdapterConfig | undefined {
+  const fromHeader = adapterConfigFromHeader(f.metadata, component);
   if (fromHeader) return fromHeader;
   const configFile = path.join(path.dirname(f.path), 'adapter_config.json');
   if (format === 'peft' && fs.existsSync(configFile)) {
@@ -198,15 +214,6 @@ function adapterConfigFor(f: SafetensorsFile, format: LoraFormat): AdapterConfig
   return undefined;
 }
 
-/** A 2-D [rows, cols] view of a linear LoRA weight stored as [rows, cols] or as a 1×1 conv [rows, cols, 1, 1]. */
-function matrixShape(found: Found, fail: (key: string, problem: string) => never): [number, number] {
-  const s = found.info.shape;
-  if (s.length === 2) return [s[0], s[1]];
-  if (s.length === 4 && s[2] === 1 && s[3] === 1) return [s[0], s[1]];
-  if (s.length === 4) fail(found.key, `has shape ${JSON.stringify(s)}: a ${s[2]}×${s[3]} convolution LoRA, which cannot apply to a linear attention projection`);
-  return fail(found.key, `has shape ${JSON.stringify(s)}; a LoRA weight is 2-D ([rank, in] or [out, rank])`);
-}
-
 function readModule(
   f: SafetensorsFile,
   e: Pending & { down: Found; up: Found },
@@ -214,15 +221,20 @@ function readModule(
   fail: (key: string | undefined, problem: string) => never,
 ): LoraModule {
   const t = e.target;
-  const [rank, inFeatures] = matrixShape(e.down, fail);
-  const [outFeatures, upRank] = matrixShape(e.up, fail);
-  if (inFeatures !== t.inFeatures) {
-    fail(e.down.key, `has shape [${rank}, ${inFeatures}] but module "${t.path}" takes ${t.inFeatures} input features (expected [rank, ${t.inFeatures}]) — is this a LoRA for another model?`);
+  const k = t.kernelSize ?? 1;
+  const ds = e.down.info.shape;
+  const us = e.up.info.shape;
+  const kind = k === 1 ? `takes ${t.inFeatures} inputs` : `is a ${k}×${k} conv of ${t.inFeatures} channels`;
+  // down: [r, in] (Linear), [r, in, 1, 1] (1×1 conv; also accepted on a Linear and the reverse), [r, in, k, k] (LoCon).
+  const downOk = ds.length === 2 ? k === 1 : ds.length === 4 && ds[2] === k && ds[3] === k;
+  if (!downOk || ds[1] !== t.inFeatures) {
+    fail(e.down.key, `has shape ${JSON.stringify(ds)} but module "${t.path}" ${kind} (expected [rank, ${t.inFeatures}${k === 1 ? '' : `, ${k}, ${k}`}]) — is this a LoRA for another model?`);
   }
-  if (outFeatures !== t.outFeatures) {
-    fail(e.up.key, `has shape [${outFeatures}, ${upRank}] but module "${t.path}" has ${t.outFeatures} output features (expected [${t.outFeatures}, rank]) — is this a LoRA for another model?`);
+  if (!((us.length === 2 || (us.length === 4 && us[2] === 1 && us[3] === 1)) && us[0] === t.outFeatures)) {
+    fail(e.up.key, `has shape ${JSON.stringify(us)} but module "${t.path}" has ${t.outFeatures} outputs (expected [${t.outFeatures}, rank]${k === 1 ? '' : ' or [out, rank, 1, 1]'}) — is this a LoRA for another model?`);
   }
-  if (upRank !== rank) fail(e.up.key, `has rank ${upRank} but its down weight "${e.down.key}" has rank ${rank}`);
+  const rank = ds[0];
+  if (us[1] !== rank) fail(e.up.key, `has rank ${us[1]} but its down weight "${e.down.key}" has rank ${rank}`);
   if (rank === 0) fail(e.down.key, 'has rank 0');
 
   let alpha: number | undefined;
@@ -235,13 +247,28 @@ function readModule(
     if (alpha === 0) alpha = undefined;
   }
   alpha ??= config ? alphaFromAdapterConfig(config, t.path, rank) : undefined;
+  let magnitude: Float32Array | undefined;
+  if (e.magnitude) {
+    const ms = e.magnitude.info.shape;
+    // PEFT: [out]; LyCORIS with wd_on_out (its default): [out, 1] / [out, 1, 1, 1].
+    if (ms[0] !== t.outFeatures || ms.slice(1).some((d) => d !== 1)) {
+      fail(
+        e.magnitude.key,
+        `has shape ${JSON.stringify(ms)}; a DoRA magnitude here is one value per output channel ([${t.outFeatures}] or [${t.outFeatures}, 1]). ` +
+          'A magnitude per input channel (LyCORIS wd_on_out=False) is not supported.',
+      );
+    }
+    magnitude = f.readFloat32(e.magnitude.key);
+  }
   return {
     down: f.readFloat32(e.down.key),
     up: f.readFloat32(e.up.key),
     rank,
-    inFeatures,
-    outFeatures,
+    inFeatures: t.inFeatures,
+    outFeatures: t.outFeatures,
+    ...(k !== 1 ? { kernelSize: k } : {}),
     alpha: alpha ?? rank,
+    ...(magnitude ? { magnitude } : {}),
   };
 }
 

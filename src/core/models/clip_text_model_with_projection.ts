@@ -9,6 +9,7 @@
 // transformers ≤ 4 file prefixes them with `text_model.`), and `text_projection.weight` at the top level.
 import type * as tf from '@tensorflow/tfjs';
 import type { DiffusersFolder } from '../io/diffusers_folder.js';
+import type { LoraLookup } from '../engine/ops.js';
 import { CLIP_BUFFERS, CLIPTextTransformer, normalizeClipTextConfig, type CLIPTextConfig, type CLIPTextOutput } from './clip_text_model.js';
 import { CheckedParams, Linear, ModuleScope, randomParams, ShapeRecorder, type ParamSource } from './layers.js';
 import type { Params } from './params.js';
@@ -66,8 +67,9 @@ export class CLIPTextModelWithProjection {
     };
   }
 
-  forward(inputIds: tf.Tensor2D): CLIPTextModelWithProjectionOutput {
-    const out = this.text_model.forward(inputIds);
+  /** `lora`: adapters by path relative to the text model, as CLIPTextModel.forward. */
+  forward(inputIds: tf.Tensor2D, lora?: LoraLookup): CLIPTextModelWithProjectionOutput {
+    const out = this.text_model.forward(inputIds, lora);
     return { ...out, textEmbeds: this.text_projection.forward(out.poolerOutput) as tf.Tensor2D };
   }
 

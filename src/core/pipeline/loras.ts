@@ -1,7 +1,9 @@
-// LoRAs named on a command line or in a notebook cell, loaded against a model's UNet.
+// LoRAs named on a command line or in a notebook cell, loaded against a model's UNet and text encoder.
 import path from 'node:path';
-import { readLoraFile } from '../lora/lora_file.js';
+import { readLoraFile, type LoraModelTargets } from '../lora/lora_file.js';
+import type { LoraTarget } from '../lora/formats.js';
 import { LoraSet } from '../lora/lora_set.js';
+import type { LoraLayer } from '../models/layers.js';
 import type { StableDiffusion } from './stable_diffusion.js';
 
 /** A LoRA file and its scale, as `parseLoraArg` reads `FILE[:SCALE]`. */
@@ -10,12 +12,19 @@ export interface LoraSpec {
   readonly scale: number;
 }
 
+const targetOf = (l: LoraLayer): LoraTarget => ({ path: l.path, inFeatures: l.inFeatures, outFeatures: l.outFeatures, kernelSize: l.kernelSize });
+
+/** Every layer of the pipeline a LoRA file may change: all of the UNet's Linear/Conv2d layers and the text encoder's Linears. */
+export function loraTargetsOf(sd: StableDiffusion): LoraModelTargets {
+  return { unet: sd.unet.loraLayers().map(targetOf), text_encoder: sd.textEncoder.loraLayers().map(targetOf) };
+}
+
 export function loadLoras(sd: StableDiffusion, specs: readonly LoraSpec[]): LoraSet {
   const set = new LoraSet();
-  const targets = sd.unet.loraTargets();
+  const targets = loraTargetsOf(sd);
   for (const s of specs) {
     const weights = readLoraFile(path.resolve(s.file), targets);
-    for (const key of weights.skipped) console.error(`warning: ${s.file}: skipped ${key} (only UNet LoRA weights are applied)`);
+    for (const w of weights.warnings) console.error(`warning: ${w}`);
     set.add(weights, s.scale, s.file);
   }
   return set;

@@ -93,7 +93,12 @@ export interface GenerateOptions {
   latents?: tf.Tensor4D;
   width?: number;
   height?: number;
+  /** The UNet's LoRA adapters (LoraSet.lookup). */
   lora?: LoraLookup;
+  /** The text encoder's (LoraSet.textEncoderLookup): a LoRA's `lora_te_…` / `text_encoder.…` part. */
+  textEncoderLora?: LoraLookup;
+  /** SDXL's second text encoder's (LoraSet.textEncoder2Lookup: `lora_te2_…`). */
+  textEncoder2Lora?: LoraLookup;
   /** Called after each denoising step; return false to cancel. */
   onStep?: (step: number, total: number) => boolean | void;
 }
@@ -116,12 +121,12 @@ export interface PromptEmbeddings {
  * Text embeddings for a batch of prompts. SD 1.x/2.x: the text encoder's last hidden state. SDXL (encode_prompt):
  * hidden_states[-2] of both encoders concatenated on the channel axis, and the second encoder's projected pooled output.
  */
-export function encodePrompts(sd: StableDiffusion, prompts: readonly string[]): PromptEmbeddings {
+export function encodePrompts(sd: StableDiffusion, prompts: readonly string[], lora?: LoraLookup, lora2?: LoraLookup): PromptEmbeddings {
   return tf.tidy(() => {
     const ids = (tok: CLIPTokenizer) => tf.tensor2d(prompts.map((p) => tok.encode(p)), undefined, 'int32');
-    if (!sd.textEncoder2 || !sd.tokenizer2) return { embeds: sd.textEncoder.forward(ids(sd.tokenizer)).lastHiddenState };
-    const one = sd.textEncoder.forward(ids(sd.tokenizer));
-    const two = sd.textEncoder2.forward(ids(sd.tokenizer2));
+    if (!sd.textEncoder2 || !sd.tokenizer2) return { embeds: sd.textEncoder.forward(ids(sd.tokenizer), lora).lastHiddenState };
+    const one = sd.textEncoder.forward(ids(sd.tokenizer), lora);
+    const two = sd.textEncoder2.forward(ids(sd.tokenizer2), lora2);
     return { embeds: tf.concat([one.penultimateHiddenState, two.penultimateHiddenState], -1) as tf.Tensor3D, pooled: two.textEmbeds };
   });
 }
@@ -160,7 +165,7 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
 
   // [uncond, cond] in one batch, as diffusers does with do_classifier_free_guidance. SDXL given no negative
   // prompt, with force_zeros_for_empty_prompt, conditions the unconditional half on zeros instead.
-  let text = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt]);
+  let text = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt], o.textEncoderLora, o.textEncoder2Lora);
   if (xl && cfg && o.negativePrompt === undefined && sd.forceZerosForEmptyPrompt) {
     const zeroed = zeroFirstRow(text);
     disposeEmbeddings(text);
