@@ -99,6 +99,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
       height: height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : undefined),
       lora: loras.lookup,
       textEncoderLora: loras.textEncoderLookup,
+      textEncoder2Lora: loras.textEncoder2Lookup,
       onStep: (i, n) => void (process.stderr.isTTY && process.stderr.write(`\rstep ${i}/${n}`)),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');

@@ -48,6 +48,7 @@ export interface LoadedModel {
     height?: number;
     lora: LoraLookup;
     textEncoderLora?: LoraLookup;
+    textEncoder2Lora?: LoraLookup;
     onStep: (step: number, total: number) => boolean;
   }): Promise<tf.Tensor4D>;
   dispose(): void;
@@ -230,6 +231,7 @@ export class InferenceWorker {
             height: r.height,
             lora: this.loras.lookup,
             textEncoderLora: this.loras.textEncoderLookup,
+            textEncoder2Lora: this.loras.textEncoder2Lookup,
             onStep: (step, steps) => {
               if (running.cancelled) return false;
               this.send({ type: 'progress', id: r.id, job: index, jobs: r.jobs.length, step, steps });

@@ -16,7 +16,11 @@ const targetOf = (l: LoraLayer): LoraTarget => ({ path: l.path, inFeatures: l.in
 
 /** Every layer of the pipeline a LoRA file may change: all of the UNet's Linear/Conv2d layers and the text encoder's Linears. */
 export function loraTargetsOf(sd: StableDiffusion): LoraModelTargets {
-  return { unet: sd.unet.loraLayers().map(targetOf), text_encoder: sd.textEncoder.loraLayers().map(targetOf) };
+  return {
+    unet: sd.unet.loraLayers().map(targetOf),
+    text_encoder: sd.textEncoder.loraLayers().map(targetOf),
+    ...(sd.textEncoder2 ? { text_encoder_2: [...sd.textEncoder2.text_model.scope.layers.values()].map(targetOf) } : {}),
+  };
 }
 
 export function loadLoras(sd: StableDiffusion, specs: readonly LoraSpec[]): LoraSet {
