@@ -53,6 +53,8 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
       'extensions.ignoreRecommendations': true,
       'telemetry.telemetryLevel': 'off',
       'workbench.secondarySideBar.defaultVisibility': 'hidden',
+      // The extension's walkthrough would open (and take focus) on first start; the tests open what they need.
+      'workbench.welcomePage.walkthroughs.openOnInstall': false,
     }),
   );
   const vsix = process.env.LORA_STUDIO_E2E_VSIX;

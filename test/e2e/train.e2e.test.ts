@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, type Workbench } from './code_server.js';
+import { dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, waitUntil, type Workbench } from './code_server.js';
 
 const skip = e2eSkipReason();
 if (skip) console.log(`# e2e skipped: ${skip}`);
@@ -61,6 +61,11 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     fs.symlinkSync(path.join(ROOT, 'examples/tiny-shapes'), path.join(workspace, 'tiny-shapes'), 'dir');
     fs.writeFileSync(path.join(workspace, 'quick.lora.yaml'), QUICK);
     fs.writeFileSync(path.join(workspace, 'broken.lora.yaml'), BROKEN);
+    // A second run, trained earlier (its metrics only), for the Runs view's overlay.
+    fs.writeFileSync(path.join(workspace, 'earlier.lora.yaml'), QUICK.replace('output_dir: out/quick', 'output_dir: out/earlier'));
+    fs.mkdirSync(path.join(workspace, 'out/earlier'), { recursive: true });
+    const rows = Array.from({ length: 8 }, (_, i) => JSON.stringify({ step: i + 1, epoch: 0, loss: 0.4 / (i + 1), lr: 1e-3, elapsed_seconds: i }));
+    fs.writeFileSync(path.join(workspace, 'out/earlier/metrics.jsonl'), rows.join('\n') + '\n');
     wb = await openWorkbench(workspace);
     fs.mkdirSync(SHOTS, { recursive: true });
   });
@@ -98,6 +103,9 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     const dash = await dashboardFrame(page);
     const points = () => dash.locator('[data-testid=loss-chart]').getAttribute('data-points').then((p) => `${p} points; `).catch(() => '');
     await visible(page, dash.locator('[data-testid=loss-chart][data-points]:not([data-points="0"])'), 'the loss chart to get its first point', { timeoutMs: TEST_MS, stallMs: STALL_MS, progress: statusText });
+    // Where it computes, and the epoch with its total.
+    assert.match(await dash.locator('[data-testid=device]').innerText(), /^Device: wasm \(CPU\)( · tensor memory [\d.]+ [KMG]?i?B)?$/);
+    assert.match(await dash.locator('[data-testid=epoch]').innerText(), /^\d+ \/ \d+$/);
     await page.screenshot({ path: path.join(SHOTS, 'e2e-training.png') });
 
     // The end: the notification, then the file.
@@ -125,6 +133,9 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     // The scale box comes next, prefilled with 1.
     await visible(page, page.locator('.quick-input-widget', { hasText: 'LoRA scale' }), 'the LoRA scale box');
     await page.keyboard.press('Enter');
+    // Then the settings (seed, steps, guidance, sampler, negative prompt); the first row generates.
+    await visible(page, page.locator('.quick-input-list .monaco-list-row', { hasText: 'Sampler' }), 'the Generate Image settings list');
+    await page.keyboard.press('Enter');
     const generatedDir = path.join(workspace, 'out/quick/generated');
     const files = () => (fs.existsSync(generatedDir) ? fs.readdirSync(generatedDir).join(', ') : 'no generated/ folder yet');
     await visible(page, page.locator('.tabs-container .tab', { hasText: 'a-blue-square.png' }), 'the generated a-blue-square.png to open in a tab', { timeoutMs: TEST_MS - UI_MS, stallMs: STALL_MS, progress: files });
@@ -132,6 +143,25 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     assert.equal(generated.length, 1);
     assert.match(generated[0], /-a-blue-square\.png$/);
     await page.screenshot({ path: path.join(SHOTS, 'e2e-generated.png') });
+  });
+
+  it('the Runs view lists both runs; Compare Runs overlays their loss curves', { timeout: TEST_MS }, async () => {
+    const { page } = wb;
+    await runCommand(page, 'LoRA Studio: Focus on Runs View');
+    const view = page.locator('.pane', { hasText: 'Runs' });
+    await visible(page, view.locator('.monaco-list-row', { hasText: /quick.*completed · step 8\/8 · best loss/ }), 'the trained run in the Runs view');
+    await visible(page, view.locator('.monaco-list-row', { hasText: /earlier.*stopped · step 8 · best loss 0\.0500/ }), 'the earlier run in the Runs view');
+    await page.screenshot({ path: path.join(SHOTS, 'e2e-runs-view.png') });
+    await runCommand(page, 'LoRA: Compare Runs');
+    // Both runs are preselected; Enter accepts.
+    await visible(page, page.locator('.quick-input-widget', { hasText: 'Compare Runs' }), 'the Compare Runs pick');
+    await page.keyboard.press('Enter');
+    const chart = '[data-testid=compare-chart][data-runs="2"][data-points="8"]';
+    await waitUntil('the compare page to draw two runs over 8 steps', async () => {
+      for (const f of page.frames()) if (await f.locator(chart).count().catch(() => 0)) return true;
+      return false;
+    }, { page });
+    await page.screenshot({ path: path.join(SHOTS, 'e2e-compare-runs.png') });
   });
 
   it('after a window reload the dashboard comes back, rebuilt from the output folder', { timeout: TEST_MS }, async () => {
