@@ -11,9 +11,10 @@ import { loadLoras } from '../core/pipeline/loras.js';
 import { parseLoraArg } from '../core/lora/lora_set.js';
 import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
 
-const HELP = `usage: lora-studio generate --model DIR --prompt "…" --out FILE.png [options]
+const HELP = `usage: lora-studio generate --model DIR|FILE --prompt "…" --out FILE.png [options]
 
-  --model DIR               diffusers pipeline folder (model_index.json, unet/, vae/, …)
+  --model DIR|FILE          diffusers pipeline folder (model_index.json, unet/, vae/, …) or single-file .safetensors checkpoint
+  --model-config DIR        for a single file: a diffusers folder of its family (config.json files, tokenizers)
   --prompt TEXT             what to draw
   --negative-prompt TEXT    what to steer away from (default "${D.negativePrompt}")
   --lora FILE[:SCALE]       a LoRA .safetensors (diffusers, PEFT or kohya layout); repeat for several
@@ -32,6 +33,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       model: { type: 'string' },
+      'model-config': { type: 'string' },
       prompt: { type: 'string' },
       'negative-prompt': { type: 'string', default: D.negativePrompt },
       lora: { type: 'string', multiple: true, default: [] },
@@ -81,7 +83,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
 
   const backend = await initBackend(values.backend as BackendName);
   console.error(`backend: ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
-  const sd = loadStableDiffusion(path.resolve(values.model!), { variant: values.variant === 'fp16' ? 'fp16' : undefined });
+  const sd = loadStableDiffusion(path.resolve(values.model!), { variant: values.variant === 'fp16' ? 'fp16' : undefined, config: values['model-config'] ? path.resolve(values['model-config']) : undefined });
   const loras = loadLoras(sd, loraSpecs);
   try {
     let latents: tf.Tensor4D | undefined;

@@ -160,3 +160,15 @@ test('4-step Euler generation, CFG 5, zero negative: matches StableDiffusionXLPi
     disposeStableDiffusion(sd);
   }
 });
+
+test('an SDXL LoRA on an SD 1.x model is refused, naming the first key that does not fit', () => {
+  const sd1 = UNet2DConditionModel.fromPretrained(path.join(REPO, 'test/fixtures/tiny-sd/model'));
+  try {
+    assert.throws(
+      () => readLoraFile(path.join(SDXL, 'lora_diffusers/pytorch_lora_weights.safetensors'), sd1.loraTargets()),
+      /key "unet\.down_blocks\.1\.attentions\.0\.transformer_blocks\.1\.attn1\.to_\w+\.lora_[AB]\.weight" is for UNet module .* which this model does not have — is this a LoRA for another model\?/,
+    );
+  } finally {
+    sd1.dispose();
+  }
+});

@@ -130,8 +130,16 @@ test('unknown files and single-file checkpoints are named as such', () => {
   assert.equal(u.kind, 'unknown');
   assert.match(formatDescription(u), /not a LoRA or a Stable Diffusion component/);
   const ckpt = path.join(tmp, 'sd15.safetensors');
-  writeSafetensors(ckpt, { 'model.diffusion_model.input_blocks.0.0.weight': { shape: [1], data: [0] }, 'first_stage_model.x': { shape: [1], data: [0] } });
+  const t = { shape: [1], data: [0] };
+  writeSafetensors(ckpt, { 'model.diffusion_model.input_blocks.0.0.weight': t, 'first_stage_model.x': t, 'cond_stage_model.transformer.text_model.embeddings.position_embedding.weight': t });
   const c = describeSafetensors(ckpt);
   assert.equal(c.kind, 'checkpoint');
-  assert.match(formatDescription(c), /single-file Stable Diffusion checkpoint.*from_single_file/);
+  // inspect tells the family (and the keys that decided it) and the layout of each component.
+  const text = formatDescription(c);
+  assert.match(text, /single-file Stable Diffusion 1\.x checkpoint/);
+  assert.match(text, /cond_stage_model\.transformer\.text_model/);
+  assert.match(text, /model\.diffusion_model\.\* \(1 tensors, ldm names\)/);
+  const other = path.join(tmp, 'unet-only.safetensors');
+  writeSafetensors(other, { 'model.diffusion_model.input_blocks.0.0.weight': t });
+  assert.match(formatDescription(describeSafetensors(other)), /cannot load: this holds a UNet alone/);
 });

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+import { COMPONENT_PREFIXES, SINGLE_FILE_FAMILY_NAMES, inferFamily } from './single_file.js';
 import {
   adapterConfigFromHeader,
   alphaFromAdapterConfig,
@@ -147,11 +148,18 @@ function recogniseComponent(t: ReadonlyMap<string, TensorInfo>): Pick<Descriptio
   };
 
   if ([...t.keys()].some((k) => k.startsWith('model.diffusion_model.'))) {
-    return {
-      kind: 'checkpoint',
-      summary: 'single-file Stable Diffusion checkpoint (original LDM layout) — LoRA Studio needs a diffusers folder (model_index.json, unet/, vae/, …); convert it with diffusers `from_single_file(...).save_pretrained(dir)`',
-      details: [],
-    };
+    try {
+      const { family, because } = inferFamily(t, 'this file');
+      const parts = COMPONENT_PREFIXES[family];
+      const details: [string, string][] = [
+        ['family', `${SINGLE_FILE_FAMILY_NAMES[family]} (${because})`],
+        ['layout', 'original (LDM/SGM) single file'],
+        ...(Object.entries(parts) as [string, { prefix: string; naming: string }][]).map(([c, p]): [string, string] => [c, `${p.prefix}* (${[...t.keys()].filter((k) => k.startsWith(p.prefix)).length} tensors, ${p.naming} names)`]),
+      ];
+      return { kind: 'checkpoint', summary: `single-file ${SINGLE_FILE_FAMILY_NAMES[family]} checkpoint (original LDM layout); use it as pretrained_model_name_or_path with pretrained_model_config naming a diffusers folder of its family (for the tokenizer)`, details };
+    } catch (e) {
+      return { kind: 'checkpoint', summary: `single-file checkpoint LoRA Studio cannot load: ${(e as Error).message.replace(/^this file: /, '')}`, details: [] };
+    }
   }
   if (has('conv_in.weight') && has('time_embedding.linear_1.weight')) {
     const conv = shape('conv_in.weight')!;

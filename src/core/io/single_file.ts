@@ -16,6 +16,7 @@
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export type SingleFileFamily = 'v1' | 'v2' | 'xl_base';
+export const SINGLE_FILE_FAMILY_NAMES: Record<SingleFileFamily, string> = { v1: 'Stable Diffusion 1.x', v2: 'Stable Diffusion 2.x', xl_base: 'SDXL base' };
 export type SingleFileComponent = 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
 
 export class SingleFileError extends Error {
@@ -84,7 +85,7 @@ export function inferFamily(tensors: ReadonlyMap<string, Pick<TensorInfo, 'shape
     fail('this holds a UNet alone ("model.diffusion_model.…" but no "first_stage_model.…" VAE and no text encoder), not a whole checkpoint.');
   }
   const inpaint = shapeOf(tensors, CHECKPOINT_KEYS.inpainting);
-  if (inpaint && inpaint[1] !== 4) fail(`an inpainting or other image-conditioned model ("${CHECKPOINT_KEYS.inpainting}" takes ${inpaint[1]} input channels, not 4); only text-to-image models are supported.`);
+  if (inpaint?.length === 4 && inpaint[1] !== 4) fail(`an inpainting or other image-conditioned model ("${CHECKPOINT_KEYS.inpainting}" takes ${inpaint[1]} input channels, not 4); only text-to-image models are supported.`);
   const toK = shapeOf(tensors, CHECKPOINT_KEYS.v2);
   if (toK && toK[toK.length - 1] === 1024) return { family: 'v2', because: `"${CHECKPOINT_KEYS.v2}" has ${toK[toK.length - 1]} context channels (OpenCLIP ViT-H)` };
   if (has(CHECKPOINT_KEYS.playground)) fail(`a Playground v2.5 model ("${CHECKPOINT_KEYS.playground}"), which is not supported.`);
