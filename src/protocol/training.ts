@@ -100,7 +100,27 @@ export const WarningEvent = message('warning', {
   code: Type.Optional(Type.String()),
 });
 
-export const ERROR_CODES = ['config', 'model', 'dataset', 'nan_loss', 'out_of_memory', 'backend', 'io', 'internal'] as const;
+/** Bytes of a Hub model or dataset arriving in the Hugging Face cache (before `started`, and at most ~10 a second). */
+export const DownloadEvent = message('download', {
+  repo: Type.String(),
+  repoType: oneOf(['model', 'dataset']),
+  /** The file being written (its path in the repository). */
+  file: Type.String(),
+  /** Bytes in the cache so far over all the files to get (resumed bytes included). */
+  bytes: Type.Integer({ minimum: 0 }),
+  totalBytes: Type.Integer({ minimum: 0 }),
+  filesDone: Type.Integer({ minimum: 0 }),
+  totalFiles: Type.Integer({ minimum: 0 }),
+});
+
+/** The run was uploaded to the Hub (push_to_hub). */
+export const PushedEvent = message('pushed', {
+  repoId: Type.String(),
+  url: Type.String(),
+  files: Type.Array(Type.String()),
+});
+
+export const ERROR_CODES = ['config', 'model', 'dataset', 'hub', 'nan_loss', 'out_of_memory', 'backend', 'io', 'internal'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export const ErrorEvent = message('error', {
@@ -128,7 +148,7 @@ export const FinishedEvent = message('finished', {
 export const TRAINER_EVENTS = new JsonLines(
   'training',
   TRAINING_PROTOCOL_VERSION,
-  messages('trainer event', [StartedEvent, ProgressEvent, SampleEvent, ValidationLossEvent, PhaseEvent, CheckpointEvent, WarningEvent, ErrorEvent, FinishedEvent]),
+  messages('trainer event', [DownloadEvent, StartedEvent, ProgressEvent, SampleEvent, ValidationLossEvent, PhaseEvent, CheckpointEvent, WarningEvent, ErrorEvent, FinishedEvent, PushedEvent]),
 );
 
 /** Host → trainer. A person at a terminal may also type the bare words stop / checkpoint / sample. */
@@ -148,5 +168,7 @@ export type CheckpointEvent = Versioned<Static<typeof CheckpointEvent>>;
 export type WarningEvent = Versioned<Static<typeof WarningEvent>>;
 export type ErrorEvent = Versioned<Static<typeof ErrorEvent>>;
 export type FinishedEvent = Versioned<Static<typeof FinishedEvent>>;
+export type DownloadEvent = Versioned<Static<typeof DownloadEvent>>;
+export type PushedEvent = Versioned<Static<typeof PushedEvent>>;
 
 export type TrainerCommand = Sent<typeof TRAINER_COMMANDS>;

@@ -20,11 +20,13 @@ export interface Example {
   readonly name: string;
   /** One caption, or several to choose from at random each time the image is used. */
   readonly captions: readonly string[];
+  /** The encoded image itself, when it is not a file (a Hub dataset's Parquet rows: hub_dataset.ts). */
+  readonly image?: Uint8Array;
 }
 
 export interface Dataset {
   readonly dir: string;
-  readonly layout: 'metadata.jsonl' | 'caption files';
+  readonly layout: 'metadata.jsonl' | 'caption files' | 'hub parquet';
   readonly examples: readonly Example[];
 }
 
@@ -57,7 +59,7 @@ export async function openDataset(dir: string, o: DatasetOptions): Promise<Datas
   const problems: string[] = [];
   const metadataFile = path.join(dir, METADATA_FILE);
   const layout = fs.existsSync(metadataFile) ? 'metadata.jsonl' : 'caption files';
-  let examples = layout === 'metadata.jsonl' ? readMetadata(dir, metadataFile, o, problems) : readCaptionFiles(dir, problems);
+  const examples = layout === 'metadata.jsonl' ? readMetadata(dir, metadataFile, o, problems) : readCaptionFiles(dir, problems);
   if (examples.length === 0 && problems.length === 0) {
     problems.push(`no images found (supported: ${IMAGE_EXTENSIONS.join(', ')}); put images with a metadata.jsonl ({"file_name": …, "${o.captionColumn}": …} per line) or a .txt caption beside each image`);
   }
@@ -66,11 +68,14 @@ export async function openDataset(dir: string, o: DatasetOptions): Promise<Datas
     problems.push(...unreadable);
   }
   if (problems.length) throw new DatasetError(dir, problems);
-  if (o.maxTrainSamples != null && o.maxTrainSamples < examples.length) {
-    const order = new Random(streamSeed(o.seed ?? 0, 'max_samples')).randperm(examples.length);
-    examples = order.slice(0, o.maxTrainSamples).map((i) => examples[i]);
-  }
-  return { dir, layout, examples };
+  return { dir, layout, examples: sampleExamples(examples, o.maxTrainSamples, o.seed) };
+}
+
+/** max_train_samples: a seeded random subset, as the guide's `shuffle(seed).select(range(n))`. */
+export function sampleExamples(examples: Example[], maxTrainSamples: number | null | undefined, seed: number | undefined): Example[] {
+  if (maxTrainSamples == null || maxTrainSamples >= examples.length) return examples;
+  const order = new Random(streamSeed(seed ?? 0, 'max_samples')).randperm(examples.length);
+  return order.slice(0, maxTrainSamples).map((i) => examples[i]);
 }
 
 function readMetadata(dir: string, file: string, o: DatasetOptions, problems: string[]): Example[] {
@@ -229,9 +234,10 @@ async function findUnreadable(examples: readonly Example[]): Promise<string[]> {
  * Decodes an image to 8-bit RGB as PIL's `image.convert("RGB")` does: no EXIF rotation, alpha dropped
  * (not composited), grey and palette images expanded to three channels.
  */
-export async function decodeRgb(file: string): Promise<RgbImage> {
-  // Limits before decoding: a regular file within the byte cap, a header within the pixel and aspect caps.
-  checkRegular(file, fs.statSync(file), IMAGE_LIMITS.maxBytes, 'an image');
+export async function decodeRgb(file: string | Uint8Array): Promise<RgbImage> {
+  // Limits before decoding: a regular file (or bytes) within the byte cap, a header within the pixel and aspect caps.
+  if (typeof file === 'string') checkRegular(file, fs.statSync(file), IMAGE_LIMITS.maxBytes, 'an image');
+  else if (file.byteLength > IMAGE_LIMITS.maxBytes) throw new Error(`${file.byteLength} bytes is over the image size limit`);
   const { width: w = 0, height: h = 0 } = await sharp(file, { limitInputPixels: IMAGE_LIMITS.maxPixels }).metadata();
   if (w * h > IMAGE_LIMITS.maxPixels) throw new Error(`${w}×${h} is over the ${IMAGE_LIMITS.maxPixels / 1e6}-megapixel limit`);
   if (Math.max(w, h) > IMAGE_LIMITS.maxAspect * Math.max(1, Math.min(w, h))) {

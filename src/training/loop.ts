@@ -33,7 +33,8 @@ import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata, baseModelVers
 import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
-import { openDataset, decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
+import { resolveModelDir, openRunDataset, pushRun, recordableConfig } from './hub.js';
+import { decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
 import { trainTransform, resizeShortestSide, centerCropTopLeft, crop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
 import { sdxlTimeIds } from '../core/models/unet_2d_condition.js';
 import { Random, streamSeed, epochOrder, freshSeed } from './random.js';
@@ -199,10 +200,12 @@ class TrainingSession {
     }
     if (c.seed === null && !resume) this.ev.log(`seed: ${seed} (none given; set seed: ${seed} to repeat this run)`);
 
-    const dataset = await openDataset(c.train_data_dir, { imageColumn: c.image_column, captionColumn: c.caption_column, maxTrainSamples: c.max_train_samples, seed });
-    this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.train_data_dir}`);
+    const fail = (code: ErrorCode, message: string, hint?: string) => new TrainingError(code, message, hint);
+    const modelDir = await resolveModelDir(c, this.ev, this.req, fail);
+    const dataset = await openRunDataset(c, seed, this.ev, this.req, fail);
+    this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.dataset_name ?? c.train_data_dir}`);
 
-    const sd = this.loadModel();
+    const sd = this.loadModel(modelDir);
     const scheduler = (this.scheduler = new DDPMScheduler(sd.schedulerConfig));
     const predictionType = (c.prediction_type ?? scheduler.config.prediction_type) as PredictionType;
     if (predictionType !== 'epsilon' && predictionType !== 'v_prediction') {
@@ -371,9 +374,9 @@ class TrainingSession {
     }
   }
 
-  private loadModel(): StableDiffusion {
+  private loadModel(dir: string): StableDiffusion {
     try {
-      this.sd = loadStableDiffusion(this.c.pretrained_model_name_or_path, { variant: this.c.variant ?? undefined, config: this.c.pretrained_model_config ?? undefined });
+      this.sd = loadStableDiffusion(dir, { variant: this.c.variant ?? undefined, config: this.c.pretrained_model_config ?? undefined });
     } catch (e) {
       throw new TrainingError('model', `cannot load the model ${this.c.pretrained_model_name_or_path}: ${(e as Error).message}`);
     }
@@ -399,7 +402,7 @@ class TrainingSession {
     let frozenCrop = false;
     const t0 = Date.now();
     for (const ex of dataset.examples) {
-      const original = await decodeRgb(ex.file);
+      const original = await decodeRgb(ex.image ?? ex.file);
       const img = resizeShortestSide(original, c.resolution);
       if (!c.center_crop && (img.width > c.resolution || img.height > c.resolution)) frozenCrop = true;
       // torchvision CenterCrop / RandomCrop (top, then left drawn), keeping where the crop starts for SDXL's time ids.
@@ -452,7 +455,7 @@ class TrainingSession {
         throw new TrainingError('config', 'SDXL training without cache_latents supports center_crop: true and random_flip: false only (the crop must be known for the time ids)', 'set cache_latents: true, or center_crop: true and random_flip: false');
       }
       for (const ex of examples) {
-        const img = await decodeRgb(ex.file);
+        const img = await decodeRgb(ex.image ?? ex.file);
         pixels.push(trainTransform(img, { resolution: c.resolution, centerCrop: c.center_crop, randomFlip: c.random_flip }, rng));
         const r = resizeShortestSide(img, c.resolution);
         timeIds.push(sdxlTimeIds([img.height, img.width], centerCropTopLeft(r.height, r.width, c.resolution), [c.resolution, c.resolution]));
@@ -549,7 +552,7 @@ class TrainingSession {
         startedAt: new Date(started),
         finishedAt: new Date(),
         targetModules: ATTENTION_PROJECTIONS,
-        runConfig: c,
+        runConfig: recordableConfig(c),
         version: LORA_STUDIO_VERSION,
       }),
       'lora_studio.step': String(this.globalStep),
@@ -564,6 +567,7 @@ class TrainingSession {
     }
     this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
     if (c.validation_prompt !== null) await this.validate(seed, FINAL_SAMPLES);
+    if (c.push_to_hub) await pushRun(c, this.ev, (code, message, hint) => new TrainingError(code, message, hint));
     return this.finish('completed', started, { lora, kohya });
   }
 

@@ -24,6 +24,7 @@ const EVERY_KEY: { [K in keyof RunConfig]: 0 } = {
   lr_scheduler: 0, lr_warmup_steps: 0, adam_beta1: 0, adam_beta2: 0, adam_weight_decay: 0, adam_epsilon: 0, max_grad_norm: 0, rank: 0, snr_gamma: 0,
   noise_offset: 0, prediction_type: 0, seed: 0, output_dir: 0, checkpointing_steps: 0, checkpoints_total_limit: 0, resume_from_checkpoint: 0,
   validation_prompt: 0, num_validation_images: 0, validation_epochs: 0, save_formats: 0, backend: 0, cache_latents: 0,
+  revision: 0, dataset_name: 0, dataset_config_name: 0, cache_dir: 0, push_to_hub: 0, hub_model_id: 0, hub_token: 0,
 };
 
 test('the schema defines every RunConfig key once, and nothing else', () => {

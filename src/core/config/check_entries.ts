@@ -28,7 +28,6 @@ export function checkEntries(entries: readonly Entry[], naming: Naming, where: M
   const present = new Set<string>();
   const known: Record<string, unknown> = {};
   const entryOf = new Map<string, Entry>();
-  const otherKeys = new Set(entries.map((e) => e.key));
 
   for (const e of entries) {
     present.add(e.key);
@@ -41,7 +40,7 @@ export function checkEntries(entries: readonly Entry[], naming: Naming, where: M
     }
     const guide = GUIDE_ONLY.get(e.key);
     if (guide) {
-      problems.push(ignoredKey(e, naming, guide.severity, guide.reason, otherKeys));
+      problems.push(ignoredKey(e, naming, guide.severity, guide.reason));
       continue;
     }
     const near = nearest(e.key, KEY_SPECS.keys());
@@ -96,18 +95,8 @@ export function checkEntries(entries: readonly Entry[], naming: Naming, where: M
   return { values, present, problems };
 }
 
-function ignoredKey(e: Entry, naming: Naming, severity: Problem['severity'], reason: string, otherKeys: Set<string>): Problem {
+function ignoredKey(e: Entry, naming: Naming, severity: Problem['severity'], reason: string): Problem {
   const remove: Fix | undefined = naming.kind === 'yaml' ? { title: `Remove \`${e.key}\``, edit: { range: e.removeRange, newText: '' } } : undefined;
-  if (e.key === 'dataset_name' && typeof e.value === 'string' && looksLikeLocalPath(e.value)) {
-    return problem({
-      key: e.key,
-      code: 'ignored-key',
-      severity: 'error',
-      range: e.keyRange,
-      message: `${naming.name('dataset_name')} is for hub datasets; for the local folder ${JSON.stringify(e.value)} use ${naming.name('train_data_dir')}`,
-      fix: naming.kind === 'yaml' && !otherKeys.has('train_data_dir') ? { title: 'Change to `train_data_dir`', edit: { range: e.keyRange, newText: 'train_data_dir' } } : remove,
-    });
-  }
   const verb = severity === 'error' ? 'is not supported' : 'is ignored';
   return problem({ key: e.key, code: 'ignored-key', severity, range: e.keyRange, message: `${naming.name(e.key)} ${verb}: ${reason}`, fix: remove });
 }

@@ -5,6 +5,7 @@ import type { Entry, Naming } from './entries.js';
 import { problem, type Fix, type Problem, type Range, type TextEdit } from './problems.js';
 import type { RunConfig } from './run_config.js';
 import { formatValue } from './schema.js';
+import { looksLikeLocalPath } from './check_entries.js';
 
 /** What the disk checks learnt that the run's length depends on. */
 export interface RunFacts {
@@ -66,6 +67,9 @@ export interface CrossCheckInput {
   naming: Naming;
   /** Where problems about absent keys go. */
   fallback: Range;
+  /** Where a missing key is inserted by a quick fix (the end of the file), and the text before it. */
+  insertAt?: Range;
+  insertPrefix?: string;
 }
 
 function at(input: CrossCheckInput, key: string, valueSide = true): Range {
@@ -96,6 +100,47 @@ export function crossChecks(input: CrossCheckInput): Problem[] {
   const out: Problem[] = [];
   const n = naming.name;
   const usable = (k: string) => present.has(k) && !input.invalid.has(k);
+
+  // The data: train_data_dir or dataset_name (diffusers: "Need either a dataset name or a training folder").
+  if (c.train_data_dir === null && c.dataset_name === null && !input.invalid.has('train_data_dir') && !input.invalid.has('dataset_name')) {
+    const edit = naming.kind === 'yaml' ? { range: input.insertAt ?? input.fallback, newText: `${input.insertPrefix ?? ''}train_data_dir: ./dataset\n` } : undefined;
+    out.push(
+      problem({
+        key: 'train_data_dir',
+        code: 'missing-key',
+        severity: 'error',
+        range: input.fallback,
+        line: lineOf(input, input.fallback),
+        message: `no training data: set ${n('train_data_dir')} (a folder of images with captions) or ${n('dataset_name')} (a Hub dataset)`,
+        fix: edit && { title: 'Add `train_data_dir`', edit },
+      }),
+    );
+  }
+  if (usable('dataset_name') && c.dataset_name !== null && looksLikeLocalPath(c.dataset_name)) {
+    const e = input.entry('dataset_name')!;
+    out.push(
+      problem({
+        key: 'dataset_name',
+        code: 'contradiction',
+        severity: 'error',
+        range: e.keyRange,
+        line: lineOf(input, e.keyRange),
+        message: `${n('dataset_name')} is for hub datasets; for the local folder ${JSON.stringify(c.dataset_name)} use ${n('train_data_dir')}`,
+        fix: naming.kind === 'yaml' && !present.has('train_data_dir') ? { title: 'Change to `train_data_dir`', edit: { range: e.keyRange, newText: 'train_data_dir' } } : undefined,
+      }),
+    );
+  } else if (usable('dataset_name') && usable('train_data_dir')) {
+    const r = at(input, 'train_data_dir', false);
+    out.push(
+      problem({ key: 'train_data_dir', code: 'contradiction', severity: 'warning', range: r, line: lineOf(input, r), message: `${n('train_data_dir')} is ignored: ${n('dataset_name')} is set and is used instead (as in diffusers) — remove one of them` }),
+    );
+  }
+  if (usable('hub_token')) {
+    const r = at(input, 'hub_token', false);
+    out.push(
+      problem({ key: 'hub_token', code: 'advice', severity: 'warning', range: r, line: lineOf(input, r), message: `${n('hub_token')}: a token in a config file is easily shared by mistake — prefer HF_TOKEN or \`huggingface-cli login\`` }),
+    );
+  }
 
   if (usable('max_train_steps') && c.max_train_steps !== null && usable('num_train_epochs')) {
     const e = input.entry('num_train_epochs');

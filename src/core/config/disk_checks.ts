@@ -15,6 +15,7 @@ import type { Severity } from './problems.js';
 import type { RunConfig } from './run_config.js';
 import { METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS, isImageFile } from './dataset_files.js';
 import { TENSORFLOW_MISSING, tensorflowInstalled } from './tensorflow_backend.js';
+import { cachedSnapshot, hubCacheDir, hubEndpoint, hubOffline, isHubId } from './hub_cache.js';
 import { LORA_FILE, checkpointStep, listCheckpoints, type CheckpointFolder } from './run_folder.js';
 
 export interface DiskFinding {
@@ -94,7 +95,7 @@ export function checkRunConfigOnDisk(c: RunConfig, baseDir: string, opts: DiskCh
   const report: DiskReport = { findings: [], checkpoints: [], facts: {}, watched: [] };
   const use = (k: keyof RunConfig) => !skip.has(k) && c[k] !== '' && c[k] !== null;
   if (use('pretrained_model_name_or_path')) checkModel(c, baseDir, report, skip, opts.present);
-  if (use('train_data_dir')) checkDataset(c, baseDir, report, skip);
+  if (use('train_data_dir') && !use('dataset_name')) checkDataset(c, baseDir, report, skip);
   if (use('output_dir')) checkOutput(c, baseDir, report, skip);
   if (c.backend === 'tensorflow' && !skip.has('backend') && !tensorflowInstalled()) {
     report.findings.push({ key: 'backend', severity: 'error', message: TENSORFLOW_MISSING, suggest: { key: 'backend', value: 'auto' } });
@@ -107,18 +108,22 @@ export function checkRunConfigOnDisk(c: RunConfig, baseDir: string, opts: DiskCh
 function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: ReadonlySet<string>, present?: ReadonlySet<string>): void {
   const key = 'pretrained_model_name_or_path';
   const value = c[key];
-  const dir = resolveConfigPath(value, baseDir);
+  let dir = resolveConfigPath(value, baseDir);
   report.watched.push(dir);
   const add = (severity: Severity, message: string, k: keyof RunConfig = key) => void report.findings.push({ key: k, severity, message });
-  if (!fs.existsSync(dir)) {
-    if (/^[\w.-]+\/[\w.-]+$/.test(value) && !value.startsWith('.')) {
-      const local = `./${value.split('/')[1]}`;
-      add(
-        'error',
-        `\`${value}\` is not a folder here (looked in ${dir}). It looks like a Hugging Face Hub id, and LoRA Studio does not download models: ` +
-          `download it once (\`huggingface-cli download ${value} --local-dir ${local}\`) and set the path to that folder`,
-      );
-    } else add('error', `folder not found: ${dir}`);
+  if (isHubId(value, baseDir)) {
+    // A Hub id: checked in the cache when it is there; otherwise downloaded when the run starts.
+    const cacheDir = c.cache_dir && !skip.has('cache_dir') ? resolveConfigPath(c.cache_dir, baseDir) : undefined;
+    const snapshot = cachedSnapshot('model', value, skip.has('revision') ? null : c.revision, cacheDir);
+    report.watched.push(hubCacheDir(cacheDir));
+    if (!snapshot) {
+      if (hubOffline()) add('error', `\`${value}\` is not in the Hugging Face cache ${hubCacheDir(cacheDir)}, and HF_HUB_OFFLINE is set: unset it to download the model`);
+      else add('info', `Hub model: downloaded from ${hubEndpoint()}/${value} into ${hubCacheDir(cacheDir)} when the run starts`);
+      return;
+    }
+    dir = snapshot;
+  } else if (!fs.existsSync(dir)) {
+    add('error', `folder not found: ${dir}`);
     return;
   }
   if (!isDir(dir)) {
@@ -225,7 +230,7 @@ function sizeChecks(c: RunConfig, unet: Record<string, unknown>, vae: Record<str
 
 function checkDataset(c: RunConfig, baseDir: string, report: DiskReport, skip: ReadonlySet<string>): void {
   const key = 'train_data_dir';
-  const dir = resolveConfigPath(c[key], baseDir);
+  const dir = resolveConfigPath(c[key]!, baseDir);
   report.watched.push(dir);
   const add = (severity: Severity, message: string, k: keyof RunConfig = key) => void report.findings.push({ key: k, severity, message });
   if (!fs.existsSync(dir)) return add('error', `folder not found: ${dir}`);

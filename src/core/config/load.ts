@@ -4,6 +4,7 @@ import YAML from 'yaml';
 import path from 'node:path';
 import { READ_LIMITS, readRegularText } from '../io/safe_read.js';
 import { checkRunConfigOnDisk, resolveCheckpoint, resolveConfigPath, type DiskReport } from './disk_checks.js';
+import { isHubId } from './hub_cache.js';
 import { formatProblems, hasErrors, problem, ZERO_RANGE, type Problem } from './problems.js';
 import type { RunConfig } from './run_config.js';
 import { formatValue, KEY_SPECS } from './schema.js';
@@ -130,9 +131,11 @@ export function diskProblems(a: Analysis, report: DiskReport): Problem[] {
 /** Absolute paths for the model, dataset, output and checkpoint (`latest` stays `latest`: see resolveCheckpoint). */
 export function resolveRunConfigPaths(c: RunConfig, dir: string): RunConfig {
   const r = { ...c, save_formats: [...c.save_formats] };
-  r.pretrained_model_name_or_path = resolveConfigPath(c.pretrained_model_name_or_path, dir);
+  // A Hub id stays an id (core/hub downloads it); a path becomes absolute.
+  if (!isHubId(c.pretrained_model_name_or_path, dir)) r.pretrained_model_name_or_path = resolveConfigPath(c.pretrained_model_name_or_path, dir);
+  if (c.train_data_dir !== null) r.train_data_dir = resolveConfigPath(c.train_data_dir, dir);
+  if (c.cache_dir !== null) r.cache_dir = resolveConfigPath(c.cache_dir, dir);
   if (c.pretrained_model_config !== null) r.pretrained_model_config = resolveConfigPath(c.pretrained_model_config, dir);
-  r.train_data_dir = resolveConfigPath(c.train_data_dir, dir);
   r.output_dir = resolveConfigPath(c.output_dir, dir);
   if (c.resume_from_checkpoint !== null && c.resume_from_checkpoint !== 'latest') {
     r.resume_from_checkpoint = resolveCheckpoint(c.resume_from_checkpoint, dir, r.output_dir)!;

@@ -19,7 +19,11 @@ export interface RunConfig {
   pretrained_model_name_or_path: string;
   pretrained_model_config: string | null;
   variant: 'fp16' | null;
-  train_data_dir: string;
+  revision: string | null;
+  train_data_dir: string | null;
+  dataset_name: string | null;
+  dataset_config_name: string | null;
+  cache_dir: string | null;
   image_column: string;
   caption_column: string;
   resolution: number;
@@ -56,6 +60,9 @@ export interface RunConfig {
   num_validation_images: number;
   validation_epochs: number;
   save_formats: SaveFormat[];
+  push_to_hub: boolean;
+  hub_model_id: string | null;
+  hub_token: string | null;
   // engine
   backend: BackendName;
   cache_latents: boolean;

@@ -56,13 +56,25 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     required: true,
     path: 'model',
     placeholder: './model',
-    summary: 'The base model: a diffusers pipeline folder or a single-file .safetensors checkpoint (SD 1.x, 2.x, SDXL).',
+    summary: 'The base model: a Hub id, a diffusers pipeline folder or a single-file .safetensors checkpoint (SD 1.x, 2.x, SDXL).',
     description:
       'Path to pretrained model or model identifier from huggingface.co/models.\n\n' +
-      'Here: a **local folder** in the diffusers layout (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`; SDXL also `text_encoder_2/`, `tokenizer_2/`) ' +
-      'with `.safetensors` weights, or a **single-file checkpoint** (`.safetensors` in the original layout, as A1111/ComfyUI/Civitai hold them: its family is told from its keys), relative to this file. ' +
-      'Hub ids cannot be downloaded by LoRA Studio: download the repository ' +
-      'once (for example `huggingface-cli download <id> --local-dir ./model`) and point here. Pickle weights (`.bin`, `.ckpt`) are refused.',
+      'A **Hub id** (`runwayml/stable-diffusion-v1-5`) is downloaded once into the Hugging Face cache (`cache_dir`, else `HF_HUB_CACHE` / `HF_HOME`), ' +
+      'the same cache diffusers and `huggingface-cli` use: only model_index.json, the configs, the tokenizer and the `.safetensors` weights of ' +
+      'unet/, vae/, text_encoder/. Private or gated models need a token (`HF_TOKEN`, `huggingface-cli login`, or `hub_token`); `HF_HUB_OFFLINE=1` uses the cache only. ' +
+      'A **local folder** in the diffusers layout (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`; SDXL also `text_encoder_2/`, `tokenizer_2/`) ' +
+      'or a **single-file checkpoint** (`.safetensors` in the original layout, as A1111/ComfyUI/Civitai hold them: its family is told from its keys) is relative to this file. Pickle weights (`.bin`, `.ckpt`) are refused.',
+  },
+  {
+    key: 'revision',
+    group: 'model and data',
+    type: 'string',
+    nullable: true,
+    nullMeans: 'the `main` branch',
+    default: null,
+    nonEmpty: true,
+    summary: 'Which branch, tag or commit of a Hub model to download.',
+    description: 'Revision of pretrained model identifier from huggingface.co/models.\n\nOnly for a Hub id; the cache keeps each revision\'s files (`refs/<revision>`).',
   },
   {
     key: 'pretrained_model_config',
@@ -96,8 +108,10 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     key: 'train_data_dir',
     group: 'model and data',
     type: 'string',
-    default: '',
-    required: true,
+    nullable: true,
+    nullMeans: '`dataset_name` gives the data',
+    default: null,
+    nonEmpty: true,
     path: 'dataset',
     placeholder: './dataset',
     summary: 'The folder of training images and captions.',
@@ -105,7 +119,44 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
       'A folder containing the training data. Folder contents must follow the structure described in ' +
       'https://huggingface.co/docs/datasets/image_dataset#imagefolder. In particular, a `metadata.jsonl` file must exist to provide the captions for the images.\n\n' +
       'Here: images (PNG, JPEG, WebP) with either `metadata.jsonl` (`{"file_name": "0001.png", "text": "a caption"}` per line) ' +
-      'or a `.txt` caption file beside each image (`0001.png` + `0001.txt`, the kohya convention). Relative to this file.',
+      'or a `.txt` caption file beside each image (`0001.png` + `0001.txt`, the kohya convention). Relative to this file. ' +
+      'Give this or `dataset_name`.',
+  },
+  {
+    key: 'dataset_name',
+    group: 'model and data',
+    type: 'string',
+    nullable: true,
+    nullMeans: '`train_data_dir` gives the data',
+    default: null,
+    nonEmpty: true,
+    summary: 'A Hub dataset to train on (`lambdalabs/pokemon-blip-captions`).',
+    description:
+      'The name of the Dataset (from the HuggingFace hub) to train on (could be your own, possibly private, dataset).\n\n' +
+      "Its train split's Parquet files (the repository's own, or the Hub's conversion on `refs/convert/parquet`) are downloaded into the Hugging Face cache; " +
+      '`image_column` holds the images (`{bytes, path}` structs or paths into the repository), `caption_column` the captions (a string or a list). Used instead of `train_data_dir` when both are set, as in diffusers.',
+  },
+  {
+    key: 'dataset_config_name',
+    group: 'model and data',
+    type: 'string',
+    nullable: true,
+    nullMeans: "the dataset's only (default) configuration",
+    default: null,
+    nonEmpty: true,
+    summary: 'Which configuration of the Hub dataset.',
+    description: "The config of the Dataset, leave as None if there's only one config.\n\nPicks the Parquet files under the folder of that name.",
+  },
+  {
+    key: 'cache_dir',
+    group: 'model and data',
+    type: 'string',
+    nullable: true,
+    nullMeans: '`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`',
+    default: null,
+    nonEmpty: true,
+    summary: 'Where Hub downloads are cached.',
+    description: 'The directory where the downloaded models and datasets will be stored.\n\nThe standard Hugging Face cache layout (`models--org--name/`), relative to this file.',
   },
   {
     key: 'image_column',
@@ -481,6 +532,41 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
       `LoRA Studio only. \`diffusers\` writes \`${LORA_FILE}\` as diffusers does; \`kohya\` adds a copy with kohya/A1111 key names ` +
       '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI and the AUTOMATIC1111 web UI.',
   },
+  {
+    key: 'push_to_hub',
+    group: 'outputs',
+    type: 'boolean',
+    default: false,
+    summary: 'Upload the LoRA and a model card to the Hub at the end.',
+    description:
+      'Whether or not to push the model to the Hub.\n\n' +
+      `Creates \`hub_model_id\` if needed and uploads \`${LORA_FILE}\`, a \`README.md\` model card (as diffusers writes it) with the final validation images, ` +
+      `\`${METRICS_FILE}\` and \`${SAMPLES_DIR}/\` (not the checkpoints). Needs a token with write access. A failed upload keeps everything on disk: retry with \`lora-studio push OUTPUT_DIR\`.`,
+  },
+  {
+    key: 'hub_model_id',
+    group: 'outputs',
+    type: 'string',
+    nullable: true,
+    nullMeans: "output_dir's folder name, in your namespace",
+    default: null,
+    nonEmpty: true,
+    summary: 'The Hub repository to push to.',
+    description: 'The name of the repository to keep in sync with the local `output_dir`.\n\n`name` (your namespace) or `org/name`.',
+  },
+  {
+    key: 'hub_token',
+    group: 'outputs',
+    type: 'string',
+    nullable: true,
+    nullMeans: '`HF_TOKEN`, else the token file `huggingface-cli login` writes',
+    default: null,
+    nonEmpty: true,
+    summary: 'The token to download private models and to push with.',
+    description:
+      'The token to use to push to the Model Hub.\n\nPrefer `HF_TOKEN` or `huggingface-cli login`: a token in a config file is easily shared by mistake. ' +
+      'It is never written into the LoRA file or the checkpoints.',
+  },
   // ── engine ──
   {
     key: 'backend',
@@ -522,15 +608,7 @@ export interface GuideOnlyKey {
   readonly isSwitch?: boolean;
 }
 
-const HUB = 'the Hugging Face Hub is not reachable from LoRA Studio';
 export const GUIDE_ONLY_KEYS: readonly GuideOnlyKey[] = [
-  { key: 'dataset_name', severity: 'error', reason: `hub datasets cannot be downloaded (${HUB}): save the dataset as an image folder (images + metadata.jsonl) and set \`train_data_dir\`` },
-  { key: 'dataset_config_name', severity: 'warning', reason: 'only used with hub datasets; remove it' },
-  { key: 'revision', severity: 'warning', reason: `the model is read from a local folder, so there is no revision to pick (${HUB})` },
-  { key: 'cache_dir', severity: 'warning', reason: 'nothing is downloaded, so there is no download cache' },
-  { key: 'push_to_hub', severity: 'warning', reason: `nothing is uploaded (${HUB}); upload output_dir yourself`, isSwitch: true },
-  { key: 'hub_token', severity: 'warning', reason: 'nothing is uploaded; and keep tokens out of config files' },
-  { key: 'hub_model_id', severity: 'warning', reason: 'nothing is uploaded to the Hub' },
   { key: 'mixed_precision', severity: 'warning', reason: 'training runs in float32 (TensorFlow.js has no float16/bfloat16 tensors); fp16 model files are converted at load' },
   { key: 'report_to', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE} and the LoRA Studio dashboard` },
   { key: 'logging_dir', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE}` },

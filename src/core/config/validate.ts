@@ -72,7 +72,7 @@ export function analyzeEntries(entries: Entry[], naming: Naming, where: { insert
 }
 
 export function crossInput(a: Analysis): CrossCheckInput {
-  return { config: a.effective, present: a.present, invalid: a.invalid, entry: a.entry, naming: a.naming, fallback: a.fallback };
+  return { config: a.effective, present: a.present, invalid: a.invalid, entry: a.entry, naming: a.naming, fallback: a.fallback, insertAt: a.insertAt, insertPrefix: a.insertPrefix };
 }
 
 /** Parses and checks YAML text (no disk access). */
