@@ -69,7 +69,8 @@ export async function openHubDataset(o: HubDatasetOptions): Promise<Dataset> {
         throw new DatasetError(where, [`${key}: "${col}" is not a column of ${rel} (its columns: ${columns.join(', ')}); set ${key} to one of them`]);
       }
     }
-    const rows = await parquetReadObjects({ file: arrayBuffer, columns: [o.imageColumn, o.captionColumn], compressors, utf8: true });
+    // utf8: false keeps un-annotated BYTE_ARRAY (the image bytes) as bytes; string columns stay strings.
+    const rows = await parquetReadObjects({ file: arrayBuffer, columns: [o.imageColumn, o.captionColumn], compressors, utf8: false });
     rows.forEach((row, i) => {
       const name = `${rel} row ${i}`;
       const image = imageOf(row[o.imageColumn]);

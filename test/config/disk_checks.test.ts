@@ -76,9 +76,15 @@ test('model folder: missing, a hub id, single files (truncated, LoRA, whole), no
   const missing = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: './nope' }), TMP);
   assert.deepEqual(findings(missing, 'error'), [['pretrained_model_name_or_path', 'error', `folder not found: ${path.join(TMP, 'nope')}`]]);
 
-  const hub = findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: 'stable-diffusion-v1-5/stable-diffusion-v1-5' }), TMP), 'error');
-  assert.equal(hub.length, 1);
-  assert.match(hub[0][2], /looks like a Hugging Face Hub id.*huggingface-cli download stable-diffusion-v1-5\/stable-diffusion-v1-5 --local-dir \.\/stable-diffusion-v1-5/);
+  // A Hub id not in the cache: downloaded when the run starts (checked in the cache once it is there: test/hub/).
+  const saved = { ...process.env };
+  Object.assign(process.env, { HF_HUB_CACHE: path.join(TMP, 'empty-hub-cache'), HF_ENDPOINT: 'https://huggingface.co' });
+  const hubReport = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: 'stable-diffusion-v1-5/stable-diffusion-v1-5' }), TMP);
+  assert.deepEqual(findings(hubReport, 'error'), []);
+  assert.match(hubReport.findings[0].message, /^Hub model: downloaded from https:\/\/huggingface\.co\/stable-diffusion-v1-5\/stable-diffusion-v1-5 into .*empty-hub-cache when the run starts$/);
+  process.env.HF_HUB_OFFLINE = '1';
+  assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: 'stable-diffusion-v1-5/stable-diffusion-v1-5' }), TMP), 'error')[0][2], /is not in the Hugging Face cache .*HF_HUB_OFFLINE is set/);
+  process.env = saved;
 
   // A truncated single file is refused by the safetensors reader; a LoRA file says it is one; a whole checkpoint needs its config folder.
   const single = dir({ 'sd15.safetensors': 'x' });

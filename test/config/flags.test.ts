@@ -68,7 +68,7 @@ test('problems name the flag and have no line', () => {
     r.problems.map((p) => p.message),
     [
       'unexpected argument `extra`: settings are flags such as --rank=4 (or give a *.lora.yaml file)',
-      'missing required flag `--train_data_dir`: the folder of training images and captions.',
+      'no training data: set `--train_data_dir` (a folder of images with captions) or `--dataset_name` (a Hub dataset)',
       '`--rank` must be an integer ≥ 1, got 0',
       'unknown flag `--learnig_rate` — did you mean `--learning_rate`?',
       '`--resolution` must be an integer ≥ 8 and a multiple of 8, got "big"',
@@ -80,7 +80,7 @@ test('problems name the flag and have no line', () => {
   assert.equal(formatProblems(r.problems, 'command line').split('\n')[2], 'command line: error: `--rank` must be an integer ≥ 1, got 0');
 });
 
-test("diffusers flags LoRA Studio ignores warn; hub datasets are refused; a flag given twice keeps the last", () => {
+test("diffusers flags LoRA Studio ignores warn; Hub datasets are data; a flag given twice keeps the last", () => {
   const r = configFromFlags(
     ['--pretrained_model_name_or_path=m', '--train_data_dir=d', '--max_train_steps=10', '--mixed_precision=fp16', '--report_to', 'wandb', '--push_to_hub', '--gradient_checkpointing', '--rank=4', '--rank=8'],
     NO_DISK,
@@ -90,25 +90,18 @@ test("diffusers flags LoRA Studio ignores warn; hub datasets are refused; a flag
     [
       ['mixed_precision', 'warning'],
       ['report_to', 'warning'],
-      ['push_to_hub', 'warning'],
       ['gradient_checkpointing', 'warning'],
       ['rank', 'warning'],
     ],
   );
-  assert.equal(r.problems[4].message, '`--rank` is given more than once; the last value wins');
+  assert.equal(r.problems[3].message, '`--rank` is given more than once; the last value wins');
   assert.equal(r.config?.rank, 8);
   // `--push_to_hub` is a switch: it did not eat the next flag.
   assert.equal(parseFlags(['--push_to_hub', '--rank=2']).entries.length, 2);
 
   const hub = configFromFlags(['--pretrained_model_name_or_path=m', '--dataset_name=lambdalabs/naruto-blip-captions', '--max_train_steps=10'], NO_DISK);
-  assert.deepEqual(
-    hub.problems.map((p) => [p.key, p.severity]),
-    [
-      ['train_data_dir', 'error'],
-      ['dataset_name', 'error'],
-    ],
-  );
-  assert.match(hub.problems[1].message, /^`--dataset_name` is not supported: hub datasets cannot be downloaded/);
+  assert.deepEqual(hub.problems, [], 'a Hub dataset replaces train_data_dir');
+  assert.equal(hub.config?.dataset_name, 'lambdalabs/naruto-blip-captions');
 });
 
 test('--flag value: switches take no value unless it is true/false; negative numbers are values', () => {

@@ -40,7 +40,7 @@ test("the LoRA guide's command becomes a valid, commented config with the same s
   const values = parse(text);
   assert.deepEqual(values, {
     pretrained_model_name_or_path: 'stable-diffusion-v1-5/stable-diffusion-v1-5',
-    train_data_dir: './naruto-blip-captions',
+    dataset_name: 'lambdalabs/naruto-blip-captions',
     resolution: 512,
     center_crop: true,
     random_flip: true,
@@ -55,17 +55,16 @@ test("the LoRA guide's command becomes a valid, commented config with the same s
     output_dir: '/sddata/finetune/lora/naruto',
     checkpointing_steps: 500,
     validation_prompt: 'A naruto with blue eyes.',
+    push_to_hub: true,
+    hub_model_id: 'naruto-lora',
   });
   // Valid as it stands (the disk is checked when it is opened or run).
   assert.deepEqual(validateRunConfigText(text).problems, []);
-  // Commented: why things were dropped, and how to get the hub model and dataset.
+  // Commented: why things were dropped; the Hub model, dataset and push are used as they are.
   const lines = text.split('\n');
   assert.ok(lines.includes('# accelerate --mixed_precision=fp16 — ignored: training runs in float32 (TensorFlow.js has no float16/bfloat16 tensors); fp16 model files are converted at load.'));
-  assert.ok(lines.includes('#   huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir ./stable-diffusion-v1-5'));
-  assert.ok(lines.some((l) => l.startsWith('# TODO: the command trained on the Hub dataset lambdalabs/naruto-blip-captions.')));
+  assert.ok(!lines.some((l) => /TODO|huggingface-cli download/.test(l)), 'nothing left to do by hand');
   assert.ok(lines.includes('# report_to: wandb — ignored: metrics go to output_dir/metrics.jsonl and the LoRA Studio dashboard'));
-  assert.ok(lines.includes('# hub_model_id: naruto-lora — ignored: nothing is uploaded to the Hub'));
-  assert.ok(lines.some((l) => l.startsWith('# push_to_hub — ignored: nothing is uploaded')));
   assert.ok(lines.includes('# dataloader_num_workers: 8 — ignored: images are decoded in the trainer process'));
 });
 
@@ -92,7 +91,7 @@ test('bare flags (no launcher) and missing required settings become TODOs', () =
   const text = importAccelerateCommand('--rank=8 --learning_rate=1e-3');
   const values = parse(text);
   assert.deepEqual(values, { pretrained_model_name_or_path: './model', train_data_dir: './dataset', learning_rate: 1e-3, rank: 8 });
-  assert.ok(text.includes('# TODO: The base model: a diffusers pipeline folder.'));
+  assert.ok(text.includes('# TODO: The base model: a Hub id or a diffusers pipeline folder.'));
   assert.match(importAccelerateCommand('ls -la\n'), /No training command was found/);
 });
 

@@ -56,7 +56,7 @@ test("defaults are diffusers' where diffusers has the flag, and obey the schema'
 
 test('the editor JSON Schema (for yaml.schemas) documents keys and marks ignored diffusers flags deprecated', () => {
   const s = runConfigJsonSchema({ forEditors: true }) as { properties: Record<string, Record<string, unknown>>; required: string[] };
-  assert.deepEqual(s.required, ['pretrained_model_name_or_path', 'train_data_dir']);
+  assert.deepEqual(s.required, ['pretrained_model_name_or_path']);
   assert.match(String(s.properties.rank.markdownDescription), /default: `4`/);
   assert.match(String(s.properties.mixed_precision.deprecationMessage), /^Ignored by LoRA Studio: training runs in float32/);
   // Still a valid draft-07 schema for a non-strict validator.
@@ -86,5 +86,5 @@ test('descriptions of what is expected, ranges and documentation', () => {
   assert.match(doc, /default: `constant`/);
   assert.match(doc, /- `cosine`: warm up, then follow half a cosine down to 0/);
   assert.match(doc, /Command line: `--lr_scheduler=…`/);
-  assert.match(keyDocumentation(spec('train_data_dir')), /\*\*required\*\*/);
+  assert.match(keyDocumentation(spec('pretrained_model_name_or_path')), /\*\*required\*\*/);
 });

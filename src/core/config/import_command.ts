@@ -76,8 +76,9 @@ export function importAccelerateCommand(cmd: string, options: ImportOptions = {}
       else ignored.push(`# --${e.key}${rawValue === true ? '' : `=${rawValue}`} — kohya flag, not imported: ${kohya.otherwise(String(rawValue))}`);
       continue;
     }
-    if (KEY_SPECS.has(e.key)) last.set(e.key, e.value);
-    else if (e.key === 'dataset_name' && typeof rawValue === 'string') last.set('train_data_dir', { fromDataset: rawValue });
+    if (e.key === 'dataset_name' && typeof rawValue === 'string' && isLocal(rawValue)) last.set('train_data_dir', { fromDataset: rawValue });
+    else if (e.key === 'hub_token') ignored.push('# hub_token: <removed> — not imported: set HF_TOKEN or run `huggingface-cli login` (a token in a config file is easily shared)');
+    else if (KEY_SPECS.has(e.key)) last.set(e.key, e.value);
     else if (GUIDE_ONLY.has(e.key)) ignored.push(`# ${e.key}${rawValue === true ? '' : `: ${e.key === 'hub_token' ? '<removed>' : rawValue}`} — ignored: ${GUIDE_ONLY.get(e.key)!.reason}`);
     else unknown.push(`# --${e.key}${rawValue === true ? '' : `=${rawValue}`} — unknown flag, not imported`);
   }
@@ -85,41 +86,26 @@ export function importAccelerateCommand(cmd: string, options: ImportOptions = {}
   if (notes.length) out.push('#', ...notes);
 
   let group = '';
+  const needsData = !last.has('train_data_dir') && !last.has('dataset_name');
   for (const spec of RUN_CONFIG_KEYS) {
-    if (!last.has(spec.key) && !spec.required) continue;
+    if (!last.has(spec.key) && !spec.required && !(spec.key === 'train_data_dir' && needsData)) continue;
     if (spec.group !== group) {
       group = spec.group;
       out.push('', `# ── ${group} ──`);
     }
-    out.push(...keyLines(spec, last.get(spec.key), last.has(spec.key), isLocal));
+    out.push(...keyLines(spec, last.get(spec.key), last.has(spec.key)));
   }
   if (ignored.length || unknown.length) out.push('', '# ── from the command, not used by LoRA Studio ──', ...ignored, ...unknown);
   return out.join('\n') + '\n';
 }
 
-function keyLines(spec: KeySpec, value: unknown, given: boolean, isLocal: (v: string) => boolean): string[] {
+function keyLines(spec: KeySpec, value: unknown, given: boolean): string[] {
   const comment = `  # ${spec.summary}`;
   if (spec.key === 'train_data_dir' && value && typeof value === 'object' && 'fromDataset' in value) {
-    const ds = (value as { fromDataset: string }).fromDataset;
-    if (isLocal(ds)) return [`train_data_dir: ${formatValue(ds)}  # was --dataset_name`];
-    const local = `./${ds.split('/').pop()}`;
-    return [
-      `# TODO: the command trained on the Hub dataset ${ds}. Hub datasets cannot be downloaded here: save it as an image`,
-      `# folder (the images + metadata.jsonl with {"file_name": …, "text": …} lines) at ${local}, or point to your own images.`,
-      `train_data_dir: ${local}`,
-    ];
+    return [`train_data_dir: ${formatValue((value as { fromDataset: string }).fromDataset)}  # was --dataset_name`];
   }
   if (!given) return [`# TODO: ${spec.summary}`, `${spec.key}: ${spec.placeholder ?? formatValue(spec.default)}`];
   const text = formatValue(value);
-  if (spec.key === 'pretrained_model_name_or_path' && typeof value === 'string' && !isLocal(value)) {
-    const local = `./${value.split('/').pop()}`;
-    return [
-      `# TODO: ${value} is a Hugging Face Hub id; LoRA Studio reads local folders. Download it once:`,
-      `#   huggingface-cli download ${value} --local-dir ${local}`,
-      `# and set the path below to ${local}.`,
-      `${spec.key}: ${text}`,
-    ];
-  }
   return [`${spec.key}: ${text}${comment}`];
 }
 

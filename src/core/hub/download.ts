@@ -286,7 +286,7 @@ function explain(e: unknown, o: SnapshotOptions, label: string, tokenSource: str
     return new HubError('forbidden', `${url}: the token from ${tokenSource ?? 'nowhere'} has no access (${data?.error ?? 'gated or private'})`, 'open the page and request access (gated repositories need you to accept their terms), or use a token that has it');
   }
   if (e.statusCode === 404) {
-    const what = /revision/i.test(data?.error ?? '') ? `revision "${o.revision}" of ${url}` : url;
+    const what = /\brev(ision)?\b/i.test(data?.error ?? "") && o.revision ? `revision "${o.revision}" of ${url}` : url;
     return new HubError('not_found', `${what} does not exist`, `check the ${o.type === 'model' ? 'pretrained_model_name_or_path' : 'dataset_name'} (and revision) spelling on the Hub`);
   }
   return new HubError('hub', `${url}: ${e.message}`, 'try again later');
