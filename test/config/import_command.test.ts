@@ -123,12 +123,13 @@ test("kohya's --network_dim, --network_alpha and --optimizer_type are imported o
   assert.match(text, /--optimizer_type=AdamW8bit — kohya flag, not imported: AdamW is used/);
 });
 
-test('a relative model path that exists beside the config is a local folder, not a Hub id', () => {
+test('a relative dataset path that exists beside the config is a local folder, not a Hub dataset', () => {
   // `examples/tiny-shapes` is shaped like a Hub id (owner/name) and exists in this repository.
   const root = new URL('../..', import.meta.url).pathname;
-  const cmd = 'python train_text_to_image_lora.py --pretrained_model_name_or_path=examples/tiny-shapes --train_data_dir=./data';
-  assert.match(importAccelerateCommand(cmd), /examples\/tiny-shapes is a Hugging Face Hub id/, 'without a base folder it cannot tell');
-  const text = importAccelerateCommand(cmd, { baseDir: root });
-  assert.doesNotMatch(text, /Hub id/);
-  assert.equal(parse(text).pretrained_model_name_or_path, 'examples/tiny-shapes');
+  const cmd = 'python train_text_to_image_lora.py --pretrained_model_name_or_path=examples/tiny-shapes --dataset_name=examples/tiny-shapes';
+  assert.equal(parse(importAccelerateCommand(cmd)).dataset_name, 'examples/tiny-shapes', 'without a base folder it is a Hub id');
+  const text = parse(importAccelerateCommand(cmd, { baseDir: root }));
+  assert.equal(text.train_data_dir, 'examples/tiny-shapes');
+  assert.equal(text.dataset_name, undefined);
+  assert.equal(text.pretrained_model_name_or_path, 'examples/tiny-shapes', 'a model path is written as given: a local folder wins over a Hub id when the run loads it');
 });
