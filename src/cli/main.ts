@@ -2,6 +2,7 @@
 // child process, so everything the editor can do can be scripted, run over SSH or on a remote machine.
 import { runGenerateCommand } from './generate.js';
 import { runInspectCommand } from './inspect.js';
+import { runPushCommand } from './push.js';
 import { runTrainCommand } from './train.js';
 import { runWorkerCommand } from './worker.js';
 import { INFERENCE_SCHEDULERS } from '../core/config/generation.js';
@@ -18,6 +19,8 @@ commands:
                           generate an image, optionally with LoRAs
   inspect FILE.safetensors
                           say what a safetensors file is (model component or LoRA, format, rank, …)
+  push OUTPUT_DIR [--hub_model_id=ORG/NAME]
+                          upload a finished run and its model card to the Hugging Face Hub
   worker [--backend B]    long-lived inference worker for the notebook (JSON lines on stdin/stdout)
 
 Run \`lora-studio <command> --help\` for a command's options.`;
@@ -31,6 +34,8 @@ export async function main(argv: string[]): Promise<number> {
       return runGenerateCommand(rest);
     case 'inspect':
       return runInspectCommand(rest);
+    case 'push':
+      return runPushCommand(rest);
     case 'worker':
       return runWorkerCommand(rest);
     case '--version':

@@ -11,6 +11,7 @@ import { loadRunConfig, loadRunConfigWithOverrides, type LoadedRunConfig } from 
 import { configFromFlags } from '../core/config/flags.js';
 import { formatProblems, summarizeProblems, hasErrors } from '../core/config/problems.js';
 import { train, type TrainHooks } from '../training/loop.js';
+import { formatBytes } from '../protocol/format.js';
 import { ControlRequests, StreamEventSink, TeeEventSink, listenForCommands, handleStopSignals, type EventInput, type EventSink } from '../training/events.js';
 
 const HELP = `usage: lora-studio train CONFIG.lora.yaml
@@ -110,9 +111,21 @@ function testHooks(): TrainHooks | undefined {
 /** Progress as one line redrawn on a terminal; other events and logs printed above it. */
 class TerminalProgress implements EventSink {
   private line = '';
+  private readonly rate = new DownloadRate();
   constructor(private readonly out: NodeJS.WriteStream) {}
 
   emit(e: EventInput): void {
+    if (e.type === 'download') {
+      const width = Math.max(8, Math.min(30, (this.out.columns ?? 80) - 70));
+      const filled = Math.round((width * e.bytes) / Math.max(1, e.totalBytes));
+      const { perSecond, eta } = this.rate.update(e.repo, e.bytes, e.totalBytes);
+      this.line = `${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${e.repo} ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)} ${formatBytes(perSecond)}/s ETA ${clock(eta)} (${e.filesDone}/${e.totalFiles} files)`;
+      if (e.filesDone === e.totalFiles) {
+        this.log(`downloaded ${e.repo}: ${formatBytes(e.totalBytes)} in ${e.totalFiles} files`);
+        this.line = '';
+      } else this.redraw();
+      return;
+    }
     if (e.type === 'progress') {
       const width = Math.max(8, Math.min(30, (this.out.columns ?? 80) - 62));
       const filled = Math.round((width * e.step) / Math.max(1, e.totalSteps));
@@ -146,6 +159,13 @@ class PlainProgress implements EventSink {
   constructor(private readonly out: NodeJS.WritableStream) {}
 
   emit(e: EventInput): void {
+    if (e.type === 'download') {
+      const now = Date.now();
+      if (now - this.last < 10_000 && e.filesDone !== e.totalFiles) return;
+      this.last = now;
+      this.out.write(`download ${e.repo}: ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)}, ${e.filesDone}/${e.totalFiles} files\n`);
+      return;
+    }
     if (e.type === 'progress') {
       const now = Date.now();
       if (now - this.last < 10_000 && e.step !== e.totalSteps && e.step !== 1) return;
@@ -171,10 +191,27 @@ function describe(e: EventInput): string | undefined {
       return `warning: ${e.message}`;
     case 'sample':
       return `sample: ${e.path}`;
+    case 'pushed':
+      return `pushed to ${e.url}`;
     case 'finished':
       return e.reason === 'completed' ? `done in ${clock(e.elapsedSeconds)}: ${e.outputs.lora ?? ''}` : `stopped at step ${e.step}; checkpoint ${e.outputs.checkpoint ?? '(none)'}`;
     default:
       return undefined; // error and checkpoint are logged by the trainer itself
+  }
+}
+
+/** Bytes per second over the last ~5 s of a download, and the time left at that rate. */
+class DownloadRate {
+  private samples: { t: number; bytes: number }[] = [];
+  private repo = '';
+  update(repo: string, done: number, total: number): { perSecond: number; eta: number } {
+    const t = Date.now();
+    if (repo !== this.repo) [this.repo, this.samples] = [repo, []];
+    this.samples.push({ t, bytes: done });
+    while (this.samples.length > 2 && t - this.samples[0].t > 5000) this.samples.shift();
+    const first = this.samples[0];
+    const perSecond = t > first.t ? ((done - first.bytes) * 1000) / (t - first.t) : 0;
+    return { perSecond, eta: perSecond > 0 ? (total - done) / perSecond : Infinity };
   }
 }
 

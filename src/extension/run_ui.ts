@@ -3,10 +3,10 @@
 // channel, and at the end a message: finished (with its file), stopped (Resume), or failed (Show Log, Resume).
 import path from 'node:path';
 import * as vscode from 'vscode';
-import type { PhaseEvent, ProgressEvent } from '../protocol/training.js';
+import type { DownloadEvent, PhaseEvent, ProgressEvent } from '../protocol/training.js';
 import type { RunExit, RunSession } from './run_session.js';
 import { COMMANDS, OUTPUT_CHANNELS } from './manifest.js';
-import { formatDevice, formatPhase, SOFTWARE_ADAPTER_WARNING } from '../protocol/format.js';
+import { formatBytes, formatDevice, formatPhase, SOFTWARE_ADAPTER_WARNING } from '../protocol/format.js';
 import { listCheckpoints } from '../core/config/run_folder.js';
 import { endButtons, progressLine, progressRows } from './run_text.js';
 
@@ -66,6 +66,8 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
           }
         }
       }
+      else if (e.type === 'download') item.text = `$(cloud-download) LoRA ${session.name}: ${downloadLine(e)}`;
+      else if (e.type === 'pushed') log.line(session, `pushed to ${e.url}: ${e.files.join(', ')}`);
       else if (e.type === 'checkpoint') log.line(session, `checkpoint: ${e.path}`);
       else if (e.type === 'warning') log.line(session, `warning: ${e.message}`);
       else if (e.type === 'error') log.line(session, `error (${e.code}): ${e.message}${e.hint ? ` — ${e.hint}` : ''}`);
@@ -82,6 +84,8 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
       let reported = 0;
       let lastProgress: ProgressEvent | undefined;
       const sub = session.onEvent.on((e) => {
+        // Hub downloads come before training: the same notification shows them, and its Cancel stops them.
+        if (e.type === 'download') return progress.report({ message: downloadLine(e) });
         if (e.type === 'phase' && lastProgress) return progress.report({ message: progressLine(lastProgress, e) });
         if (e.type !== 'progress') return;
         lastProgress = e;
@@ -104,6 +108,10 @@ export function attachRunUi(session: RunSession, log: TrainerLog, actions: RunUi
     setTimeout(() => item.dispose(), LINGER_MS);
     void announceEnd(session, exit, log, actions);
   });
+}
+
+function downloadLine(e: DownloadEvent): string {
+  return `downloading ${e.repo}: ${formatBytes(e.bytes)} of ${formatBytes(e.totalBytes)} (${e.filesDone}/${e.totalFiles} files)`;
 }
 
 function showProgress(item: vscode.StatusBarItem, session: RunSession, e: ProgressEvent, phase?: PhaseEvent): void {

@@ -104,10 +104,12 @@ test('a download cut midway resumes from the partial file with a Range request, 
     const blobs = path.join(cache, 'models--runwayml--stable-diffusion-v1-5', 'blobs');
     const partial = fs.readdirSync(blobs).find((f) => f.endsWith('.incomplete'))!;
     assert.ok(partial, 'the partial file is kept');
-    assert.equal(fs.statSync(path.join(blobs, partial)).size, cut);
+    // What arrived before the cut (at most what the server sent) is kept.
+    const kept = fs.statSync(path.join(blobs, partial)).size;
+    assert.ok(kept > 0 && kept <= cut, `${kept} of ${cut} bytes kept`);
     const snap = await downloadModel(ID, { env: env(hub, cache) });
     const ranged = hub.requests.filter((r) => r.url.includes('/resolve/') && r.url.endsWith(unet) && r.range && r.range !== 'bytes=0-0');
-    assert.equal(ranged.at(-1)!.range, `bytes=${cut}-${size - 1}`, 'the second request asks only for the rest');
+    assert.equal(ranged.at(-1)!.range, `bytes=${kept}-${size - 1}`, 'the second request asks only for the rest');
     assert.ok(fs.readFileSync(path.join(snap.dir, unet)).equals(fs.readFileSync(path.join(MODEL, unet))));
     assert.ok(!fs.readdirSync(blobs).some((f) => f.endsWith('.incomplete')));
   } finally {
