@@ -52,7 +52,7 @@ test('a bad message is refused with one sentence naming the field', () => {
     problem({ type: 'finished', reason: 'completed', step: 1, elapsedSeconds: 1, outputs: { samples: [] } }),
     'outputs.metrics is missing (it must be a string)',
   );
-  assert.equal(problem({ type: 'launch' }), 'unknown trainer event type "launch" (expected started, progress, sample, validation_loss, phase, checkpoint, warning, error or finished)');
+  assert.equal(problem({ type: 'launch' }), 'unknown trainer event type "launch" (expected download, started, progress, sample, validation_loss, phase, checkpoint, warning, error, finished or pushed)');
   assert.match(problem('{"type":"progress",'), /^trainer event is not JSON \(/);
   const gen = { type: 'generate', id: 'g', model: '/m', prompt: 'p', jobs: [{ seed: 1, loras: [{ file: '/l.safetensors', scale: 'high' }] }] };
   assert.equal(problem(gen, WORKER_REQUESTS), 'jobs[0].loras[0].scale must be a number, got "high"');
