@@ -91,7 +91,7 @@ test('bare flags (no launcher) and missing required settings become TODOs', () =
   const text = importAccelerateCommand('--rank=8 --learning_rate=1e-3');
   const values = parse(text);
   assert.deepEqual(values, { pretrained_model_name_or_path: './model', train_data_dir: './dataset', learning_rate: 1e-3, rank: 8 });
-  assert.ok(text.includes('# TODO: The base model: a Hub id or a diffusers pipeline folder.'));
+  assert.ok(text.includes('# TODO: The base model: a Hub id, a diffusers pipeline folder or a single-file .safetensors checkpoint (SD 1.x, 2.x, SDXL).'));
   assert.match(importAccelerateCommand('ls -la\n'), /No training command was found/);
 });
 
