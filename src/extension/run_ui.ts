@@ -115,7 +115,8 @@ function downloadLine(e: DownloadEvent): string {
 }
 
 function showProgress(item: vscode.StatusBarItem, session: RunSession, e: ProgressEvent, phase?: PhaseEvent): void {
-  item.text = `$(loading~spin) LoRA ${session.name} ${progressLine(e, phase)}`;
+  // The status bar is terse: "LoRA quick 3/8 · loss … · ETA …" (the notification says "step 3/8 · …").
+  item.text = `$(loading~spin) LoRA ${session.name} ${progressLine(e, phase).replace(/^step /, '')}`;
   const rows = progressRows(e, session.history.started);
   item.tooltip = new vscode.MarkdownString([`**Training ${session.name}** — click for the dashboard`, '', `| | |`, `|---|---|`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n'));
 }
