@@ -34,19 +34,23 @@ import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
 import { resolveModelDir, openRunDataset, pushRun, recordableConfig } from './hub.js';
+import sharp from 'sharp';
 import { decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
-import { trainTransform, resizeShortestSide, centerCropTopLeft, crop, flipHorizontal, toNormalizedPixels } from './image_transforms.js';
+import { resizeShortestSide, resizedSize, centerCrop, randomCrop, centerCropTopLeft, crop, flipHorizontal, toNormalizedPixels, type RgbImage } from './image_transforms.js';
 import { sdxlTimeIds } from '../core/models/unet_2d_condition.js';
-import { Random, streamSeed, epochOrder, freshSeed } from './random.js';
+import { planBuckets, fitToBucket, epochBatches, bucketInfoMetadata, type BucketPlan } from './buckets.js';
+import { processCaption, captionsAreFixed, type CaptionOptions } from './captions.js';
+import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../core/config/sample_prompts.js';
+import { Random, streamSeed, freshSeed } from './random.js';
 import { TrainableLora } from './lora_params.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
-import { lossAndGrads, type StepInputs } from './train_step.js';
+import { lossAndGrads, diffusionLoss, type StepInputs, type StepModels } from './train_step.js';
 import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
-import { generateValidationImages } from './validation.js';
+import { generateSamples, type SampleJob } from './validation.js';
 import { FINAL_SAMPLES, LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries, sampleLabel } from '../core/config/run_folder.js';
 
 
@@ -94,8 +98,8 @@ export interface RunPlan {
   readonly learningRate: number;
 }
 
-export function planRun(c: RunConfig, numExamples: number): RunPlan {
-  const batchesPerEpoch = Math.ceil(numExamples / c.train_batch_size);
+/** `batchesPerEpoch`: given with buckets (each bucket's last batch may be short), else ceil(N / batch). */
+export function planRun(c: RunConfig, numExamples: number, batchesPerEpoch = Math.ceil(numExamples / c.train_batch_size)): RunPlan {
   const updatesPerEpoch = Math.ceil(batchesPerEpoch / c.gradient_accumulation_steps);
   const maxTrainSteps = c.max_train_steps ?? c.num_train_epochs * updatesPerEpoch;
   const numEpochs = Math.ceil(maxTrainSteps / updatesPerEpoch);
@@ -116,7 +120,19 @@ function fingerprint(c: RunConfig, numExamples: number, predictionType: Predicti
     cache_latents: c.cache_latents,
     prediction_type: predictionType,
     noise_offset: c.noise_offset,
+    // Keys added later are recorded only when they change the run, so older checkpoints still resume.
+    ...(c.lora_alpha !== null && c.lora_alpha !== c.rank ? { lora_alpha: c.lora_alpha } : {}),
+    ...(c.enable_bucket ? { buckets: [c.min_bucket_reso, c.max_bucket_reso, c.bucket_reso_steps] } : {}),
+    ...(c.validation_split > 0 ? { validation_split: c.validation_split } : {}),
+    ...(c.caption_dropout_rate > 0 || c.shuffle_caption ? { captions: [c.caption_dropout_rate, c.shuffle_caption, c.keep_tokens] } : {}),
   };
+}
+
+/** Where each example goes: its pixel size, and the bucket plan when bucketing. */
+interface Layout {
+  /** Per example: bucket index (buckets only). */
+  readonly bucketOf?: number[];
+  readonly plan?: BucketPlan;
 }
 
 /** A latent distribution kept per image (and per orientation when flipping). */
@@ -168,6 +184,10 @@ class TrainingSession {
   private readonly pooledCache = new Map<string, tf.Tensor1D>();
   private latentCache: CachedLatents[][] = [];
   private samples: string[] = [];
+  private layout: Layout = {};
+  private samplePrompts: SamplePrompt[] = [];
+  private heldOut: Example[] = [];
+  private heldOutLatents: { mean: tf.Tensor4D; std: tf.Tensor4D }[] = [];
   private lastCheckpoint?: string;
 
   constructor(private readonly o: TrainOptions) {
@@ -200,10 +220,17 @@ class TrainingSession {
     }
     if (c.seed === null && !resume) this.ev.log(`seed: ${seed} (none given; set seed: ${seed} to repeat this run)`);
 
+    try {
+      this.samplePrompts = parseSamplePrompts(c.sample_prompts);
+    } catch (e) {
+      if (e instanceof SamplePromptError) throw new TrainingError('config', e.message, 'write each entry as kohya does: prompt --n negative --d seed --s steps --l guidance --ss sampler');
+      throw e;
+    }
     const fail = (code: ErrorCode, message: string, hint?: string) => new TrainingError(code, message, hint);
     const modelDir = await resolveModelDir(c, this.ev, this.req, fail);
-    const dataset = await openRunDataset(c, seed, this.ev, this.req, fail);
-    this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.dataset_name ?? c.train_data_dir}`);
+    const opened = await openRunDataset(c, seed, this.ev, this.req, fail);
+    const dataset = this.splitValidation(opened, seed);
+    this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.dataset_name ?? c.train_data_dir}${this.heldOut.length ? `, ${this.heldOut.length} held out for the validation loss` : ''}`);
 
     const sd = this.loadModel(modelDir);
     const scheduler = (this.scheduler = new DDPMScheduler(sd.schedulerConfig));
@@ -211,14 +238,17 @@ class TrainingSession {
     if (predictionType !== 'epsilon' && predictionType !== 'v_prediction') {
       throw new TrainingError('config', `the model's scheduler predicts "${predictionType}"; training supports epsilon and v_prediction`, 'set prediction_type: epsilon or v_prediction');
     }
-    const plan = planRun(c, dataset.examples.length);
+    this.layout = await this.planLayout(dataset, sd);
+    const batchesPerEpoch = this.layout.plan ? epochBatches(seed, 0, dataset.examples.length, c.train_batch_size, this.layout.bucketOf).length : undefined;
+    const plan = planRun(c, dataset.examples.length, batchesPerEpoch);
     const print = fingerprint(c, dataset.examples.length, predictionType);
     if (resume) checkFingerprint(resume, print);
 
     const targets = sd.unet.loraTargets();
+    const alpha = c.lora_alpha ?? c.rank;
     const lora = (this.lora = resume
-      ? TrainableLora.fromWeights(targets, c.rank, c.rank, new Map([...resume.lora].map(([p, w]) => [p, { down: w.down, up: w.up }])))
-      : TrainableLora.gaussian(targets, c.rank, c.rank, new Random(streamSeed(seed, 'init'))));
+      ? TrainableLora.fromWeights(targets, c.rank, alpha, new Map([...resume.lora].map(([p, w]) => [p, { down: w.down, up: w.up }])))
+      : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init'))));
     const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
     if (resume) opt.importState(resume.optimizer, lora.shapes());
     const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
@@ -245,17 +275,24 @@ class TrainingSession {
       batchSize: c.train_batch_size,
       gradientAccumulationSteps: c.gradient_accumulation_steps,
       loraParameters: lora.parameterCount,
+      numValidationExamples: this.heldOut.length || undefined,
+      buckets: this.layout.plan?.counts.map((b) => ({ ...b })),
       time: new Date().toISOString(),
     });
     this.ev.log(
       `training: ${plan.numExamples} examples, batch ${c.train_batch_size} × accumulation ${c.gradient_accumulation_steps}, ` +
-        `${plan.maxTrainSteps} steps (${plan.numEpochs} epochs), lr ${plan.learningRate} ${c.lr_scheduler}, rank ${c.rank} ` +
+        `${plan.maxTrainSteps} steps (${plan.numEpochs} epochs), lr ${plan.learningRate} ${c.lr_scheduler}, rank ${c.rank}${alpha !== c.rank ? ` alpha ${alpha}` : ''} ` +
         `(${lora.parameterCount} parameters), ${predictionType}${c.snr_gamma !== null ? `, min-SNR γ ${c.snr_gamma}` : ''}, backend ${backend.name}`,
     );
 
+    if (this.layout.plan) this.ev.log(`buckets: ${this.layout.plan.counts.map((b) => `${b.width}×${b.height}: ${b.count}`).join(', ')} (mean aspect error ${this.layout.plan.meanAspectError.toFixed(3)})`);
+
     // Caching can take a while on big datasets: after `started`, so the host already shows the run.
+    this.ev.emit({ type: 'phase', phase: 'caching', step: this.globalStep });
     await this.cacheTextEmbeddings(dataset);
     if (c.cache_latents) await this.cacheLatents(dataset, seed);
+    await this.cacheHeldOut();
+    this.ev.emit({ type: 'phase', phase: 'training', step: this.globalStep });
 
     const runStart = Date.now();
     const elapsed = () => elapsedBefore + (Date.now() - runStart) / 1000;
@@ -268,7 +305,7 @@ class TrainingSession {
       seed,
       rng: rng.getState(),
       rank: c.rank,
-      alpha: c.rank,
+      alpha,
       numExamples: plan.numExamples,
       elapsedSeconds: elapsed(),
       fingerprint: print,
@@ -278,7 +315,7 @@ class TrainingSession {
     const gas = c.gradient_accumulation_steps;
 
     training: while (this.globalStep < plan.maxTrainSteps && epoch < plan.numEpochs) {
-      const order = epochOrder(seed, epoch, plan.numExamples);
+      const batches = epochBatches(seed, epoch, plan.numExamples, c.train_batch_size, this.layout.bucketOf);
       while (batchInEpoch < plan.batchesPerEpoch) {
         if (this.req.stop && this.globalStep === startStep) {
           // Asked to stop before the first step (while loading): nothing new to save.
@@ -291,7 +328,7 @@ class TrainingSession {
         let trainLoss = 0;
         let samples = 0;
         do {
-          const indices = order.slice(batchInEpoch * c.train_batch_size, (batchInEpoch + 1) * c.train_batch_size);
+          const indices = batches[batchInEpoch];
           const inputs = await this.microBatch(dataset, indices, rng);
           const step = await lossAndGrads(stepModels, inputs, 1 / gas);
           tf.dispose([inputs.latents, inputs.noise, inputs.encoderHiddenStates, ...(inputs.addedCond ? [inputs.addedCond.textEmbeds, inputs.addedCond.timeIds] : [])]);
@@ -352,18 +389,80 @@ class TrainingSession {
           this.ev.log(`stopped (${this.req.stopReason}) at step ${this.globalStep}; resume with resume_from_checkpoint: latest`);
           return this.finish('stopped', started);
         }
-        if (this.req.take('sample')) await this.validate(seed, sampleLabel(this.globalStep));
+        const sampleDue = c.sample_every_n_steps !== null && this.globalStep % c.sample_every_n_steps === 0 && !done;
+        if (this.req.take('sample') || sampleDue) await this.sample(seed, sampleLabel(this.globalStep), true);
         if (done) break training;
         if (batchInEpoch === 0) break; // epoch finished
       }
       // End of an epoch (the guide validates every validation_epochs epochs, counting from epoch 0).
       const finishedEpoch = epoch - 1;
-      if (c.validation_prompt !== null && finishedEpoch % c.validation_epochs === 0 && this.globalStep < plan.maxTrainSteps) {
-        await this.validate(seed, sampleLabel(this.globalStep));
+      if (finishedEpoch % c.validation_epochs === 0 && this.globalStep < plan.maxTrainSteps) {
+        await this.validationLoss(stepModels, seed, finishedEpoch + 1);
+        if (c.sample_every_n_steps === null) await this.sample(seed, sampleLabel(this.globalStep), false);
       }
     }
 
+    await this.validationLoss(stepModels, seed, epoch);
     return this.complete(started, seed, plan, predictionType);
+  }
+
+  /** Holds out validation_split of the examples (a seeded choice) for the validation loss. */
+  private splitValidation(d: Dataset, seed: number): Dataset {
+    const split = this.c.validation_split;
+    if (split <= 0) return d;
+    const n = d.examples.length;
+    const count = Math.round(n * split);
+    if (count < 1 || count >= n) {
+      throw new TrainingError('config', `validation_split ${split} of ${n} images holds out ${count}: it must leave at least one image on each side`, `choose a validation_split between ${(1 / n).toFixed(3)} and ${(1 - 1 / n).toFixed(3)}, or 0`);
+    }
+    const order = new Random(streamSeed(seed, 'validation_split')).randperm(n);
+    const held = new Set(order.slice(0, count));
+    this.heldOut = [...held].sort((a, b) => a - b).map((i) => d.examples[i]);
+    return { ...d, examples: d.examples.filter((_, i) => !held.has(i)) };
+  }
+
+  /** The bucket of every example (enable_bucket), from the image sizes in the file headers. */
+  private async planLayout(dataset: Dataset, sd: StableDiffusion): Promise<Layout> {
+    const c = this.c;
+    if (sd.textEncoder2) {
+      const unsupported = [c.enable_bucket && 'enable_bucket', c.shuffle_caption && 'shuffle_caption', c.validation_split > 0 && 'validation_split'].filter(Boolean);
+      if (unsupported.length) throw new TrainingError('config', `${unsupported.join(', ')} ${unsupported.length === 1 ? 'is' : 'are'} not supported with SDXL models yet`, `remove ${unsupported.join(', ')} for this model`);
+    }
+    if (!c.enable_bucket) return {};
+    // Latent sides must halve cleanly through the UNet's down blocks.
+    const multiple = sd.vaeScaleFactor * 2 ** ((sd.unet.config.block_out_channels as number[]).length - 1);
+    if (c.bucket_reso_steps % multiple) {
+      throw new TrainingError('config', `bucket_reso_steps ${c.bucket_reso_steps} is not a multiple of ${multiple}, which this model's UNet needs`, `set bucket_reso_steps: ${Math.max(multiple, Math.round(c.bucket_reso_steps / multiple) * multiple)}`);
+    }
+    if (c.min_bucket_reso > c.resolution || c.max_bucket_reso < c.resolution) {
+      throw new TrainingError('config', `resolution ${c.resolution} is outside min_bucket_reso ${c.min_bucket_reso} … max_bucket_reso ${c.max_bucket_reso}`, 'set min_bucket_reso ≤ resolution ≤ max_bucket_reso (kohya: 256 ≤ 512 ≤ 1024)');
+    }
+    const sizes = await Promise.all(dataset.examples.map(async (e) => imageSize(e.image ?? e.file)));
+    const plan = planBuckets({ resolution: c.resolution, minReso: c.min_bucket_reso, maxReso: c.max_bucket_reso, step: c.bucket_reso_steps }, sizes);
+    return { plan, bucketOf: plan.choices.map((ch) => ch.index) };
+  }
+
+  /** Whether a random crop of this image has more than one place to go (the resized image exceeds the crop). */
+  private cropHasChoice(img: RgbImage, exampleIndex: number): boolean {
+    const plan = this.layout.plan;
+    if (plan) {
+      const { resized, bucket } = plan.choices[exampleIndex];
+      return resized.width > bucket.width || resized.height > bucket.height;
+    }
+    const r = resizedSize(img.width, img.height, this.c.resolution);
+    return r.width > this.c.resolution || r.height > this.c.resolution;
+  }
+
+  /** An image as the training transform makes it, before the flip: bucket fit, or the guide's resize + crop. */
+  private shape(img: RgbImage, exampleIndex: number | undefined, rng: Random | undefined): RgbImage {
+    const c = this.c;
+    const plan = this.layout.plan;
+    if (plan) {
+      const choice = exampleIndex === undefined ? planBuckets({ resolution: c.resolution, minReso: c.min_bucket_reso, maxReso: c.max_bucket_reso, step: c.bucket_reso_steps }, [img]).choices[0] : plan.choices[exampleIndex];
+      return fitToBucket(img, choice, c.center_crop ? undefined : rng);
+    }
+    const resized = resizeShortestSide(img, c.resolution);
+    return c.center_crop || !rng ? centerCrop(resized, c.resolution) : randomCrop(resized, c.resolution, rng);
   }
 
   private async initBackend(): Promise<BackendInfo> {
@@ -385,7 +484,8 @@ class TrainingSession {
 
   /** The text encoder's output for every caption, once (the encoder is frozen, so it never changes). */
   private async cacheTextEmbeddings(dataset: Dataset): Promise<void> {
-    const captions = [...new Set(dataset.examples.flatMap((e) => e.captions))];
+    const captions = [...new Set([...dataset.examples, ...this.heldOut].flatMap((e) => e.captions))];
+    if (this.c.caption_dropout_rate > 0) captions.push('');
     for (let i = 0; i < captions.length; i += 16) {
       const chunk = captions.slice(i, i + 16);
       const emb = encodePrompts(this.sd!, chunk);
@@ -401,18 +501,30 @@ class TrainingSession {
     const rng = new Random(streamSeed(seed, 'caching'));
     let frozenCrop = false;
     const t0 = Date.now();
-    for (const ex of dataset.examples) {
-      const original = await decodeRgb(ex.image ?? ex.file);
-      const img = resizeShortestSide(original, c.resolution);
-      if (!c.center_crop && (img.width > c.resolution || img.height > c.resolution)) frozenCrop = true;
-      // torchvision CenterCrop / RandomCrop (top, then left drawn), keeping where the crop starts for SDXL's time ids.
-      const exact = img.width === c.resolution && img.height === c.resolution; // RandomCrop draws nothing then
-      const [top, left] = c.center_crop || exact ? centerCropTopLeft(img.height, img.width, c.resolution) : [rng.randint(0, img.height - c.resolution + 1)[0], rng.randint(0, img.width - c.resolution + 1)[0]];
-      const cropped = exact ? img : crop(img, top, left, c.resolution, c.resolution);
-      const variants = c.random_flip ? [cropped, flipHorizontal(cropped)] : [cropped];
-      // train_text_to_image_lora_sdxl.py records a flipped image's left as (resized width − left).
-      const ids = [sdxlTimeIds([original.height, original.width], [top, left], [c.resolution, c.resolution]), sdxlTimeIds([original.height, original.width], [top, img.width - left], [c.resolution, c.resolution])];
-      const pixels = tf.tidy(() => tf.stack(variants.map((v) => tf.tensor3d(toNormalizedPixels(v), [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
+    for (const [k, ex] of dataset.examples.entries()) {
+      let pixels: tf.Tensor4D;
+      let ids: number[][];
+      if (this.layout.plan) {
+        // Buckets (SD 1.x/2.x only, checked in planLayout): no time ids.
+        const img = await decodeRgb(ex.image ?? ex.file);
+        const cropped = this.shape(img, k, rng);
+        if (!c.center_crop && this.cropHasChoice(img, k)) frozenCrop = true;
+        const variants = c.random_flip ? [cropped, flipHorizontal(cropped)] : [cropped];
+        ids = variants.map(() => []);
+        pixels = tf.tidy(() => tf.stack(variants.map((v) => tf.tensor3d(toNormalizedPixels(v), [v.height, v.width, 3]))) as tf.Tensor4D);
+      } else {
+        const original = await decodeRgb(ex.image ?? ex.file);
+        const img = resizeShortestSide(original, c.resolution);
+        if (!c.center_crop && (img.width > c.resolution || img.height > c.resolution)) frozenCrop = true;
+        // torchvision CenterCrop / RandomCrop (top, then left drawn), keeping where the crop starts for SDXL's time ids.
+        const exact = img.width === c.resolution && img.height === c.resolution; // RandomCrop draws nothing then
+        const [top, left] = c.center_crop || exact ? centerCropTopLeft(img.height, img.width, c.resolution) : [rng.randint(0, img.height - c.resolution + 1)[0], rng.randint(0, img.width - c.resolution + 1)[0]];
+        const cropped = exact ? img : crop(img, top, left, c.resolution, c.resolution);
+        const variants = c.random_flip ? [cropped, flipHorizontal(cropped)] : [cropped];
+        // train_text_to_image_lora_sdxl.py records a flipped image's left as (resized width − left).
+        ids = [sdxlTimeIds([original.height, original.width], [top, left], [c.resolution, c.resolution]), sdxlTimeIds([original.height, original.width], [top, img.width - left], [c.resolution, c.resolution])];
+        pixels = tf.tidy(() => tf.stack(variants.map((v) => tf.tensor3d(toNormalizedPixels(v), [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
+      }
       const { mean, std } = this.sd!.vae.encode(pixels);
       pixels.dispose();
       const means = tf.unstack(mean) as tf.Tensor3D[];
@@ -443,25 +555,30 @@ class TrainingSession {
     if (c.cache_latents) {
       const chosen = indices.map((i, k) => {
         const flip = c.random_flip && rng.uniform([1])[0] < 0.5;
-        captions.push(pickCaption(examples[k], rng));
+        captions.push(processCaption(pickCaption(examples[k], rng), this.captionOptions(), rng));
         timeIds.push(this.latentCache[i][flip ? 1 : 0].timeIds);
         return this.latentCache[i][flip ? 1 : 0];
       });
       mean = tf.stack(chosen.map((l) => l.mean)) as tf.Tensor4D;
       std = tf.stack(chosen.map((l) => l.std)) as tf.Tensor4D;
     } else {
-      const pixels: Float32Array[] = [];
+      const images: RgbImage[] = [];
       if (sd.textEncoder2 && (!c.center_crop || c.random_flip)) {
         throw new TrainingError('config', 'SDXL training without cache_latents supports center_crop: true and random_flip: false only (the crop must be known for the time ids)', 'set cache_latents: true, or center_crop: true and random_flip: false');
       }
-      for (const ex of examples) {
-        const img = await decodeRgb(ex.image ?? ex.file);
-        pixels.push(trainTransform(img, { resolution: c.resolution, centerCrop: c.center_crop, randomFlip: c.random_flip }, rng));
-        const r = resizeShortestSide(img, c.resolution);
-        timeIds.push(sdxlTimeIds([img.height, img.width], centerCropTopLeft(r.height, r.width, c.resolution), [c.resolution, c.resolution]));
-        captions.push(pickCaption(ex, rng));
+      for (const [k, ex] of examples.entries()) {
+        // The guide's order of draws: crop, flip, then the caption.
+        const raw = await decodeRgb(ex.image ?? ex.file);
+        let img = this.shape(raw, indices[k], rng);
+        if (c.random_flip && rng.uniform([1])[0] < 0.5) img = flipHorizontal(img);
+        images.push(img);
+        if (sd.textEncoder2) {
+          const r = resizeShortestSide(raw, c.resolution);
+          timeIds.push(sdxlTimeIds([raw.height, raw.width], centerCropTopLeft(r.height, r.width, c.resolution), [c.resolution, c.resolution]));
+        }
+        captions.push(processCaption(pickCaption(ex, rng), this.captionOptions(), rng));
       }
-      const batch = tf.tidy(() => tf.stack(pixels.map((p) => tf.tensor3d(p, [c.resolution, c.resolution, 3]))) as tf.Tensor4D);
+      const batch = tf.tidy(() => tf.stack(images.map((im) => tf.tensor3d(toNormalizedPixels(im), [im.height, im.width, 3]))) as tf.Tensor4D);
       ({ mean, std } = sd.vae.encode(batch));
       batch.dispose();
     }
@@ -483,7 +600,7 @@ class TrainingSession {
       noise = withOffset;
     }
     const timesteps = rng.randint(0, this.scheduler!.config.num_train_timesteps, b);
-    const encoderHiddenStates = tf.stack(captions.map((t) => this.textCache.get(t)!)) as tf.Tensor3D;
+    const encoderHiddenStates = this.embed(captions);
     // SDXL: the pooled caption embedding and the image's time ids (train_text_to_image_lora_sdxl.py's unet_added_conditions).
     const addedCond = sd.textEncoder2 ? { textEmbeds: tf.stack(captions.map((t) => this.pooledCache.get(t)!)) as tf.Tensor2D, timeIds: tf.tensor2d(timeIds) } : undefined;
     tf.dispose([mean, std, eps]);
@@ -505,31 +622,121 @@ class TrainingSession {
     this.ev.log(`saved ${dir}${removed.length ? ` (removed ${removed.map((r) => path.basename(r)).join(', ')})` : ''}`);
   }
 
-  private async validate(seed: number, label: string): Promise<void> {
+  private captionOptions(): CaptionOptions {
+    return { dropoutRate: this.c.caption_dropout_rate, shuffle: this.c.shuffle_caption, keepTokens: this.c.keep_tokens };
+  }
+
+  /** Text embeddings [B, 77, D] of captions: cached ones, others (shuffled tags) encoded now and not kept. */
+  private embed(captions: readonly string[]): tf.Tensor3D {
+    const missing = [...new Set(captions.filter((t) => !this.textCache.has(t)))];
+    if (missing.length && captionsAreFixed(this.captionOptions())) throw new Error(`internal: no cached text embedding for "${missing[0]}"`);
+    return tf.tidy(() => {
+      const fresh = new Map<string, tf.Tensor2D>();
+      if (missing.length) tf.unstack(encodePrompts(this.sd!, missing).embeds).forEach((t, j) => fresh.set(missing[j], t as tf.Tensor2D));
+      return tf.stack(captions.map((t) => this.textCache.get(t) ?? fresh.get(t)!)) as tf.Tensor3D;
+    });
+  }
+
+  /** Encodes the held-out images once (center crop or their bucket, no flip): their latent distributions. */
+  private async cacheHeldOut(): Promise<void> {
+    for (const ex of this.heldOut) {
+      const img = this.shape(await decodeRgb(ex.image ?? ex.file), undefined, undefined);
+      const pixels = tf.tidy(() => tf.tensor4d(toNormalizedPixels(img), [1, img.height, img.width, 3]));
+      this.heldOutLatents.push(this.sd!.vae.encode(pixels));
+      pixels.dispose();
+      await yieldToEventLoop();
+    }
+  }
+
+  /**
+   * The loss on the held-out images, one at a time, with latent draws, noise and timesteps from a
+   * generator reseeded for every measurement: the same inputs each time, so only the LoRA moves it.
+   */
+  private async validationLoss(m: Omit<StepModels, 'lora'>, seed: number, epoch: number): Promise<void> {
+    if (!this.heldOut.length) return;
+    this.ev.emit({ type: 'phase', phase: 'validating', step: this.globalStep, detail: `${this.heldOut.length} held-out image${this.heldOut.length === 1 ? '' : 's'}` });
+    const rng = new Random(streamSeed(seed, 'validation_loss'));
+    const lookup = this.lora!.lookup();
+    let total = 0;
+    for (const [k, ex] of this.heldOut.entries()) {
+      const { mean, std } = this.heldOutLatents[k];
+      const [b, h, w, ch] = mean.shape;
+      const draw = () => tf.tidy(() => tf.tensor4d(rng.normal([b, ch, h, w]), [b, ch, h, w]).transpose([0, 2, 3, 1]) as tf.Tensor4D);
+      const eps = draw();
+      const noise = draw();
+      const timesteps = rng.randint(0, this.scheduler!.config.num_train_timesteps, b);
+      const caption = ex.captions[0];
+      const loss = tf.tidy(() => {
+        const scale = this.sd!.vae.config.scaling_factor as number;
+        const shift = (this.sd!.vae.config.shift_factor as number | null | undefined) ?? null;
+        const sample = mean.add(std.mul(eps));
+        const latents = (shift === null ? sample.mul(scale) : sample.sub(shift).mul(scale)) as tf.Tensor4D;
+        const ehs = this.embed([caption]);
+        return diffusionLoss(m, { latents, noise, timesteps, encoderHiddenStates: ehs }, lookup);
+      });
+      total += (await loss.data())[0];
+      tf.dispose([loss, eps, noise]);
+      await yieldToEventLoop();
+    }
+    const value = total / this.heldOut.length;
+    this.ev.emit({ type: 'validation_loss', step: this.globalStep, epoch, loss: value, numExamples: this.heldOut.length });
+    this.ev.log(`validation loss at step ${this.globalStep}: ${value.toPrecision(5)} (${this.heldOut.length} held-out images)`);
+    this.ev.emit({ type: 'phase', phase: 'training', step: this.globalStep });
+  }
+
+  /** The images to make at one sampling: the guide's validation_prompt (num_validation_images), then each sample prompt. */
+  private sampleJobs(seed: number): SampleJob[] {
     const c = this.c;
-    if (c.validation_prompt === null) {
-      this.ev.emit({ type: 'warning', code: 'no_validation_prompt', message: 'a sample was asked for, but the run config has no validation_prompt' });
+    const jobs: SampleJob[] = [];
+    if (c.validation_prompt !== null) {
+      for (let i = 0; i < c.num_validation_images; i++) jobs.push({ promptIndex: 0, imageIndex: i, prompt: c.validation_prompt, seed: seed + i, sampler: c.sample_sampler ?? undefined });
+    }
+    const first = c.validation_prompt !== null ? 1 : 0;
+    this.samplePrompts.forEach((p, i) => jobs.push({ ...p, sampler: p.sampler ?? c.sample_sampler ?? undefined, promptIndex: first + i, imageIndex: 0, seed: p.seed ?? seed }));
+    return jobs;
+  }
+
+  /** Sample images; `asked`: a sample command or sample_every_n_steps (warn when there is nothing to sample). */
+  private async sample(seed: number, label: string, asked: boolean): Promise<void> {
+    const jobs = this.sampleJobs(seed);
+    if (!jobs.length) {
+      if (asked) this.ev.emit({ type: 'warning', code: 'no_validation_prompt', message: 'a sample was asked for, but the run config has no validation_prompt or sample_prompts' });
       return;
     }
-    this.ev.log(`validation: ${c.num_validation_images} image(s) of "${c.validation_prompt}"`);
+    this.ev.log(`sampling ${jobs.length} image(s): ${[...new Set(jobs.map((j) => `"${j.prompt}"`))].join(', ')}`);
     try {
-      const images = await generateValidationImages(this.sd!, {
-        prompt: c.validation_prompt,
-        count: c.num_validation_images,
-        seed,
+      const images = await generateSamples(this.sd!, {
+        jobs,
         label,
-        samplesDir: path.join(c.output_dir, SAMPLES_DIR),
+        samplesDir: path.join(this.c.output_dir, SAMPLES_DIR),
         lora: this.lora!.lookup(),
         keepGoing: () => !this.req.stop,
+        onImage: (k) => this.ev.emit({ type: 'phase', phase: 'sampling', step: this.globalStep, detail: `sample ${k + 1} of ${jobs.length}` }),
       });
       for (const im of images) {
         this.samples.push(im.path);
-        this.ev.emit({ type: 'sample', step: this.globalStep, prompt: c.validation_prompt, seed: im.seed, path: im.path });
+        const j = im.job;
+        this.ev.emit({
+          type: 'sample',
+          step: this.globalStep,
+          prompt: j.prompt,
+          seed: j.seed,
+          path: im.path,
+          promptIndex: j.promptIndex,
+          imageIndex: j.imageIndex,
+          negativePrompt: j.negativePrompt,
+          steps: im.steps,
+          guidanceScale: im.guidanceScale,
+          sampler: im.sampler,
+          width: im.width,
+          height: im.height,
+        });
       }
     } catch (e) {
       if (!(e instanceof GenerationCancelled)) throw e;
-      this.ev.log('validation interrupted by a stop request');
+      this.ev.log('sampling interrupted by a stop request');
     }
+    this.ev.emit({ type: 'phase', phase: 'training', step: this.globalStep });
   }
 
   private async complete(started: number, seed: number, plan: RunPlan, predictionType: PredictionType): Promise<TrainResult> {
@@ -538,7 +745,7 @@ class TrainingSession {
     const metadata = {
       ...loraTrainingMetadata({
         rank: c.rank,
-        alpha: c.rank,
+        alpha: this.lora!.alpha,
         baseModel: path.basename(c.pretrained_model_name_or_path),
         baseModelVersion: baseModelVersion(this.sd!.unet.config, predictionType === 'v_prediction'),
         vPrediction: predictionType === 'v_prediction',
@@ -555,6 +762,18 @@ class TrainingSession {
         runConfig: recordableConfig(c),
         version: LORA_STUDIO_VERSION,
       }),
+      ...(this.layout.plan
+        ? {
+            ss_enable_bucket: 'True',
+            ss_min_bucket_reso: String(c.min_bucket_reso),
+            ss_max_bucket_reso: String(c.max_bucket_reso),
+            ss_bucket_no_upscale: 'False',
+            ss_bucket_info: bucketInfoMetadata(this.layout.plan),
+          }
+        : { ss_enable_bucket: 'False' }),
+      ss_caption_dropout_rate: String(c.caption_dropout_rate),
+      ss_shuffle_caption: c.shuffle_caption ? 'True' : 'False',
+      ss_keep_tokens: String(c.keep_tokens),
       'lora_studio.step': String(this.globalStep),
       'lora_studio.base_model_path': c.pretrained_model_name_or_path,
     };
@@ -566,7 +785,7 @@ class TrainingSession {
       writeKohyaLora(kohya, modules, metadata);
     }
     this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
-    if (c.validation_prompt !== null) await this.validate(seed, FINAL_SAMPLES);
+    await this.sample(seed, FINAL_SAMPLES, false);
     if (c.push_to_hub) await pushRun(c, this.ev, (code, message, hint) => new TrainingError(code, message, hint));
     return this.finish('completed', started, { lora, kohya });
   }
@@ -591,6 +810,8 @@ class TrainingSession {
     this.pooledCache.clear();
     for (const l of this.latentCache.flat()) tf.dispose([l.mean, l.std]);
     this.latentCache = [];
+    for (const l of this.heldOutLatents) tf.dispose([l.mean, l.std]);
+    this.heldOutLatents = [];
     this.lora?.dispose();
     this.opt?.dispose();
     this.scheduler?.dispose();
@@ -622,6 +843,13 @@ function accumulate(acc: Map<string, tf.Tensor> | undefined, grads: Map<string, 
   return acc;
 }
 
+
+/** Width and height from the file's header (what decodeRgb will decode: no EXIF rotation). */
+async function imageSize(file: string | Uint8Array): Promise<{ width: number; height: number }> {
+  const m = await sharp(file).metadata();
+  if (!m.width || !m.height) throw new DatasetError(typeof file === 'string' ? path.dirname(file) : 'dataset', [`${typeof file === 'string' ? path.basename(file) : 'an image'}: no image size in its header`]);
+  return { width: m.width, height: m.height };
+}
 
 /** Lets stdin commands and signals be handled between micro-batches. */
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));

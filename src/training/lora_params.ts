@@ -21,6 +21,8 @@ export interface LoraModuleWeights {
   readonly down: Float32Array;
   readonly up: Float32Array;
   readonly rank: number;
+  /** The update is scaled by alpha / rank (the writers fold it in or store it, as each format does). */
+  readonly alpha?: number;
   readonly inFeatures: number;
   readonly outFeatures: number;
 }
@@ -102,6 +104,7 @@ export class TrainableLora {
         down: (await this.params.get(downName(t.path))!.data()) as Float32Array,
         up: (await this.params.get(upName(t.path))!.data()) as Float32Array,
         rank: this.rank,
+        alpha: this.alpha,
         inFeatures: t.inFeatures,
         outFeatures: t.outFeatures,
       });

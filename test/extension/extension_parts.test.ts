@@ -147,7 +147,7 @@ describe('New Run Config template', () => {
     // 120 steps × 4 images / 16 = 30 epochs → validation every ~7.5 epochs, about four times a run.
     assert.equal(c.validation_epochs, 8);
     // Every key is preceded by its schema summary.
-    assert.match(text, /# The LoRA rank r \(alpha = r\)\.\nrank: 8\n/);
+    assert.match(text, /# The LoRA rank r\.\nrank: 8\n/);
   });
 
   it('without a validation prompt the key is left as a commented hint', () => {

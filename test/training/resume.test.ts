@@ -77,5 +77,5 @@ test('stopped at step 3 of 6 and resumed: identical weights, metrics and optimiz
 
   // Every event either run emitted is a valid protocol event.
   for (const e of [...first.events, ...second.events]) assert.deepEqual(TRAINER_EVENTS.check(e), { ok: true, message: e }, JSON.stringify(e));
-  assert.deepEqual([...new Set(first.events.map((e) => e.type))], ['started', 'progress', 'checkpoint', 'finished']);
+  assert.deepEqual([...new Set(first.events.map((e) => e.type))], ['started', 'phase', 'progress', 'checkpoint', 'finished']);
 });

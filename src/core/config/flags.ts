@@ -73,6 +73,9 @@ export function convert(spec: KeySpec, raw: string | true): unknown {
       return t !== '' && !Number.isNaN(Number(t)) ? Number(t) : raw;
     case 'list':
       return t.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'prompts':
+      // One prompt per flag (kohya's own --sample_prompts names a file; see import_command.ts).
+      return [raw];
     default:
       return raw;
   }

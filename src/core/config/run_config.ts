@@ -2,6 +2,8 @@
 // diffusers' train_text_to_image_lora.py flags, so a user can paste the guide's command.
 // The schema (descriptions, defaults, ranges, enums) that validates it lives beside this file and is the
 // one definition the trainer, the language server and the docs use.
+import type { InferenceScheduler } from './generation.js';
+
 /** The tensor backends a run or a generation can ask for (`auto`: the fastest that works here). */
 export const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -30,6 +32,14 @@ export interface RunConfig {
   center_crop: boolean;
   random_flip: boolean;
   max_train_samples: number | null;
+  enable_bucket: boolean;
+  min_bucket_reso: number;
+  max_bucket_reso: number;
+  bucket_reso_steps: number;
+  validation_split: number;
+  caption_dropout_rate: number;
+  shuffle_caption: boolean;
+  keep_tokens: number;
   // batch and length
   train_batch_size: number;
   gradient_accumulation_steps: number;
@@ -47,6 +57,7 @@ export interface RunConfig {
   max_grad_norm: number;
   // LoRA and loss
   rank: number;
+  lora_alpha: number | null;
   snr_gamma: number | null;
   noise_offset: number;
   prediction_type: PredictionType | null;
@@ -59,6 +70,9 @@ export interface RunConfig {
   validation_prompt: string | null;
   num_validation_images: number;
   validation_epochs: number;
+  sample_prompts: string[];
+  sample_every_n_steps: number | null;
+  sample_sampler: InferenceScheduler | null;
   save_formats: SaveFormat[];
   push_to_hub: boolean;
   hub_model_id: string | null;

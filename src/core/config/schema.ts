@@ -4,9 +4,11 @@
 // Descriptions start with what diffusers' train_text_to_image_lora.py --help says, then our advice.
 // This module is pure data plus tiny helpers: no fs, no tfjs, so the language server can bundle it.
 import { KOHYA_LORA_FILE, LORA_FILE, METRICS_FILE, SAMPLES_DIR } from './run_folder.js';
+import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from './generation.js';
 import { BACKENDS, LR_SCHEDULERS, PREDICTION_TYPES, SAVE_FORMATS, type RunConfig } from './run_config.js';
 
-export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list';
+/** `prompts`: a list of texts (kohya prompt lines, parsed by sample_prompts.ts). */
+export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list' | 'prompts';
 
 /** What a string names on disk; drives path resolution, folder completion and the disk checks. */
 export type PathKind = 'model' | 'dataset' | 'output' | 'checkpoint';
@@ -226,6 +228,97 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     summary: 'Train on only the first N examples.',
     description: 'For debugging purposes or quicker training, truncate the number of training examples to this value if set.',
   },
+  {
+    key: 'enable_bucket',
+    group: 'model and data',
+    type: 'boolean',
+    default: false,
+    summary: 'Aspect-ratio bucketing: train each image near its own shape instead of a square crop.',
+    description:
+      "kohya's `--enable_bucket`: enable buckets for multi aspect ratio training.\n\n" +
+      'Buckets are the sizes of about `resolution`² pixels whose sides are multiples of `bucket_reso_steps` between `min_bucket_reso` and `max_bucket_reso` ' +
+      "(sd-scripts' rule); each image goes to the bucket nearest its aspect ratio, is resized to cover it and center-cropped (randomly when `center_crop: false`). " +
+      'A batch holds images of one bucket. The buckets and their counts are written into the LoRA as `ss_bucket_info`.',
+  },
+  {
+    key: 'min_bucket_reso',
+    group: 'model and data',
+    type: 'integer',
+    default: 256,
+    minimum: 8,
+    multipleOf: 8,
+    summary: 'Smallest bucket side in pixels.',
+    description: "kohya's `--min_bucket_reso`: minimum resolution for buckets. Only with `enable_bucket: true`.",
+  },
+  {
+    key: 'max_bucket_reso',
+    group: 'model and data',
+    type: 'integer',
+    default: 1024,
+    minimum: 8,
+    multipleOf: 8,
+    summary: 'Largest bucket side in pixels.',
+    description: "kohya's `--max_bucket_reso`: maximum resolution for buckets. Only with `enable_bucket: true`; must be ≥ `resolution`.",
+  },
+  {
+    key: 'bucket_reso_steps',
+    group: 'model and data',
+    type: 'integer',
+    default: 64,
+    minimum: 8,
+    multipleOf: 8,
+    summary: 'Bucket sides are multiples of this many pixels.',
+    description:
+      "kohya's `--bucket_reso_steps`: steps of resolution for buckets, divisible by 8 is recommended.\n\n" +
+      'Also a multiple of what the UNet needs (8 × 2^(down blocks − 1) pixels: 64 for Stable Diffusion 1.x/2.x); the trainer says so when it is not.',
+  },
+  {
+    key: 'validation_split',
+    group: 'model and data',
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    summary: 'Hold out this fraction of the images to measure a validation loss.',
+    description:
+      "kohya's `--validation_split`: split for validation images out of the training dataset.\n\n" +
+      'The held-out images (a seeded random choice) are not trained on; at each validation (every `validation_epochs` epochs, and at the end) ' +
+      'their loss is measured with the same noise and timesteps every time, so the curve on the dashboard moves only with the LoRA. 0 turns it off.',
+  },
+  {
+    key: 'caption_dropout_rate',
+    group: 'model and data',
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    maximum: 1,
+    summary: 'Train this fraction of the steps with an empty caption.',
+    description:
+      "kohya's `--caption_dropout_rate`: rate for dropout caption.\n\n" +
+      'Each time an image is used its caption is replaced by the empty text with this probability, which teaches the unconditional case ' +
+      '(classifier-free guidance leans on it). 0.05–0.1 is typical.',
+  },
+  {
+    key: 'shuffle_caption',
+    group: 'model and data',
+    type: 'boolean',
+    default: false,
+    summary: 'Shuffle the comma-separated tags of each caption every time it is used.',
+    description:
+      "kohya's `--shuffle_caption`: shuffle separated caption.\n\n" +
+      'For tag-style captions (`1girl, red hair, smiling`): the order stops carrying meaning. The first `keep_tokens` tags stay in place.',
+  },
+  {
+    key: 'keep_tokens',
+    group: 'model and data',
+    type: 'integer',
+    default: 0,
+    minimum: 0,
+    summary: 'With shuffle_caption: keep the first N tags in place.',
+    description:
+      "kohya's `--keep_tokens`: keep heading N tokens when shuffling caption tokens (token means comma separated strings).\n\n" +
+      'Keep the trigger word first: `keep_tokens: 1`.',
+  },
   // ── batch and length ──
   {
     key: 'train_batch_size',
@@ -381,11 +474,25 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     default: 4,
     minimum: 1,
     advisory: { above: 256, message: 'ranks above 128 rarely help and make the file and the training large' },
-    summary: 'The LoRA rank r (alpha = r).',
+    summary: 'The LoRA rank r.',
     description:
       'The dimension of the LoRA update matrices.\n\n' +
       'Higher ranks learn more detail and give bigger files: 4–16 for a style or a composition, 32–128 for a detailed subject. ' +
-      'Alpha equals the rank (scale 1), as in the guide.',
+      'Alpha equals the rank (scale 1) unless `lora_alpha` says otherwise, as in the guide.',
+  },
+  {
+    key: 'lora_alpha',
+    group: 'LoRA and loss',
+    type: 'number',
+    nullable: true,
+    nullMeans: 'the rank (scale 1, as the guide)',
+    default: null,
+    exclusiveMinimum: 0,
+    summary: 'LoRA alpha: the update is scaled by alpha / rank.',
+    description:
+      "PEFT's `lora_alpha` (kohya's `--network_alpha`).\n\n" +
+      'The LoRA update is multiplied by `lora_alpha / rank`: kohya users often train with alpha = rank / 2 or 1 and a higher learning rate. ' +
+      'Written into the LoRA files (the kohya file as `.alpha`, the diffusers file in its metadata), so every tool applies the same scale.',
   },
   {
     key: 'snr_gamma',
@@ -516,6 +623,42 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     summary: 'Validate every N epochs.',
     description:
       'Run fine-tuning validation every X epochs. The validation process consists of running the prompt `args.validation_prompt` multiple times: `args.num_validation_images`.',
+  },
+  {
+    key: 'sample_prompts',
+    group: 'outputs',
+    type: 'prompts',
+    default: [],
+    summary: 'Prompts to sample during training, one image each, in kohya\'s prompt syntax.',
+    description:
+      "kohya's sample prompts (the lines of its `--sample_prompts` file), as a list: each is a prompt with optional " +
+      '`--n` negative prompt, `--d` seed, `--s` steps, `--l` guidance scale, `--w` / `--h` size and `--ss` sampler, e.g. ' +
+      '`a red circle on grey --n blurry --d 42 --s 20 --l 7.5 --ss euler`.\n\n' +
+      `Sampled every \`sample_every_n_steps\` steps (else every \`validation_epochs\` epochs) and at the end; images go to \`output_dir/${SAMPLES_DIR}/\` ` +
+      'and appear on the dashboard by step. `validation_prompt` stays as the guide\'s shorthand (its `num_validation_images` images come first).',
+  },
+  {
+    key: 'sample_every_n_steps',
+    group: 'outputs',
+    type: 'integer',
+    nullable: true,
+    nullMeans: 'every `validation_epochs` epochs',
+    default: null,
+    minimum: 1,
+    summary: 'Sample the prompts every N optimizer steps.',
+    description: "kohya's `--sample_every_n_steps`: generate sample images every N steps.",
+  },
+  {
+    key: 'sample_sampler',
+    group: 'outputs',
+    type: 'enum',
+    values: INFERENCE_SCHEDULERS,
+    nullable: true,
+    nullMeans: "the model's own scheduler (PNDM for Stable Diffusion 1.x), as the guide's validation",
+    default: null,
+    summary: 'Sampler for the sample images (a prompt\'s `--ss` overrides it).',
+    description: "kohya's `--sample_sampler`: sampler (scheduler) type for sample images.",
+    valueDocs: Object.fromEntries(INFERENCE_SCHEDULERS.map((n) => [n, SCHEDULER_TITLES[n]])),
   },
   {
     key: 'save_formats',
@@ -667,6 +810,9 @@ export function describeExpected(spec: KeySpec): string {
     case 'string':
       s = spec.path ? 'a path' : spec.nonEmpty ? 'a non-empty text' : 'a text';
       break;
+    case 'prompts':
+      s = 'a list of prompts, e.g. ["a red circle --n blurry --d 1"]';
+      break;
     default: {
       s = spec.type === 'integer' ? 'an integer' : 'a number';
       const bounds: string[] = [];
@@ -698,7 +844,7 @@ export function describeRange(spec: KeySpec): string | undefined {
 /** Markdown documentation of a key (hover and completion). */
 export function keyDocumentation(spec: KeySpec): string {
   const lines = [`**\`${spec.key}\`** — ${spec.summary}`, ''];
-  const facts = [`type: ${spec.type === 'enum' ? describeExpected(spec) : spec.type === 'list' ? `list of ${spec.values!.join(', ')}` : spec.type + (spec.nullable ? ' or null' : '')}`];
+  const facts = [`type: ${spec.type === 'enum' ? describeExpected(spec) : spec.type === 'list' ? `list of ${spec.values!.join(', ')}` : spec.type === 'prompts' ? 'list of prompts' : spec.type + (spec.nullable ? ' or null' : '')}`];
   if (spec.required) facts.push('**required**');
   else facts.push(`default: \`${formatValue(spec.default)}\`${spec.default === null && spec.nullMeans ? ` (${spec.nullMeans})` : ''}`);
   const range = describeRange(spec);
@@ -723,6 +869,7 @@ export function runConfigJsonSchema(opts: { forEditors?: boolean } = {}): Record
     const p: Record<string, unknown> = {};
     if (spec.type === 'enum') p.enum = spec.nullable ? [...spec.values!, null] : [...spec.values!];
     else if (spec.type === 'list') Object.assign(p, { type: 'array', items: { enum: [...spec.values!] }, minItems: 1, uniqueItems: true });
+    else if (spec.type === 'prompts') Object.assign(p, { type: 'array', items: { type: 'string', minLength: 1 } });
     else p.type = spec.nullable ? [spec.type, 'null'] : spec.type;
     if (spec.type === 'string' && (spec.nonEmpty || spec.required)) p.minLength = 1;
     if (spec.type === 'integer' || spec.type === 'number') {
