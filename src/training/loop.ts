@@ -742,7 +742,7 @@ class TrainingSession {
   private async complete(started: number, seed: number, plan: RunPlan, predictionType: PredictionType): Promise<TrainResult> {
     const c = this.c;
     const modules = await this.lora!.toModules();
-    const metadata = {
+    const metadata: Record<string, string> = {
       ...loraTrainingMetadata({
         rank: c.rank,
         alpha: this.lora!.alpha,
@@ -759,7 +759,7 @@ class TrainingSession {
         startedAt: new Date(started),
         finishedAt: new Date(),
         targetModules: ATTENTION_PROJECTIONS,
-        runConfig: recordableConfig(c),
+        runConfig: withoutLocalPaths(recordableConfig(c)),
         version: LORA_STUDIO_VERSION,
       }),
       ...(this.layout.plan
@@ -775,10 +775,11 @@ class TrainingSession {
       ss_shuffle_caption: c.shuffle_caption ? 'True' : 'False',
       ss_keep_tokens: String(c.keep_tokens),
       'lora_studio.step': String(this.globalStep),
-      'lora_studio.base_model_path': c.pretrained_model_name_or_path,
     };
     const lora = path.join(c.output_dir, LORA_FILE);
-    writeDiffusersLora(lora, modules, metadata);
+    // The diffusers-keyed file is no kohya network: A1111 would list a file claiming networks.lora as one and apply nothing.
+    const { ss_network_module: _kohyaOnly, ...diffusersMetadata } = metadata;
+    writeDiffusersLora(lora, modules, diffusersMetadata);
     let kohya: string | undefined;
     if (c.save_formats.includes('kohya')) {
       kohya = path.join(c.output_dir, KOHYA_LORA_FILE);
@@ -858,4 +859,15 @@ const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 function tensorMemoryBytes(): number {
   const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
   return m.numBytesInGPU ?? m.numBytes;
+}
+
+/**
+ * The run config as a shared LoRA file may record it: every absolute path (base model, dataset, output
+ * folder, …) reduced to its base name, so a file passed around does not tell where it was made.
+ */
+export function withoutLocalPaths(value: unknown): unknown {
+  if (typeof value === 'string') return path.isAbsolute(value) ? path.basename(value) : path.win32.isAbsolute(value) ? path.win32.basename(value) : value;
+  if (Array.isArray(value)) return value.map(withoutLocalPaths);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutLocalPaths(v)]));
+  return value;
 }

@@ -37,7 +37,7 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   const out = path.join(tmp, 'ok');
   const events = new MemoryEventSink();
   const r = await train({
-    config: config(out, ['--max_train_steps=2', '--learning_rate=1e-2', '--save_formats=diffusers,kohya', '--validation_prompt=a red circle', '--num_validation_images=1', '--validation_epochs=1', '--checkpointing_steps=1', '--checkpoints_total_limit=1']),
+    config: config(out, ['--max_train_steps=2', '--learning_rate=1e-2', '--validation_prompt=a red circle', '--num_validation_images=1', '--validation_epochs=1', '--checkpointing_steps=1', '--checkpoints_total_limit=1']),
     events,
   });
   assert.equal(r.status, 'completed');
@@ -58,6 +58,19 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   assert.equal(ours.metadata['lora_studio.version'], JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')).version);
   assert.equal(ours.metadata.ss_base_model_version, undefined);
   assert.equal(ours.metadata.ss_v2, undefined);
+  // The diffusers-keyed file claims no kohya network module (A1111 would list it as one and apply nothing);
+  // the kohya copy, written by default (no --save_formats needed), does.
+  assert.equal(ours.metadata.ss_network_module, undefined);
+  const kohyaFile = SafetensorsFile.open(path.join(out, 'pytorch_lora_weights_kohya.safetensors'));
+  assert.equal(kohyaFile.metadata.ss_network_module, 'networks.lora');
+  // No header value of a file users share names a local absolute path: not the output folder, the
+  // dataset, the base model, the temp dir or the home folder (base names only).
+  const local = [out, MODEL_DIR, path.dirname(MODEL_DIR), REPO, os.tmpdir(), os.homedir()].filter((p) => p.length > 1);
+  for (const f of [ours, kohyaFile]) {
+    for (const [k, v] of Object.entries(f.metadata)) for (const p of local) assert.ok(!v.includes(p), `${path.basename(f.path)} header ${k} contains the local path ${p}`);
+  }
+  assert.equal(JSON.parse(ours.metadata['lora_studio.run_config']).output_dir, 'ok');
+  kohyaFile.close();
   ours.close();
   ref.close();
 

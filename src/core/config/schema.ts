@@ -665,12 +665,12 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     group: 'outputs',
     type: 'list',
     values: SAVE_FORMATS,
-    default: ['diffusers'],
+    default: ['diffusers', 'kohya'],
     valueDocs: {
       diffusers: `\`${LORA_FILE}\` with diffusers keys (\`load_lora_weights\`)`,
-      kohya: `also \`${KOHYA_LORA_FILE}\` with kohya/A1111 keys and alpha`,
+      kohya: `also \`${KOHYA_LORA_FILE}\` with kohya/A1111 keys and alpha (what ComfyUI, A1111/Forge and sd-scripts load)`,
     },
-    summary: 'Which LoRA file formats to write.',
+    summary: 'Which LoRA file formats to write (both by default: diffusers loads the first, ComfyUI, A1111 and sd-scripts the second).',
     description:
       `LoRA Studio only. \`diffusers\` writes \`${LORA_FILE}\` as diffusers does; \`kohya\` adds a copy with kohya/A1111 key names ` +
       '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI and the AUTOMATIC1111 web UI.',
