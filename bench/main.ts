@@ -3,6 +3,10 @@
 //
 //   node dist/bench.mjs [--backend webgpu|wasm|cpu] [--out FILE] [--small] [--only micro,tiles,step]
 //                       [--batches 1,4] [--modes unet_only,full] [--stock-step] [--steps N] [--budget-s S]
+//                       [--planned-channels 32,64,128,128]
+//
+// `planned` (in --only; webgpu) runs the planned LoRA step next to the eager one on a UNet of SD 1.5's
+// topology with narrowed channels (bench/planned.ts): host ms/step, dispatches/step, submits/step, plan bytes.
 //
 // --small uses tiny shapes and a tiny model of the same layout (a smoke test that runs on cpu/wasm).
 import fs from 'node:fs';
@@ -16,6 +20,7 @@ import { webgpuErrorCount } from '../src/core/engine/webgpu/device.js';
 import { gemmTile } from '../src/core/engine/webgpu/matmul.js';
 import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
 import { StepBench, type StepResult } from './step.js';
+import { benchPlanned, type PlannedBenchResult } from './planned.js';
 
 interface Args {
   backend: BackendName;
@@ -28,10 +33,11 @@ interface Args {
   steps: number;
   warmup: number;
   budgetS: number;
+  plannedChannels: number[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480 };
+  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480, plannedChannels: [32, 64, 128, 128] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -49,6 +55,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--steps') a.steps = Number(v());
     else if (k === '--warmup') a.warmup = Number(v());
     else if (k === '--budget-s') a.budgetS = Number(v());
+    else if (k === '--planned-channels') a.plannedChannels = v().split(',').map(Number);
     else if (k === '--help' || k === '-h') {
       console.error(fs.readFileSync(new URL(import.meta.url)).toString().split('\n').filter((l) => l.startsWith('//')).join('\n'));
       process.exit(0);
@@ -88,7 +95,8 @@ async function main(): Promise<void> {
   const info = await initBackend(args.backend);
   if (info.name === 'webgpu') installWebgpuKernels();
   report.backend = { ...info, device: webgpuDeviceInfo() };
-  log(`backend ${info.name} ${info.adapter ?? ''}`);
+  const dev = webgpuDeviceInfo();
+  log(`backend ${info.name} ${info.adapter ?? ''}; device: ${dev ? `${dev.adapter} [${dev.dawnFlags.join(' ')}]` : 'none of ours'}`);
   save();
 
   const shapes = args.small ? SMALL_SHAPES : FULL_SHAPES;
@@ -128,6 +136,19 @@ async function main(): Promise<void> {
       if (ours) installWebgpuKernels();
     }
     bench.dispose();
+  }
+  if (ours && args.only.has('planned')) {
+    const planned: PlannedBenchResult[] = [];
+    report.planned = planned;
+    for (const batch of args.batches) {
+      if (overBudget()) {
+        skipped.push(`planned bs${batch} (time budget)`);
+        continue;
+      }
+      const small = args.small;
+      planned.push(await benchPlanned({ batch, channels: small ? [32, 64] : args.plannedChannels, latent: small ? 8 : 64, steps: args.steps, small }, log));
+      save();
+    }
   }
   report.seconds = Math.round((performance.now() - started) / 100) / 10;
   save();

@@ -50,6 +50,14 @@ export interface DispatchArgs {
   readonly workgroups: readonly [number, number, number];
 }
 
+/** Which bindings of each of our bind group layouts a shader may write (the planned executor's liveness needs it). */
+const layoutWrites = new WeakMap<GPUBindGroupLayout, boolean[]>();
+
+/** For a layout made here: per binding, whether it is writable. Undefined for tfjs' own ('auto') layouts. */
+export function writableBindings(layout: GPUBindGroupLayout): readonly boolean[] | undefined {
+  return layoutWrites.get(layout);
+}
+
 const pipelines = new WeakMap<GPUDevice, Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>>();
 
 function pipelineFor(b: BackendInternals, spec: ShaderSpec, nIn: number, nOut: number) {
@@ -63,6 +71,7 @@ function pipelineFor(b: BackendInternals, spec: ShaderSpec, nIn: number, nOut: n
       entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: i < nIn ? 'read-only-storage' : 'storage' } });
     }
     const layout = b.device.createBindGroupLayout({ entries, label: spec.name });
+    layoutWrites.set(layout, entries.map((e) => e.buffer?.type === 'storage'));
     const code = spec.code();
     if (process.env.LORA_STUDIO_WEBGPU_PRINT === '1' || process.env.LORA_STUDIO_WEBGPU_PRINT === spec.name) console.error(`// ${spec.key}\n${code}`);
     const module = b.device.createShaderModule({ code, label: spec.name });
@@ -133,6 +142,17 @@ export function dispatch(b: BackendInternals, spec: ShaderSpec, args: DispatchAr
     if (timed) b.activeTimers!.push({ name: spec.name, query: b.getQueryTime() });
     else b.submitQueue();
   }
+}
+
+/** Records a buffer-to-buffer copy between tensors (byte offsets) into tfjs' command stream. */
+export function copyBytes(b: BackendInternals, src: TensorInfo, srcOffset: number, dst: TensorInfo, dstOffset: number, size: number): void {
+  const s = binding(b, src).buffer;
+  const d = binding(b, dst).buffer;
+  b.commandQueueOwnedIds.add(src.dataId);
+  b.commandQueueOwnedIds.add(dst.dataId);
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  b.commandEncoder!.copyBufferToBuffer(s, srcOffset, d, dstOffset, size);
 }
 
 /** Whether the device tfjs runs on has a feature (e.g. `subgroups`). */

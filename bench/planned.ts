@@ -1,0 +1,127 @@
+// The planned LoRA step (src/training/planned_step.ts) next to the eager one, in the same process, on the
+// same model: host ms/step, dispatches/step, submits/step, and the plan's memory. On Dawn's null backend
+// (LORA_STUDIO_DAWN_FLAGS=backend=null) the GPU does no work, so the time is all host.
+//
+// The model has Stable Diffusion 1.5's UNet topology (4 levels, 2 layers per block, 16 transformer blocks,
+// 8 heads, 64×64 latents, 77×768 text) with the channels narrowed (`width`, default 1/10: 32/64/128/128)
+// so that it fits the null device's memory; the command list has the same length as the real one's.
+import * as tf from '@tensorflow/tfjs';
+import { UNet2DConditionModel } from '../src/core/models/unet_2d_condition.js';
+import { DDPMScheduler } from '../src/core/schedulers/ddpm.js';
+import { TrainableLora } from '../src/training/lora_params.js';
+import { Random } from '../src/training/random.js';
+import { AdamW } from '../src/training/adamw.js';
+import { clipGradNorm } from '../src/training/grad_clip.js';
+import { lossAndGrads, type StepInputs } from '../src/training/train_step.js';
+import { PlannedLoraStep } from '../src/training/planned_step.js';
+import { countCommands } from '../src/core/engine/webgpu/plan/count.js';
+import { gib, round } from './timing.js';
+
+export const SD15_TOPOLOGY = {
+  _class_name: 'UNet2DConditionModel', act_fn: 'silu', attention_head_dim: 8, center_input_sample: false, cross_attention_dim: 768,
+  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+  downsample_padding: 1, flip_sin_to_cos: true, freq_shift: 0, in_channels: 4, layers_per_block: 2, mid_block_scale_factor: 1,
+  norm_eps: 1e-5, norm_num_groups: 32, out_channels: 4, sample_size: 64,
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+};
+
+export interface PlannedBenchResult {
+  name: string;
+  batch: number;
+  block_out_channels: number[];
+  latent: number;
+  eager?: { host_ms_per_step: number; dispatches: number; submits: number; copies: number };
+  planned?: {
+    host_ms_per_step: number; dispatches: number; submits: number; copies: number; trace_ms: number; dead_dispatches: number; pipelines: number;
+    activation_gib: number; unplanned_activation_gib: number; constant_gib: number; persistent_gib: number; peak_gib: number;
+  };
+  host_speedup?: number;
+  max_abs_lora_diff_after_steps?: number;
+  error?: string;
+}
+
+export async function benchPlanned(o: { batch: number; channels: number[]; latent: number; steps: number; small: boolean }, log: (m: string) => void): Promise<PlannedBenchResult> {
+  const name = `planned_vs_eager_bs${o.batch}`;
+  const r: PlannedBenchResult = { name, batch: o.batch, block_out_channels: o.channels, latent: o.latent };
+  const cfg = o.small
+    ? { ...SD15_TOPOLOGY, block_out_channels: o.channels, attention_head_dim: 2, cross_attention_dim: 32, down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'], layers_per_block: 1, sample_size: o.latent }
+    : { ...SD15_TOPOLOGY, block_out_channels: o.channels, sample_size: o.latent };
+  const unet = UNet2DConditionModel.random(cfg, 1);
+  const hidden = cfg.cross_attention_dim;
+  const B = o.batch;
+  const scheduler = new DDPMScheduler({ num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' });
+  const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2 };
+  const loraE = TrainableLora.gaussian(unet.loraTargets(), 4, 4, new Random(0));
+  const loraP = TrainableLora.gaussian(unet.loraTargets(), 4, 4, new Random(0));
+  const latents = tf.randomNormal([B, o.latent, o.latent, 4], 0, 1, 'float32', 11) as tf.Tensor4D;
+  const ehs = tf.randomNormal([B, 77, hidden], 0, 1, 'float32', 12) as tf.Tensor3D;
+  const rng = new Random(7);
+  const inputs = (): StepInputs => ({
+    latents,
+    noise: tf.tensor4d(rng.normal([B, o.latent, o.latent, 4]), [B, o.latent, o.latent, 4]),
+    timesteps: Int32Array.from({ length: B }, (_, i) => (137 * (i + 1) + rng.randint(0, 7)[0]) % 1000),
+    encoderHiddenStates: ehs,
+  });
+  const opt = new AdamW(adam);
+  const planned = new PlannedLoraStep({ unet, scheduler, lora: loraP, predictionType: 'epsilon', snrGamma: null }, adam, 1.0);
+  try {
+    const eagerStep = async (x: StepInputs) => {
+      const { grads } = await lossAndGrads({ unet, scheduler, lora: loraE, predictionType: 'epsilon', snrGamma: null }, x);
+      const clipped = await clipGradNorm(grads, 1.0);
+      opt.update(loraE.params, clipped.grads, 1e-4);
+      tf.dispose([...grads.values(), ...clipped.grads.values()]);
+    };
+    const both = async (timed: boolean) => {
+      const x = inputs();
+      let t0 = performance.now();
+      const e = await countCommands(() => eagerStep(x));
+      const eMs = performance.now() - t0;
+      t0 = performance.now();
+      const p = await countCommands(() => planned.step(x, 1e-4));
+      const pMs = performance.now() - t0;
+      x.noise.dispose();
+      return timed ? { eMs, pMs, e: e.counts, p: p.counts } : undefined;
+    };
+    // Step 1 compiles the pipelines (eager) and traces the plan (planned); step 2 runs AdamW's
+    // steady-state kernels; then the timed steps.
+    const t0 = performance.now();
+    await both(false);
+    log(`${name}: first step (compile + trace) ${round(performance.now() - t0, 0)} ms`);
+    await both(false);
+    const acc = { eMs: 0, pMs: 0 };
+    let last: Awaited<ReturnType<typeof both>>;
+    for (let i = 0; i < o.steps; i++) {
+      last = await both(true);
+      acc.eMs += last!.eMs;
+      acc.pMs += last!.pMs;
+    }
+    const st = planned.stats(inputs())!;
+    r.eager = { host_ms_per_step: round(acc.eMs / o.steps, 2), dispatches: last!.e.dispatches, submits: last!.e.submits, copies: last!.e.copies };
+    r.planned = {
+      host_ms_per_step: round(acc.pMs / o.steps, 2), dispatches: last!.p.dispatches, submits: last!.p.submits, copies: last!.p.copies,
+      trace_ms: round(st.traceMs, 1), dead_dispatches: st.deadDispatches, pipelines: st.pipelines,
+      activation_gib: gib(st.memory.activationBytes)!, unplanned_activation_gib: gib(st.memory.unplannedActivationBytes)!,
+      constant_gib: gib(st.memory.constantBytes)!, persistent_gib: gib(st.memory.persistentBytes)!, peak_gib: gib(st.memory.peakBytes)!,
+    };
+    r.host_speedup = round(r.eager.host_ms_per_step / r.planned.host_ms_per_step, 1);
+    let d = 0;
+    for (const [k, t] of loraE.params) {
+      const a = await t.data();
+      const b = await loraP.params.get(k)!.data();
+      for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+    }
+    r.max_abs_lora_diff_after_steps = d;
+    log(`${name}: eager ${JSON.stringify(r.eager)} planned ${JSON.stringify(r.planned)} ×${r.host_speedup}`);
+  } catch (e) {
+    r.error = (e as Error).stack ?? (e as Error).message;
+    log(`${name}: ERROR ${r.error}`);
+  } finally {
+    planned.dispose();
+    opt.dispose();
+    loraE.dispose();
+    loraP.dispose();
+    tf.dispose([latents, ehs]);
+    unet.params.dispose();
+  }
+  return r;
+}

@@ -1,0 +1,207 @@
+// The LoRA training step as a plan (src/core/engine/webgpu/plan/trace.ts): traced once per input shape on
+// the webgpu backend, then replayed — one command buffer, one submit and one readback per step.
+//
+// What one replay does, in order: copy this step's latents, noise and text embeddings into the plan's input
+// buffers, write the timesteps, min-SNR weights and AdamW scalars (queue.writeBuffer); then the recorded
+// UNet forward + backward for the LoRA weights (the same kernels as the eager step in train_step.ts, chosen
+// by tfjs once), the gradients copied into one flat buffer, ‖g‖ (one dispatch), clipping + AdamW over the
+// flat parameters and moments (one dispatch, src/core/engine/webgpu/optimizer.ts), and the flat
+// parameters copied back into the LoRA's own tensors (which therefore stay the same tensors: checkpoints and
+// the LoRA file read them as before). Loss and grad norm come back through a small ring of staging buffers:
+// `step` resolves when they arrive, and the next step can be encoded before that.
+//
+// The eager step (lossAndGrads + clipGradNorm + AdamW) is what this is tested against, and what runs on the
+// other backends and for gradient accumulation > 1.
+import * as tf from '@tensorflow/tfjs';
+import { copyBytes, webgpuBackend } from '../core/engine/webgpu/dispatch.js';
+import { adamwFlat, adamwScalars, ADAMW_SCALAR_COUNT, gradNorm } from '../core/engine/webgpu/optimizer.js';
+import { Plan, tensorBuffer, traceStep, type PlanStats } from '../core/engine/webgpu/plan/trace.js';
+import { minSnrWeights, type StepInputs, type StepModels } from './train_step.js';
+import type { AdamWOptions } from './adamw.js';
+
+export interface PlannedStepResult {
+  readonly loss: number;
+  /** ‖g‖₂ before clipping. */
+  readonly gradNorm: number;
+}
+
+interface ShapePlan {
+  readonly plan: Plan;
+  readonly latents: tf.Tensor4D;
+  readonly noise: tf.Tensor4D;
+  readonly timesteps: tf.Tensor1D;
+  readonly hidden: tf.Tensor3D;
+  readonly snrWeights: tf.Tensor1D;
+  /** Host ms of the recorded (eager) run, and its submits. */
+  readonly traceMs: number;
+  readonly eagerSubmits: number;
+}
+
+const shapeKey = (x: StepInputs) => `${x.latents.shape.join('x')}|${x.encoderHiddenStates.shape.join('x')}`;
+
+export class PlannedLoraStep {
+  private readonly names: string[];
+  private readonly offsets: number[] = [];
+  private readonly flat: tf.Tensor1D;
+  private readonly m: tf.Tensor1D;
+  private readonly v: tf.Tensor1D;
+  /** [loss, grad norm]. */
+  private readonly result: tf.Tensor1D;
+  private readonly scalars: tf.Tensor1D;
+  private readonly plans = new Map<string, ShapePlan>();
+  private readonly staging: GPUBuffer[] = [];
+  private stepCount = 0;
+  /** Queue submits of the last replay (the plan's own: 1). */
+  submitsPerStep = 0;
+
+  constructor(private readonly models: StepModels, private readonly adam: AdamWOptions, private readonly maxGradNorm: number) {
+    webgpuBackend(); // refuses other backends
+    this.names = [...models.lora.params.keys()];
+    let n = 0;
+    for (const name of this.names) {
+      this.offsets.push(n);
+      n += models.lora.params.get(name)!.size;
+    }
+    this.flat = tf.keep(tf.concat(this.names.map((k) => models.lora.params.get(k)!.reshape([-1])))) as tf.Tensor1D;
+    this.m = tf.keep(tf.zeros([n])) as tf.Tensor1D;
+    this.v = tf.keep(tf.zeros([n])) as tf.Tensor1D;
+    this.result = tf.keep(tf.zeros([2])) as tf.Tensor1D;
+    this.scalars = tf.keep(tf.zeros([ADAMW_SCALAR_COUNT])) as tf.Tensor1D;
+    for (const t of [this.flat, this.m, this.v, this.result, this.scalars]) tensorBuffer(t);
+    for (const p of models.lora.params.values()) tensorBuffer(p);
+  }
+
+  /** The plan for `x`'s shape (traced on first sight: that call's step is the recorded eager run). */
+  stats(x: StepInputs): (PlanStats & { traceMs: number; eagerSubmits: number }) | undefined {
+    const p = this.plans.get(shapeKey(x));
+    return p && { ...p.plan.stats, traceMs: p.traceMs, eagerSubmits: p.eagerSubmits };
+  }
+
+  /** One step at learning rate `lr`: loss and grad norm (resolved when the readback arrives). */
+  async step(x: StepInputs, lr: number): Promise<PlannedStepResult> {
+    const b = webgpuBackend();
+    const device = b.device;
+    // Whatever tfjs queued (e.g. this step's inputs) goes first.
+    if (b.commandEncoder) {
+      b.endComputePassEncoder();
+      b.submitQueue();
+    }
+    this.stepCount++;
+    const key = shapeKey(x);
+    let sp = this.plans.get(key);
+    const fresh = !sp;
+    if (!sp) sp = this.allocateInputs(x);
+    this.writeInputs(device, sp, x, lr);
+    if (fresh) {
+      const trace = await traceStep(() => this.record(sp!));
+      const plan = Plan.build(trace);
+      sp = { ...sp, plan, traceMs: trace.eagerMs, eagerSubmits: trace.eagerSubmits };
+      this.plans.set(key, sp);
+      return this.readback(device, null);
+    }
+    const encoder = device.createCommandEncoder();
+    this.copyInputs(encoder, sp, x);
+    sp.plan.encode(encoder);
+    return this.readback(device, encoder);
+  }
+
+  private allocateInputs(x: StepInputs): ShapePlan {
+    const keep = <T extends tf.Tensor>(t: T): T => {
+      tf.keep(t);
+      tensorBuffer(t);
+      return t;
+    };
+    const B = x.latents.shape[0];
+    return {
+      plan: undefined as unknown as Plan,
+      latents: keep(tf.zeros(x.latents.shape)) as tf.Tensor4D,
+      noise: keep(tf.zeros(x.noise.shape)) as tf.Tensor4D,
+      timesteps: keep(tf.zeros([B], 'int32')) as tf.Tensor1D,
+      hidden: keep(tf.zeros(x.encoderHiddenStates.shape)) as tf.Tensor3D,
+      snrWeights: keep(tf.ones([B])) as tf.Tensor1D,
+      traceMs: 0,
+      eagerSubmits: 0,
+    };
+  }
+
+  private writeInputs(device: GPUDevice, sp: ShapePlan, x: StepInputs, lr: number): void {
+    const q = device.queue;
+    q.writeBuffer(tensorBuffer(sp.timesteps), 0, Int32Array.from(x.timesteps));
+    const m = this.models;
+    if (m.snrGamma != null) q.writeBuffer(tensorBuffer(sp.snrWeights), 0, minSnrWeights(m.scheduler, [...x.timesteps], m.snrGamma, m.predictionType));
+    q.writeBuffer(tensorBuffer(this.scalars), 0, adamwScalars(this.stepCount, lr, this.adam, this.maxGradNorm));
+    // The first (traced) step reads its inputs from the input buffers too: copy them in a submit of their own.
+    if (!sp.plan) {
+      const encoder = device.createCommandEncoder();
+      this.copyInputs(encoder, sp, x);
+      q.submit([encoder.finish()]);
+    }
+  }
+
+  private copyInputs(encoder: GPUCommandEncoder, sp: ShapePlan, x: StepInputs): void {
+    const pairs: [tf.Tensor, tf.Tensor][] = [[x.latents, sp.latents], [x.noise, sp.noise], [x.encoderHiddenStates, sp.hidden]];
+    for (const [src, dst] of pairs) encoder.copyBufferToBuffer(tensorBuffer(src), 0, tensorBuffer(dst), 0, src.size * 4);
+  }
+
+  /** The step, as tfjs runs it eagerly (recorded by traceStep). */
+  private record(sp: ShapePlan): void {
+    const b = webgpuBackend();
+    const m = this.models;
+    tf.tidy(() => {
+      const values = this.names.map((n) => m.lora.params.get(n)!);
+      const f = (...params: tf.Tensor[]) => {
+        const lookup = m.lora.lookup(new Map(this.names.map((n, i) => [n, params[i]])));
+        return plannedLoss(m, sp, lookup);
+      };
+      const { value, grads } = tf.valueAndGrads(f)(values);
+      copyBytes(b, value, 0, this.result, 0, 4);
+      const flatGrads = tf.zeros([this.flat.size]) as tf.Tensor1D;
+      grads.forEach((g, i) => copyBytes(b, g, 0, flatGrads, this.offsets[i] * 4, g.size * 4));
+      gradNorm(flatGrads, this.result, 1);
+      adamwFlat(flatGrads, this.result, 1, this.scalars, this.flat, this.m, this.v);
+      values.forEach((p, i) => copyBytes(b, this.flat, this.offsets[i] * 4, p, 0, p.size * 4));
+    });
+  }
+
+  private async readback(device: GPUDevice, encoder: GPUCommandEncoder | null): Promise<PlannedStepResult> {
+    const enc = encoder ?? device.createCommandEncoder();
+    const staging = this.staging.pop() ?? device.createBuffer({ size: 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'planned step readback' });
+    enc.copyBufferToBuffer(tensorBuffer(this.result), 0, staging, 0, 8);
+    device.queue.submit([enc.finish()]);
+    this.submitsPerStep = 1;
+    await staging.mapAsync(GPUMapMode.READ);
+    const [loss, norm] = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    this.staging.push(staging);
+    return { loss, gradNorm: norm };
+  }
+
+  /** The AdamW step count so far (for checkpoints). */
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  dispose(): void {
+    for (const sp of this.plans.values()) {
+      sp.plan.dispose();
+      tf.dispose([sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights]);
+    }
+    this.plans.clear();
+    tf.dispose([this.flat, this.m, this.v, this.result, this.scalars]);
+    for (const s of this.staging) s.destroy();
+    this.staging.length = 0;
+  }
+}
+
+/** diffusionLoss (train_step.ts) reading the timesteps and min-SNR weights from the plan's input tensors. */
+function plannedLoss(m: StepModels, x: ShapePlan, lora: Parameters<StepModels['unet']['forward']>[3]): tf.Scalar {
+  return tf.tidy(() => {
+    const ts = x.timesteps;
+    const noisy = m.scheduler.addNoise(x.latents, x.noise, ts) as tf.Tensor4D;
+    const target = m.predictionType === 'epsilon' ? x.noise : m.scheduler.getVelocity(x.latents, x.noise, ts);
+    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.hidden, lora);
+    const sq = tf.squaredDifference(pred, target);
+    if (m.snrGamma == null) return tf.mean(sq) as tf.Scalar;
+    return tf.mean(tf.mean(sq, [1, 2, 3]).mul(x.snrWeights)) as tf.Scalar;
+  });
+}
