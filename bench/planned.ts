@@ -95,7 +95,7 @@ export async function benchPlanned(o: { batch: number; channels: number[]; laten
       acc.eMs += last!.eMs;
       acc.pMs += last!.pMs;
     }
-    const st = planned.stats(inputs())!;
+    const st = planned.lastPlan!;
     r.eager = { host_ms_per_step: round(acc.eMs / o.steps, 2), dispatches: last!.e.dispatches, submits: last!.e.submits, copies: last!.e.copies };
     r.planned = {
       host_ms_per_step: round(acc.pMs / o.steps, 2), dispatches: last!.p.dispatches, submits: last!.p.submits, copies: last!.p.copies,

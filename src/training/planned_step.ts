@@ -51,6 +51,7 @@ export class PlannedLoraStep {
   private readonly plans = new Map<string, ShapePlan>();
   private readonly staging: GPUBuffer[] = [];
   private stepCount = 0;
+  private last: ShapePlan | undefined;
   /** Queue submits of the last replay (the plan's own: 1). */
   submitsPerStep = 0;
 
@@ -71,10 +72,10 @@ export class PlannedLoraStep {
     for (const p of models.lora.params.values()) tensorBuffer(p);
   }
 
-  /** The plan for `x`'s shape (traced on first sight: that call's step is the recorded eager run). */
-  stats(x: StepInputs): (PlanStats & { traceMs: number; eagerSubmits: number }) | undefined {
-    const p = this.plans.get(shapeKey(x));
-    return p && { ...p.plan.stats, traceMs: p.traceMs, eagerSubmits: p.eagerSubmits };
+  /** The plan the last step ran (traced for a shape on its first step). */
+  get lastPlan(): (PlanStats & { traceMs: number; eagerSubmits: number; shapes: number }) | undefined {
+    const p = this.last;
+    return p && { ...p.plan.stats, traceMs: p.traceMs, eagerSubmits: p.eagerSubmits, shapes: this.plans.size };
   }
 
   /** One step at learning rate `lr`: loss and grad norm (resolved when the readback arrives). */
@@ -88,21 +89,33 @@ export class PlannedLoraStep {
     }
     this.stepCount++;
     const key = shapeKey(x);
-    let sp = this.plans.get(key);
-    const fresh = !sp;
-    if (!sp) sp = this.allocateInputs(x);
-    this.writeInputs(device, sp, x, lr);
+    let sp = this.plans.get(key) ?? this.allocateInputs(x);
+    const fresh = !sp.plan;
     if (fresh) {
       const trace = await traceStep(() => this.record(sp!));
-      const plan = Plan.build(trace);
-      sp = { ...sp, plan, traceMs: trace.eagerMs, eagerSubmits: trace.eagerSubmits };
+      sp = { ...sp, plan: Plan.build(trace), traceMs: trace.eagerMs, eagerSubmits: trace.eagerSubmits };
       this.plans.set(key, sp);
-      return this.readback(device, null);
     }
+    this.last = sp;
+    this.writeInputs(device, sp, x, lr);
     const encoder = device.createCommandEncoder();
     this.copyInputs(encoder, sp, x);
     sp.plan.encode(encoder);
     return this.readback(device, encoder);
+  }
+
+  /**
+   * What the plan for `x`'s shape would be, without building it or running anything: the trace needs no
+   * memory for the step's values, and with the model's weights made under withVirtualBuffers neither do
+   * they, so the figures of a model of any size come out on any device (the null one included).
+   */
+  async analyse(x: StepInputs): Promise<PlanStats> {
+    const sp = this.allocateInputs(x);
+    try {
+      return Plan.analyse(await traceStep(() => this.record(sp))).stats;
+    } finally {
+      tf.dispose([sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights]);
+    }
   }
 
   private allocateInputs(x: StepInputs): ShapePlan {
@@ -130,12 +143,6 @@ export class PlannedLoraStep {
     const m = this.models;
     if (m.snrGamma != null) q.writeBuffer(tensorBuffer(sp.snrWeights), 0, minSnrWeights(m.scheduler, [...x.timesteps], m.snrGamma, m.predictionType));
     q.writeBuffer(tensorBuffer(this.scalars), 0, adamwScalars(this.stepCount, lr, this.adam, this.maxGradNorm));
-    // The first (traced) step reads its inputs from the input buffers too: copy them in a submit of their own.
-    if (!sp.plan) {
-      const encoder = device.createCommandEncoder();
-      this.copyInputs(encoder, sp, x);
-      q.submit([encoder.finish()]);
-    }
   }
 
   private copyInputs(encoder: GPUCommandEncoder, sp: ShapePlan, x: StepInputs): void {

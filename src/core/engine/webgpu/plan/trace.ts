@@ -7,8 +7,10 @@
 // keep only what reaches the GPU: pipelines, buffers, dispatch sizes, copies. A replay encodes that list
 // into one command buffer and submits it once.
 //
-// Recording (`tracePlan`): while `fn` runs, tfjs' buffer manager hands out a fresh buffer for every
-// request and keeps the ones it frees (so each buffer is one value of the trace), uploads made inside
+// Recording (`traceStep`): while `fn` runs, tfjs' buffer manager hands out a fresh buffer for every
+// request and keeps the ones it frees (so each buffer is one value of the trace). These are 16-byte
+// stand-ins that remember the size asked for: recording needs no memory, and its GPU work is invalid
+// (nothing runs; the first real step is the first replay). Uploads made inside
 // (constants such as tf.scalar(0.5), uniforms) are snapshotted, and every bind group, dispatch and copy is
 // logged. `fn` must not read anything back (no data()/dataSync()): a readback inside would make the step
 // depend on the host, and the recorder refuses it.
@@ -88,6 +90,7 @@ export interface PlanStats {
 
 const MAP_READ = 0x0001;
 const MAP_WRITE = 0x0002;
+const UNIFORM = 0x0040;
 
 interface BufferManagerInternals {
   acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
@@ -102,6 +105,45 @@ type RecordingBackend = Omit<BackendInternals, 'tensorMap'> & {
 };
 
 export class PlanError extends Error {}
+
+// ─────────── virtual buffers: a plan's arithmetic at shapes the device could not hold ───────────
+
+const virtualSizes = new WeakMap<GPUBuffer, number>();
+
+/** The size a buffer stands for (its real size, or the size asked for when it was made virtual). */
+function standsFor(buffer: GPUBuffer): number {
+  return virtualSizes.get(buffer) ?? buffer.size;
+}
+
+function virtualBuffer(device: GPUDevice, size: number, usage: number): GPUBuffer {
+  const buffer = device.createBuffer({ size: 16, usage, label: 'virtual' });
+  virtualSizes.set(buffer, size);
+  return buffer;
+}
+
+/**
+ * Runs `fn` with every tensor buffer tfjs allocates (outside host uploads) replaced by a 16-byte stand-in
+ * that remembers the size asked for: models of any size can then be built and their step traced and
+ * analysed (Plan.analyse) on any device, the null one included. The GPU work itself is invalid (its
+ * validation errors are swallowed): only the trace's sizes and order mean anything.
+ */
+export async function withVirtualBuffers<T>(fn: () => Promise<T>): Promise<T> {
+  const b = webgpuBackend() as unknown as RecordingBackend;
+  const bm = b.bufferManager;
+  const acquire = bm.acquireBuffer;
+  const release = bm.releaseBuffer;
+  bm.acquireBuffer = (size, usage, mappedAtCreation = false, reuse = true) =>
+    mappedAtCreation || usage & (MAP_READ | MAP_WRITE) ? acquire.call(bm, size, usage, mappedAtCreation, reuse) : virtualBuffer(b.device, size, usage);
+  bm.releaseBuffer = (buffer, reuse) => (virtualSizes.has(buffer) ? buffer.destroy() : release.call(bm, buffer, reuse));
+  b.device.pushErrorScope('validation');
+  try {
+    return await fn();
+  } finally {
+    bm.acquireBuffer = acquire;
+    bm.releaseBuffer = release;
+    await b.device.popErrorScope();
+  }
+}
 
 /**
  * Runs `fn` once on the webgpu backend (really: its results are those of an eager run) and records the
@@ -126,7 +168,7 @@ export async function traceStep(fn: () => void): Promise<Trace> {
   const valueOf = (buffer: GPUBuffer): Value => {
     let v = byBuffer.get(buffer);
     if (!v) {
-      v = { id: values.length, buffer, size: buffer.size, usage: buffer.usage, kind: created.has(buffer) ? 'temp' : 'external' };
+      v = { id: values.length, buffer, size: standsFor(buffer), usage: buffer.usage, kind: created.has(buffer) ? 'temp' : 'external' };
       values.push(v);
       byBuffer.set(buffer, v);
     }
@@ -143,7 +185,9 @@ export async function traceStep(fn: () => void): Promise<Trace> {
 
   const acquire = (size: number, usage: number, mappedAtCreation = false): GPUBuffer => {
     if (usage & MAP_READ) throw new PlanError('a planned step must not read tensors back (data()/dataSync() inside the traced function); return them and read them after the replay');
-    const buffer = device.createBuffer({ size, usage, mappedAtCreation });
+    // The recording needs no real memory: a value's contents matter only on replay. Host uploads (mapped)
+    // and uniforms are real, as they are snapshotted.
+    const buffer = !mappedAtCreation && !(usage & (MAP_WRITE | UNIFORM)) ? virtualBuffer(device, size, usage) : device.createBuffer({ size, usage, mappedAtCreation });
     created.add(buffer);
     if (!(usage & MAP_WRITE)) valueOf(buffer);
     return buffer;
@@ -255,6 +299,8 @@ export async function traceStep(fn: () => void): Promise<Trace> {
 
   const before = tf.memory().numTensors;
   const t0 = performance.now();
+  // The recorded run computes nothing (its buffers are stand-ins): its validation errors are expected.
+  device.pushErrorScope('validation');
   try {
     fn();
     // Also frees what tfjs deferred until the submit.
@@ -269,12 +315,17 @@ export async function traceStep(fn: () => void): Promise<Trace> {
     b.queue = origQueue;
     delete dev.createBindGroup;
     delete dev.createCommandEncoder;
+    void device.popErrorScope();
   }
   const eagerMs = performance.now() - t0;
   await device.queue.onSubmittedWorkDone();
-  const leaked = tf.memory().numTensors - before;
-  for (const v of values) if (v.kind === 'temp' && !v.released) v.kind = 'kept';
-  if (leaked > 0) console.error(`plan: the traced step kept ${leaked} tensor(s) alive (their buffers are pinned in the plan)`);
+  // What the step made and kept (a cache such as a scheduler's tables, tf.keep'd inside): it must keep its
+  // contents, so it cannot be a stand-in. Such values are rare and small; they are pinned.
+  const kept = values.filter((v) => (v.kind === 'temp' || v.kind === 'constant') && !v.released);
+  for (const v of kept) {
+    if (v.kind === 'temp' && virtualSizes.has(v.buffer)) throw new PlanError(`the traced step kept ${kept.length} tensor(s) it computed alive (${tf.memory().numTensors - before} more tensors after it than before): compute such caches before tracing, or dispose them inside`);
+    v.kind = 'kept';
+  }
   return { values, ops, eagerSubmits: submits, eagerMs };
 }
 
