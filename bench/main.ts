@@ -7,6 +7,7 @@
 //
 // `planned` (in --only; webgpu) runs the planned LoRA step next to the eager one on a UNet of SD 1.5's
 // topology with narrowed channels (bench/planned.ts): host ms/step, dispatches/step, submits/step, plan bytes.
+// `plan-memory` computes the plan of the real SD 1.5 step at 512 px without allocating it (peak bytes).
 //
 // --small uses tiny shapes and a tiny model of the same layout (a smoke test that runs on cpu/wasm).
 import fs from 'node:fs';
@@ -20,7 +21,7 @@ import { webgpuErrorCount } from '../src/core/engine/webgpu/device.js';
 import { gemmTile } from '../src/core/engine/webgpu/matmul.js';
 import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
 import { StepBench, type StepResult } from './step.js';
-import { benchPlanned, type PlannedBenchResult } from './planned.js';
+import { benchPlanned, planArithmetic, type PlanArithmetic, type PlannedBenchResult } from './planned.js';
 
 interface Args {
   backend: BackendName;
@@ -147,6 +148,15 @@ async function main(): Promise<void> {
       }
       const small = args.small;
       planned.push(await benchPlanned({ batch, channels: small ? [32, 64] : args.plannedChannels, latent: small ? 8 : 64, steps: args.steps, small }, log));
+      save();
+    }
+  }
+  if (ours && args.only.has('plan-memory')) {
+    // The real SD 1.5 step's plan at 512 px, computed without allocating (any device, the null one included).
+    const mem: PlanArithmetic[] = [];
+    report.planMemory = mem;
+    for (const batch of args.batches) {
+      mem.push(await planArithmetic(batch, log));
       save();
     }
   }

@@ -15,6 +15,9 @@ import { clipGradNorm } from '../src/training/grad_clip.js';
 import { lossAndGrads, type StepInputs } from '../src/training/train_step.js';
 import { PlannedLoraStep } from '../src/training/planned_step.js';
 import { countCommands } from '../src/core/engine/webgpu/plan/count.js';
+import { withVirtualBuffers } from '../src/core/engine/webgpu/plan/trace.js';
+import { storedShape } from '../src/core/models/layers.js';
+import { Params } from '../src/core/models/params.js';
 import { gib, round } from './timing.js';
 
 export const SD15_TOPOLOGY = {
@@ -122,6 +125,68 @@ export async function benchPlanned(o: { batch: number; channels: number[]; laten
     loraP.dispose();
     tf.dispose([latents, ehs]);
     unet.params.dispose();
+  }
+  return r;
+}
+
+export interface PlanArithmetic {
+  name: string;
+  batch: number;
+  latent: number;
+  dispatches?: number;
+  copies?: number;
+  /** Planned peak, f32, no checkpointing: weights + plan activations + constants (GiB). */
+  peak_gib?: number;
+  weights_gib?: number;
+  activation_gib?: number;
+  unplanned_activation_gib?: number;
+  /** The same plan with the frozen weights stored as f16 (the arithmetic only: f16 storage is not implemented). */
+  peak_gib_if_f16_weights?: number;
+  error?: string;
+}
+
+/**
+ * The plan of the real SD 1.5 UNet step (320/640/1280/1280, 64×64 latents = 512 px) computed without
+ * allocating: weights and values are stand-ins (withVirtualBuffers), so it runs on the null device.
+ */
+export async function planArithmetic(batch: number, log: (m: string) => void): Promise<PlanArithmetic> {
+  const r: PlanArithmetic = { name: `sd15_512px_plan_bs${batch}`, batch, latent: 64 };
+  const cfg = { ...SD15_TOPOLOGY, block_out_channels: [320, 640, 1280, 1280] };
+  try {
+    await withVirtualBuffers(async () => {
+      const b = tf.backend() as unknown as { write(v: null, s: number[], d: string): object };
+      const tensors = new Map<string, tf.Tensor>();
+      for (const [k, shape] of UNet2DConditionModel.expectedParamShapes(cfg)) {
+        const s = storedShape(shape);
+        tensors.set(k, tf.engine().makeTensorFromDataId(b.write(null, s, 'float32'), s, 'float32'));
+      }
+      const unet = new UNet2DConditionModel(cfg, new Params(tensors, 'stand-in weights'));
+      const lora = TrainableLora.gaussian(unet.loraTargets(), 4, 4, new Random(0));
+      const scheduler = new DDPMScheduler({ num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' });
+      const planned = new PlannedLoraStep({ unet, scheduler, lora, predictionType: 'epsilon', snrGamma: null }, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2 }, 1);
+      const x: StepInputs = {
+        latents: tf.zeros([batch, 64, 64, 4]), noise: tf.zeros([batch, 64, 64, 4]), timesteps: new Int32Array(batch).fill(500), encoderHiddenStates: tf.zeros([batch, 77, 768]),
+      };
+      try {
+        const st = await planned.analyse(x);
+        let weights = 0;
+        for (const t of tensors.values()) weights += t.size * 4;
+        const m = st.memory;
+        Object.assign(r, {
+          dispatches: st.dispatches, copies: st.copies, peak_gib: gib(m.peakBytes), weights_gib: gib(weights), activation_gib: gib(m.activationBytes),
+          unplanned_activation_gib: gib(m.unplannedActivationBytes), peak_gib_if_f16_weights: gib(m.peakBytes - weights / 2),
+        });
+      } finally {
+        planned.dispose();
+        lora.dispose();
+        tf.dispose([x.latents, x.noise, x.encoderHiddenStates]);
+        unet.params.dispose();
+      }
+    });
+    log(`${r.name}: ${JSON.stringify(r)}`);
+  } catch (e) {
+    r.error = (e as Error).stack ?? (e as Error).message;
+    log(`${r.name}: ERROR ${r.error}`);
   }
   return r;
 }

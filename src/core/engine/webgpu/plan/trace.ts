@@ -91,6 +91,9 @@ export interface PlanStats {
 const MAP_READ = 0x0001;
 const MAP_WRITE = 0x0002;
 const UNIFORM = 0x0040;
+const COPY_SRC = 0x0004;
+const COPY_DST = 0x0008;
+const STORAGE = 0x0080;
 
 interface BufferManagerInternals {
   acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
@@ -209,12 +212,12 @@ export async function traceStep(fn: () => void): Promise<Trace> {
     const data = b.tensorMap.get(dataId);
     const pending = data.resource == null && data.values ? data.values : null;
     if (pending && (dataId as { id: number }).id < firstDataId) {
-      bm.acquireBuffer = origAcquire;
-      try {
-        origUpload.call(b, dataId);
-      } finally {
-        bm.acquireBuffer = acquire;
-      }
+      // Written now, through the queue: not part of the recording (whose command buffers never run).
+      const typed = data.dtype === 'int32' || data.dtype === 'bool' ? Int32Array.from(pending) : Float32Array.from(pending);
+      const buffer = origAcquire.call(bm, typed.byteLength, STORAGE | COPY_SRC | COPY_DST);
+      origQueue.writeBuffer(buffer, 0, typed);
+      data.resource = buffer;
+      data.values = null;
       return;
     }
     origUpload.call(b, dataId);
