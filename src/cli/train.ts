@@ -12,6 +12,7 @@ import { configFromFlags } from '../core/config/flags.js';
 import { formatProblems, summarizeProblems, hasErrors } from '../core/config/problems.js';
 import { train, type TrainHooks } from '../training/loop.js';
 import { formatBytes } from '../protocol/format.js';
+import { ProgressBar, clock, type TerminalStream } from './terminal.js';
 import { ControlRequests, StreamEventSink, TeeEventSink, listenForCommands, handleStopSignals, type EventInput, type EventSink } from '../training/events.js';
 
 const HELP = `usage: lora-studio train CONFIG.lora.yaml
@@ -23,14 +24,22 @@ Trains a LoRA as diffusers' train_text_to_image_lora.py does. The flags are the 
 
 While it runs: type stop, checkpoint or sample (Enter) — or send {"type":"stop"} lines on stdin; Ctrl-C saves a
 checkpoint and stops (twice: exit at once). Protocol events go to stdout as JSON lines when stdout is not a
-terminal (or with LORA_STUDIO_EVENTS=1); logs and the progress bar go to stderr.`;
+terminal (or with --json or LORA_STUDIO_EVENTS=1); logs and the progress bar go to stderr.
 
-export async function runTrainCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  --json       protocol events (JSON lines) on stdout even on a terminal
+  --quiet, -q  no progress bar; warnings, errors and the output paths only
+
+Exit status: 0 completed (or stopped on request), 1 the run failed, 2 the config or the command line is invalid.`;
+
+export async function runTrainCommand(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
     console.log(HELP);
     return 0;
   }
-  const eventsOnStdout = !process.stdout.isTTY || process.env.LORA_STUDIO_EVENTS === '1';
+  const quiet = args.includes('--quiet') || args.includes('-q');
+  const json = args.includes('--json');
+  const argv = args.filter((a) => !['--quiet', '-q', '--json'].includes(a));
+  const eventsOnStdout = json || !process.stdout.isTTY || process.env.LORA_STUDIO_EVENTS === '1';
   const protocol = new StreamEventSink(eventsOnStdout ? process.stdout : devNull, process.stderr);
 
   const loaded = loadConfig(argv);
@@ -50,7 +59,7 @@ export async function runTrainCommand(argv: string[]): Promise<number> {
 
   // Anything that prints with console.log from here on (a dependency) must not corrupt the protocol.
   const restoreConsole = redirectConsoleLog();
-  const terminal = process.stderr.isTTY ? new TerminalProgress(process.stderr) : new PlainProgress(process.stderr);
+  const terminal = new ProgressSink(process.stderr, quiet);
   const events: EventSink = new TeeEventSink(new StreamEventSink(eventsOnStdout ? process.stdout : devNull, devNull), terminal);
   const requests = new ControlRequests();
   const stopListening = listenForCommands(process.stdin, requests, events);
@@ -108,80 +117,47 @@ function testHooks(): TrainHooks | undefined {
   };
 }
 
-/** Progress as one line redrawn on a terminal; other events and logs printed above it. */
-class TerminalProgress implements EventSink {
-  private line = '';
+/** The trainer's events for a person: progress as the shared bar (terminal.ts), other events as lines above it. */
+class ProgressSink implements EventSink {
+  private readonly bar: ProgressBar;
+  private readonly download: ProgressBar;
   private readonly rate = new DownloadRate();
-  constructor(private readonly out: NodeJS.WriteStream) {}
+  constructor(
+    out: TerminalStream,
+    private readonly quiet: boolean,
+  ) {
+    this.bar = new ProgressBar(out, { label: 'train', quiet });
+    this.download = new ProgressBar(out, { label: 'download', quiet });
+  }
 
   emit(e: EventInput): void {
     if (e.type === 'download') {
-      const width = Math.max(8, Math.min(30, (this.out.columns ?? 80) - 70));
-      const filled = Math.round((width * e.bytes) / Math.max(1, e.totalBytes));
       const { perSecond, eta } = this.rate.update(e.repo, e.bytes, e.totalBytes);
-      this.line = `${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${e.repo} ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)} ${formatBytes(perSecond)}/s ETA ${clock(eta)} (${e.filesDone}/${e.totalFiles} files)`;
       if (e.filesDone === e.totalFiles) {
-        this.log(`downloaded ${e.repo}: ${formatBytes(e.totalBytes)} in ${e.totalFiles} files`);
-        this.line = '';
-      } else this.redraw();
+        this.download.finish();
+        this.bar.log(`downloaded ${e.repo}: ${formatBytes(e.totalBytes)} in ${e.totalFiles} files`);
+      } else {
+        this.download.update(e.filesDone, e.totalFiles, `files · ${e.repo} ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)} · ${formatBytes(perSecond)}/s · ETA ${clock(eta)}`);
+      }
       return;
     }
     if (e.type === 'progress') {
-      const width = Math.max(8, Math.min(30, (this.out.columns ?? 80) - 62));
-      const filled = Math.round((width * e.step) / Math.max(1, e.totalSteps));
-      const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-      this.line = `${bar} ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(1)} ${e.samplesPerSecond.toFixed(1)} img/s ETA ${clock(e.etaSeconds)}`;
-      this.redraw();
+      this.bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)} · ${e.samplesPerSecond.toFixed(2)} samples/s · ETA ${clock(e.etaSeconds)}`);
       return;
     }
     const text = describe(e);
-    if (text) this.log(text);
+    if (text) this.bar.log(text);
   }
 
   log(message: string): void {
-    this.out.write(`\r\x1b[2K${message.replace(/\n$/, '')}\n`);
-    this.redraw();
+    // --quiet keeps what needs a person's attention: errors and warnings.
+    if (this.quiet && !/^(error|warning)\b/.test(message)) return;
+    this.bar.log(message);
   }
 
   done(): void {
-    if (this.line) this.out.write('\n');
-    this.line = '';
+    this.bar.finish();
   }
-
-  private redraw(): void {
-    if (this.line) this.out.write(`\r\x1b[2K${this.line.slice(0, (this.out.columns ?? 200) - 1)}`);
-  }
-}
-
-/** Stderr that is a file or a pipe: logs as they come, and a progress line at most every 10 s (and the last). */
-class PlainProgress implements EventSink {
-  private last = 0;
-  constructor(private readonly out: NodeJS.WritableStream) {}
-
-  emit(e: EventInput): void {
-    if (e.type === 'download') {
-      const now = Date.now();
-      if (now - this.last < 10_000 && e.filesDone !== e.totalFiles) return;
-      this.last = now;
-      this.out.write(`download ${e.repo}: ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)}, ${e.filesDone}/${e.totalFiles} files\n`);
-      return;
-    }
-    if (e.type === 'progress') {
-      const now = Date.now();
-      if (now - this.last < 10_000 && e.step !== e.totalSteps && e.step !== 1) return;
-      this.last = now;
-      this.out.write(`step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}  lr ${e.lr.toExponential(2)}  ${e.samplesPerSecond.toFixed(2)} img/s  ETA ${clock(e.etaSeconds)}\n`);
-      return;
-    }
-    const text = describe(e);
-    if (text) this.log(text);
-  }
-
-  log(message: string): void {
-    this.out.write(message.endsWith('\n') ? message : message + '\n');
-  }
-
-  done(): void {}
 }
 
 /** A line for the events a person should see (started and finished details come from the trainer's logs). */
@@ -199,7 +175,6 @@ function describe(e: EventInput): string | undefined {
       return undefined; // error and checkpoint are logged by the trainer itself
   }
 }
-
 /** Bytes per second over the last ~5 s of a download, and the time left at that rate. */
 class DownloadRate {
   private samples: { t: number; bytes: number }[] = [];
@@ -213,13 +188,4 @@ class DownloadRate {
     const perSecond = t > first.t ? ((done - first.bytes) * 1000) / (t - first.t) : 0;
     return { perSecond, eta: perSecond > 0 ? (total - done) / perSecond : Infinity };
   }
-}
-
-function clock(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }

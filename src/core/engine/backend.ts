@@ -1,6 +1,8 @@
 // Backend choice. tfjs keeps one global backend per process; this module is the only place that sets it.
 import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { setOps, tfjsOps } from './ops.js';
 import { wasmOps } from './wasm_ops.js';
 import { installCpuKernelFixes } from './cpu_kernel_fixes.js';
@@ -16,6 +18,8 @@ export interface BackendInfo {
   readonly adapter?: string;
   /** The adapter is a software renderer (lavapipe, SwiftShader). */
   readonly software?: boolean;
+  /** For `auto` without a hardware adapter: what Dawn and the Vulkan loader printed while probing (for a log). */
+  readonly probeLog?: string;
 }
 
 let current: BackendInfo | undefined;
@@ -28,9 +32,9 @@ export async function initBackend(name: BackendName = 'auto'): Promise<BackendIn
     // A native TensorFlow the user installed beats everything; a WebGPU adapter backed by real hardware
     // next; a software adapter (lavapipe, SwiftShader) is slower than wasm, so it is not chosen here.
     if (tensorflowInstalled()) return (current = await initTensorflow());
-    const adapter = await tryWebgpuAdapter();
+    const adapter = probeAdapterInChild();
     if (adapter && !adapter.software) return (current = await initWebgpu());
-    return (current = await initSimple('wasm'));
+    return (current = { ...(await initSimple('wasm')), probeLog: adapter?.log });
   }
   if (name === 'webgpu') return (current = await initWebgpu());
   if (name === 'tensorflow') return (current = await initTensorflow());
@@ -42,7 +46,7 @@ export function backendInfo(): BackendInfo | undefined {
 }
 
 async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
-  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  if (name === 'wasm') await quietPlatformWarning(() => import('@tensorflow/tfjs-backend-wasm'));
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
   await tf.ready();
   // tfjs-cpu's ResizeNearestNeighborGrad is wrong for batch > 1 (see cpu_kernel_fixes.ts).
@@ -88,14 +92,64 @@ async function installNavigatorGpu(): Promise<GPU | undefined> {
   return g.navigator?.gpu;
 }
 
+/**
+ * `auto`'s question "is there a hardware WebGPU adapter?", asked in a short child process: Dawn and the
+ * Vulkan loader write warnings straight to file descriptor 2 ("Couldn't load Vulkan", "… artificially
+ * reduced …") where no JavaScript can filter them, and on a machine without a GPU the answer is wasm, so
+ * Dawn need not be loaded here at all. The child's output comes back as `log`. ≈ 0.3 s of CPU.
+ */
+function probeAdapterInChild(): (AdapterProbe & { log: string }) | undefined {
+  let dawn: string;
+  try {
+    dawn = require.resolve('webgpu');
+  } catch {
+    return undefined;
+  }
+  const script = `const dawn = await import(${JSON.stringify(pathToFileURL(dawn).href)});
+const a = await dawn.create([]).requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+const i = a?.info;
+process.stdout.write(JSON.stringify(a ? { d: [i?.vendor, i?.architecture, i?.device, i?.description].filter(Boolean).join(' '), f: a.isFallbackAdapter === true } : null));
+process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } });
+  let found: { d: string; f: boolean } | null;
+  try {
+    found = JSON.parse(r.stdout || 'null') as { d: string; f: boolean } | null;
+  } catch {
+    found = null;
+  }
+  const log = (r.stderr ?? '').trim();
+  if (!found) return log ? { description: 'none', software: true, log } : undefined;
+  return { description: found.d || 'unknown adapter', software: SOFTWARE_ADAPTER.test(found.d) || found.f, log };
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software/i;
+
 async function tryWebgpuAdapter(): Promise<AdapterProbe | undefined> {
   const gpu = await installNavigatorGpu();
   const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
   if (!adapter) return undefined;
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const description = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
-  const software = /llvmpipe|lavapipe|swiftshader|software/i.test(description) || (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  const software = SOFTWARE_ADAPTER.test(description) || (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
   return { description, software };
+}
+
+/**
+ * tfjs-backend-wasm's and tfjs-backend-webgpu's Node builds load tfjs-core's CommonJS copy, whose import sets the (shared)
+ * platform a second time and warns "Platform node has already been set" — true and harmless. That one
+ * warning is dropped while the backend loads; anything else passes.
+ */
+async function quietPlatformWarning<T>(load: () => Promise<T>): Promise<T> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && /^Platform \w+ has already been set/.test(args[0])) return;
+    warn(...args);
+  };
+  try {
+    return await load();
+  } finally {
+    console.warn = warn;
+  }
 }
 
 async function initWebgpu(): Promise<BackendInfo> {
@@ -106,7 +160,7 @@ async function initWebgpu(): Promise<BackendInfo> {
   // Our own device (all adapter limits, subgroups) under tfjs' WebGPU backend, then our WGSL kernels
   // for the training hot path. On a software adapter (lavapipe) each new shader costs seconds of JIT and
   // buys nothing, so there the stock kernels stay unless LORA_STUDIO_WEBGPU_KERNELS=1 asks for ours.
-  await registerWebgpuBackend();
+  await quietPlatformWarning(() => registerWebgpuBackend());
   if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend failed to initialise');
   await tf.ready();
   const ours = process.env.LORA_STUDIO_WEBGPU_KERNELS ?? (probe.software ? '0' : '1');
