@@ -1,4 +1,6 @@
-// `lora-studio generate`: one text-to-image generation, optionally with LoRAs, written as a PNG.
+// `lora-studio generate`: text-to-image generations, optionally with LoRAs, written as PNGs — several
+// prompts, seeds and LoRA scales in one call, with the model and the LoRAs loaded once.
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -9,24 +11,37 @@ import { writePng } from '../core/io/png.js';
 import { loadStableDiffusion, generate, disposeStableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { loadLoras } from '../core/pipeline/loras.js';
 import { parseLoraArg } from '../core/lora/lora_set.js';
+import { ProgressBar, clock } from './terminal.js';
 import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
 
 const HELP = `usage: lora-studio generate --model DIR|FILE --prompt "…" --out FILE.png [options]
 
+Several images in one call load the model once: repeat --prompt and --seed (paired in order when both are
+repeated the same number of times; one of either is used for all), and repeat --lora-scale to sweep the LoRAs'
+strength (0 = without them) without reloading anything.
+
   --model DIR|FILE          diffusers pipeline folder (model_index.json, unet/, vae/, …) or single-file .safetensors checkpoint
   --model-config DIR        for a single file: a diffusers folder of its family (config.json files, tokenizers)
-  --prompt TEXT             what to draw
+  --prompt TEXT             what to draw; repeat for several
   --negative-prompt TEXT    what to steer away from (default "${D.negativePrompt}")
   --lora FILE[:SCALE]       a LoRA .safetensors (diffusers, PEFT or kohya layout); repeat for several
+  --lora-scale S            multiply every LoRA's scale by S; repeat for a sweep (default 1)
   --scheduler NAME          ${INFERENCE_SCHEDULERS.join(' | ')} (default ${D.scheduler})
   --steps N                 denoising steps (default ${D.steps})
   --guidance G              classifier-free guidance scale (default ${D.guidance}; ≤ 1 turns it off)
-  --seed S                  seed of the initial noise (default ${D.seed})
+  --seed S                  seed of the initial noise (default ${D.seed}); repeat for several
   --width W --height H      image size in pixels, multiples of 8 (default: the model's)
   --latents FILE            start from this initial noise (tensor "latents", NCHW [1,4,h,w]) instead of a seed
   --variant fp16            load *.fp16.safetensors weights
   --backend NAME            ${BACKENDS.join(' | ')} (default auto)
-  --out FILE.png            where to write the image`;
+  --out FILE.png            where to write the image; for several, a pattern with {i}, {seed} or {scale}
+                            (e.g. out/img-{i}-{scale}.png; {i} counts the prompt/seed pairs from 0)
+  --grid FILE.png           also write all images in one picture: a row per --lora-scale, a column per pair
+  --json                    one JSON line per image on stdout: {"path", "prompt", "seed", "scale", "seconds"}
+  --quiet, -q               no progress bar; errors only
+
+Exit status: 0 the images were written, 1 generation failed (a model or LoRA could not be read, …),
+2 the command line is invalid.`;
 
 export async function runGenerateCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -34,20 +49,24 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       'model-config': { type: 'string' },
-      prompt: { type: 'string' },
+      prompt: { type: 'string', multiple: true },
       'negative-prompt': { type: 'string', default: D.negativePrompt },
       lora: { type: 'string', multiple: true, default: [] },
+      'lora-scale': { type: 'string', multiple: true },
       scheduler: { type: 'string', default: D.scheduler },
       steps: { type: 'string', default: String(D.steps) },
       guidance: { type: 'string', default: String(D.guidance) },
-      seed: { type: 'string', default: String(D.seed) },
+      seed: { type: 'string', multiple: true },
       width: { type: 'string' },
       height: { type: 'string' },
       latents: { type: 'string' },
       variant: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       out: { type: 'string' },
-      help: { type: 'boolean', default: false },
+      grid: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', short: 'q', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
@@ -57,7 +76,8 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
   }
   const problems: string[] = [];
   if (!values.model) problems.push('--model DIR is required');
-  if (values.prompt === undefined) problems.push('--prompt is required');
+  const prompts = values.prompt ?? [];
+  if (prompts.length === 0) problems.push('--prompt is required');
   if (!values.out) problems.push('--out FILE.png is required');
   if (!INFERENCE_SCHEDULERS.includes(values.scheduler as InferenceScheduler)) problems.push(`--scheduler must be one of ${INFERENCE_SCHEDULERS.join(', ')}, got "${values.scheduler}"`);
   if (!BACKENDS.includes(values.backend as BackendName)) problems.push(`--backend must be one of ${BACKENDS.join(', ')}, got "${values.backend}"`);
@@ -68,11 +88,23 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     return n;
   };
   const steps = int('steps', values.steps, 1);
-  const seed = int('seed', values.seed, 0);
+  const seeds = (values.seed ?? [String(D.seed)]).map((v) => int('seed', v, 0) ?? 0);
   const width = int('width', values.width, 8);
   const height = int('height', values.height, 8);
   const guidance = Number(values.guidance);
   if (!Number.isFinite(guidance)) problems.push(`--guidance must be a number, got "${values.guidance}"`);
+  const sweep = (values['lora-scale'] ?? ['1']).map((v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) problems.push(`--lora-scale must be a number, got "${v}"`);
+    return n;
+  });
+  // Prompt/seed pairs: paired in order, or one of them broadcast.
+  const pairs = prompts.length > 0 ? pairPromptsAndSeeds(prompts, seeds, problems) : [];
+  if (values.latents && pairs.length > 1) problems.push('--latents gives one initial noise: use it with one --prompt and no repeated --seed');
+  const several = pairs.length * sweep.length > 1;
+  if (values.out && several && !/\{(i|seed|scale)\}/.test(values.out)) {
+    problems.push(`--out "${values.out}" names one file but ${pairs.length * sweep.length} images are asked for: put {i}, {seed} or {scale} in it (e.g. img-{i}-{scale}.png)`);
+  }
   // parseLoraArg never fails: without a numeric ':SCALE' suffix the whole argument is the file.
   const loraSpecs = (values.lora ?? []).map(parseLoraArg);
   if (problems.length) {
@@ -81,41 +113,74 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const bar = new ProgressBar(process.stderr, { label: 'generate', quiet: values.quiet });
   const backend = await initBackend(values.backend as BackendName);
-  console.error(`backend: ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
+  if (!values.quiet) bar.log(`backend: ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
   const sd = loadStableDiffusion(path.resolve(values.model!), { variant: values.variant === 'fp16' ? 'fp16' : undefined, config: values['model-config'] ? path.resolve(values['model-config']) : undefined });
   const loras = loadLoras(sd, loraSpecs);
+  const names = loras.names();
+  const grid: tf.Tensor3D[][] = [];
   try {
-    let latents: tf.Tensor4D | undefined;
-    if (values.latents) latents = readLatents(values.latents);
+    const latents = values.latents ? readLatents(values.latents) : undefined;
+    const total = pairs.length * sweep.length * steps!;
+    let done = 0;
     const started = Date.now();
-    const image = await generate(sd, {
-      prompt: values.prompt!,
-      negativePrompt: values['negative-prompt'],
-      scheduler: values.scheduler as InferenceScheduler,
-      steps,
-      guidanceScale: guidance,
-      seed,
-      latents,
-      width: width ?? (latents ? latents.shape[2] * sd.vaeScaleFactor : undefined),
-      height: height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : undefined),
-      lora: loras.lookup,
-      textEncoderLora: loras.textEncoderLookup,
-      textEncoder2Lora: loras.textEncoder2Lookup,
-      onStep: (i, n) => void (process.stderr.isTTY && process.stderr.write(`\rstep ${i}/${n}`)),
-    });
-    if (process.stderr.isTTY) process.stderr.write('\n');
-    await writePng(path.resolve(values.out!), image, {
-      parameters: JSON.stringify({ prompt: values.prompt, negative_prompt: values['negative-prompt'], scheduler: values.scheduler, steps, guidance, seed, loras: values.lora }),
-    });
-    image.dispose();
+    for (const [row, scale] of sweep.entries()) {
+      names.forEach((n, j) => loras.setScale(n, loraSpecs[j].scale * scale));
+      grid.push([]);
+      for (const [i, { prompt, seed }] of pairs.entries()) {
+        const t0 = Date.now();
+        const image = await generate(sd, {
+          prompt,
+          negativePrompt: values['negative-prompt'],
+          scheduler: values.scheduler as InferenceScheduler,
+          steps,
+          guidanceScale: guidance,
+          seed,
+          latents,
+          width: width ?? (latents ? latents.shape[2] * sd.vaeScaleFactor : undefined),
+          height: height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : undefined),
+          lora: loras.lookup,
+          textEncoderLora: loras.textEncoderLookup,
+          textEncoder2Lora: loras.textEncoder2Lookup,
+          onStep: () => void bar.update(++done, total, `image ${row * pairs.length + i + 1}/${pairs.length * sweep.length} · ETA ${clock(((Date.now() - started) / done / 1000) * (total - done))}`),
+        });
+        const file = path.resolve(values.out!.replaceAll('{i}', String(i)).replaceAll('{seed}', String(seed)).replaceAll('{scale}', String(scale)));
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        await writePng(file, image, {
+          parameters: JSON.stringify({ prompt, negative_prompt: values['negative-prompt'], scheduler: values.scheduler, steps, guidance, seed, loras: values.lora, lora_scale: scale }),
+        });
+        if (values.grid) grid[row].push(tf.tidy(() => image.squeeze([0]) as tf.Tensor3D));
+        image.dispose();
+        const seconds = (Date.now() - t0) / 1000;
+        if (values.json) process.stdout.write(JSON.stringify({ path: file, prompt, seed, scale, seconds }) + '\n');
+        else if (!values.quiet) bar.log(`wrote ${file} (${seconds.toFixed(1)} s)`);
+      }
+    }
     latents?.dispose();
-    console.error(`wrote ${values.out} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    bar.finish();
+    if (values.grid) {
+      const picture = tf.tidy(() => tf.concat(grid.map((r) => tf.concat(r, 1)), 0));
+      await writePng(path.resolve(values.grid), picture);
+      picture.dispose();
+      if (!values.quiet && !values.json) console.error(`grid (a row per LoRA scale ${sweep.join(', ')}): ${path.resolve(values.grid)}`);
+    }
+    if (!values.quiet && !values.json) console.error(`${pairs.length * sweep.length} image(s) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return 0;
   } finally {
+    tf.dispose(grid.flat());
     loras.dispose();
     disposeStableDiffusion(sd);
   }
+}
+
+/** `--prompt`s and `--seed`s as pairs: in order when as many of each, else the single one used for all. */
+export function pairPromptsAndSeeds(prompts: readonly string[], seeds: readonly number[], problems: string[]): { prompt: string; seed: number }[] {
+  if (prompts.length === seeds.length) return prompts.map((prompt, i) => ({ prompt, seed: seeds[i] }));
+  if (seeds.length === 1) return prompts.map((prompt) => ({ prompt, seed: seeds[0] }));
+  if (prompts.length === 1) return seeds.map((seed) => ({ prompt: prompts[0], seed }));
+  problems.push(`${prompts.length} --prompt and ${seeds.length} --seed: give as many of each (paired in order), or one of either`);
+  return [];
 }
 
 /** Reads initial noise saved by another tool: tensor "latents", NCHW → NHWC. */

@@ -13,17 +13,21 @@ const USAGE = `usage: lora-studio <command> [options]
 commands:
   train CONFIG.lora.yaml | --pretrained_model_name_or_path=… [guide flags]
                           train a LoRA (diffusers' train_text_to_image_lora.py workflow)
-  generate --model DIR --prompt "…" [--negative-prompt "…"] [--lora FILE[:SCALE]]…
-           [--scheduler ${INFERENCE_SCHEDULERS.join('|')}] [--steps N] [--guidance G] [--seed S]
-           [--width W --height H] [--latents FILE.safetensors] [--backend B] --out FILE.png
-                          generate an image, optionally with LoRAs
+  generate --model DIR --prompt "…"… [--seed S]… [--lora FILE[:SCALE]]… [--lora-scale S]…
+           [--scheduler ${INFERENCE_SCHEDULERS.join('|')}] [--steps N] [--guidance G]
+           [--width W --height H] [--latents FILE.safetensors] [--backend B] --out FILE.png [--grid FILE.png]
+                          generate images (several prompts, seeds, LoRA scales: the model loaded once)
   inspect FILE.safetensors
                           say what a safetensors file is (model component or LoRA, format, rank, …)
   push OUTPUT_DIR [--hub_model_id=ORG/NAME]
                           upload a finished run and its model card to the Hugging Face Hub
   worker [--backend B]    long-lived inference worker for the notebook (JSON lines on stdin/stdout)
 
-Run \`lora-studio <command> --help\` for a command's options.`;
+Run \`lora-studio <command> --help\` for a command's options; \`lora-studio --version\` for the version.
+train and generate take --quiet (no progress bar) and --json (JSON lines on stdout). Colours only on a
+terminal and never with NO_COLOR set.
+
+Exit status: 0 success, 1 the work failed (error printed), 2 a bad command line or run config.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

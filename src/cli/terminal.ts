@@ -22,6 +22,15 @@ export interface Colours {
   cyan(s: string): string;
 }
 
+/**
+ * Whether the bar is redrawn in place: on a terminal, or when LORA_STUDIO_PROGRESS=bar says the pipe
+ * ends on one (the demo tees its children's stderr into a log). Width: the stream's, else COLUMNS, else 80.
+ */
+export function drawsInPlace(stream: TerminalStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(stream.isTTY) || env.LORA_STUDIO_PROGRESS === 'bar';
+}
+const columnsOf = (stream: TerminalStream) => stream.columns || Number(process.env.COLUMNS) || 80;
+
 /** True when colours may be written to `stream`: a terminal, NO_COLOR unset or empty, TERM not "dumb". */
 export function coloursEnabled(stream: TerminalStream, env: NodeJS.ProcessEnv = process.env): boolean {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
@@ -91,8 +100,8 @@ export class ProgressBar {
     const text = detail ?? (rate > 0 ? `ETA ${clock((total - done) / rate)}` : '');
     const label = this.o.label ? `${this.c.bold(this.o.label)} ` : '';
     const count = `${done}/${total}`;
-    if (this.out.isTTY) {
-      const columns = this.out.columns || 80;
+    if (drawsInPlace(this.out)) {
+      const columns = columnsOf(this.out);
       const width = Math.max(8, Math.min(30, columns - visibleLength(label + count + text) - 4));
       this.line = `${label}${this.c.cyan(bar(done / Math.max(1, total), width))} ${count} ${text}`;
       this.redraw();
@@ -107,7 +116,7 @@ export class ProgressBar {
   /** A line above the bar (the bar is redrawn under it on a terminal). */
   log(message: string): void {
     const text = message.replace(/\n$/, '');
-    if (this.out.isTTY && this.line) {
+    if (drawsInPlace(this.out) && this.line) {
       this.out.write(`\r\x1b[2K${text}\n`);
       this.redraw();
     } else {
@@ -117,14 +126,14 @@ export class ProgressBar {
 
   /** Ends the bar's line; the next output starts on a fresh line. */
   finish(): void {
-    if (this.out.isTTY && this.line) this.out.write('\n');
+    if (drawsInPlace(this.out) && this.line) this.out.write('\n');
     this.line = '';
     this.started = undefined;
   }
 
   private redraw(): void {
     if (!this.line) return;
-    const columns = this.out.columns || 80;
+    const columns = columnsOf(this.out);
     this.out.write(`\r\x1b[2K${truncateVisible(this.line, columns - 1)}`);
   }
 }

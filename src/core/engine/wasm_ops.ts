@@ -65,6 +65,26 @@ function flippedFilter(weight: tf.Tensor4D): tf.Tensor4D {
   return t;
 }
 
+/**
+ * Whether `t` was computed on the gradient tape now being recorded (a LoRA weight reshaped into a conv
+ * kernel, say): such a weight needs its own gradient, so it must not take the frozen-weight paths.
+ * The tape's new nodes are scanned once each (their output ids kept), so the check is amortised O(1).
+ */
+let scannedTape: unknown[] | undefined;
+let scannedUpTo = 0;
+const tapeOutputs = new Set<number>();
+function onGradientTape(t: tf.Tensor): boolean {
+  const tape = (tf.engine() as unknown as { state: { activeTape?: { outputs: tf.Tensor[] }[] } }).state.activeTape;
+  if (!tape) return false;
+  if (tape !== scannedTape) {
+    scannedTape = tape;
+    scannedUpTo = 0;
+    tapeOutputs.clear();
+  }
+  for (; scannedUpTo < tape.length; scannedUpTo++) for (const o of tape[scannedUpTo].outputs) tapeOutputs.add(o.id);
+  return tapeOutputs.has(t.id);
+}
+
 /** Heads at least this large (Tq·Tk·D multiply-adds) run one by one through XNNPACK; smaller ones batched. */
 const HEAD_BY_HEAD_MACS = 1 << 20;
 
@@ -77,7 +97,7 @@ export const wasmOps: Ops = {
   // the only gradient needed is the input's. A 1×1 convolution is a frozen linear layer.
   conv2d(x, weight, bias, stride, padding) {
     const k = weight.shape[0];
-    if (weight instanceof tf.Variable || stride !== 1 || weight.shape[1] !== k) return tfjsOps.conv2d(x, weight, bias, stride, padding);
+    if (weight instanceof tf.Variable || stride !== 1 || weight.shape[1] !== k || onGradientTape(weight)) return tfjsOps.conv2d(x, weight, bias, stride, padding);
     if (k === 1 && padding === 0) {
       return tf.tidy(() => {
         const [b, h, w, c] = x.shape;
@@ -108,7 +128,7 @@ export const wasmOps: Ops = {
     return tf.tidy(() => {
       const inDim = x.shape[x.rank - 1];
       const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
-      let y: tf.Tensor2D = weight instanceof tf.Variable ? matMul2d(x2, weight.transpose()) : frozenLinear(x2, weight);
+      let y: tf.Tensor2D = weight instanceof tf.Variable || onGradientTape(weight) ? matMul2d(x2, weight.transpose()) : frozenLinear(x2, weight);
       if (bias) y = y.add(bias);
       for (const a of adapters ?? []) {
         if (a.scale === 0) continue;
