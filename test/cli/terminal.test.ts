@@ -18,7 +18,6 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 function underPty(args: string[]): { code: number; screen: string } {
   const cmd = [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli/main.ts'), ...args].map(shellQuote).join(' ');
   const r = spawnSync('script', ['-q', '-e', '-c', cmd, '/dev/null'], { cwd: REPO, encoding: 'utf8', env: { ...process.env, COLUMNS: '120', NO_COLOR: '' }, input: '' });
-  // eslint-disable-next-line no-control-regex
   return { code: r.status ?? -1, screen: r.stdout.replace(/\x1b\[[0-9;]*m/g, '') };
 }
 
