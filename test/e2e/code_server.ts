@@ -192,7 +192,9 @@ async function quickPick(page: Page, key: string, text: string, row: string | Re
     what,
     async () => {
       if (!(await input.isVisible())) {
-        // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first.
+        // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first, by
+        // clicking the side bar's title (which does nothing else) and blurring whatever still holds focus.
+        await page.locator('.part.sidebar .composite.title').first().click({ timeout: 5000 }).catch(() => undefined);
         await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
         await page.keyboard.press(key);
         await input.waitFor({ state: 'visible', timeout: 5000 }).catch(() => undefined);

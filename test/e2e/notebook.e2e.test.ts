@@ -127,30 +127,47 @@ test('open examples/shapes.loranb, Run All: the images appear, as files next to 
     () => `server log:\n${serverLog.join('').slice(-3000)}`,
     { stallMs: STALL_MS, progress: notebookProgress },
   );
-  const layouts = await frame!.$$eval('.lsg', (els) => els.map((e) => (e as HTMLElement).dataset.layout));
+  // Every cell ends successfully, with its execution order (before the slider: a cell's last output
+  // replaces the renderer's content, slider included).
+  await waitFor(async () => (await page.locator('.notebook-editor .codicon-notebook-state-success').count()) === 3, UI_MS, 'three cells to succeed', undefined, { progress: notebookProgress });
+  assert.deepEqual(await page.locator('.notebook-editor .execution-count-label').allInnerTexts(), ['[1]', '[2]', '[3]']);
+  frame = (await rendererFrame())!;
+  const layouts = await frame.$$eval('.lsg', (els) => els.map((e) => (e as HTMLElement).dataset.layout));
   assert.deepEqual(layouts, ['grid', 'compare', 'sweep']);
-  const sizes = await frame!.$$eval('.lsg img.lsg-img', (imgs) => [...new Set((imgs as HTMLImageElement[]).map((i) => `${i.naturalWidth}x${i.naturalHeight}`))]);
+  const sizes = await frame.$$eval('.lsg img.lsg-img', (imgs) => [...new Set((imgs as HTMLImageElement[]).map((i) => `${i.naturalWidth}x${i.naturalHeight}`))]);
   assert.deepEqual(sizes, ['64x64'], 'tiny-shapes makes 64×64 images');
-  assert.equal(await frame!.locator('input.lsg-slider').count(), 1, 'the sweep has its slider (renderer messaging works)');
+  assert.equal(await frame.locator('input.lsg-slider').count(), 1, 'the sweep has its slider (renderer messaging works)');
 
   // The sweep's slider asks the extension (renderer messaging) for a new scale; the worker's image appears.
-  await frame!.$eval('input.lsg-slider', (el) => {
-    const s = el as HTMLInputElement;
-    s.value = '0.75';
-    s.dispatchEvent(new Event('input'));
-    s.dispatchEvent(new Event('change'));
-  });
-  await waitFor(async () => !!(await frame!.$('.lsg-live[data-state="done"] img')), 10 * 60_000, 'the slider preview image', undefined, { stallMs: STALL_MS, progress: notebookProgress });
-  assert.equal(await frame!.textContent('.lsg-live figcaption'), 'seed 6 · reference-lora ×0.75 (preview)');
+  // Moved again whenever the preview is idle (the output was drawn anew since the last move).
+  await waitFor(
+    async () => {
+      const f = await rendererFrame();
+      if (!f) return false;
+      frame = f;
+      if (await f.$('.lsg-live[data-state="done"] img')) return true;
+      const state = await f.$eval('.lsg-live', (el) => (el as HTMLElement).dataset.state).catch(() => 'missing');
+      if (state === 'idle') {
+        await f.$eval('input.lsg-slider', (el) => {
+          const sl = el as HTMLInputElement;
+          sl.value = '0.75';
+          sl.dispatchEvent(new Event('input'));
+          sl.dispatchEvent(new Event('change'));
+        });
+      }
+      return false;
+    },
+    10 * 60_000,
+    'the slider preview image at scale 0.75',
+    undefined,
+    { stallMs: STALL_MS, progress: async () => `${await notebookProgress()}; preview ${await (await rendererFrame())?.$eval('.lsg-live', (el) => (el as HTMLElement).dataset.state + ': ' + el.textContent).catch(() => 'missing')}` },
+  );
+  assert.equal(await frame.textContent('.lsg-live figcaption'), 'seed 6 · reference-lora ×0.75 (preview)');
   fs.mkdirSync(path.join(REPO, 'test-output'), { recursive: true });
   await page.screenshot({ path: path.join(REPO, 'test-output/notebook-e2e.png') });
 
   const pngs = fs.readdirSync(path.join(workspace, 'shapes.outputs')).filter((f) => f.endsWith('.png') && !f.endsWith('-sheet.png'));
   assert.equal(pngs.length, EXPECTED_IMAGES, 'one PNG per image beside the notebook');
-
-  // Every cell ends successfully, with its execution order.
-  await waitFor(async () => (await page.locator('.notebook-editor .codicon-notebook-state-success').count()) === 3, UI_MS, 'three cells to succeed');
-  assert.deepEqual(await page.locator('.notebook-editor .execution-count-label').allInnerTexts(), ['[1]', '[2]', '[3]']);
 
   // Save: the file names the PNGs and holds no image bytes.
   const imageLines = () => fs.readFileSync(path.join(workspace, 'shapes.loranb'), 'utf8').match(/\{file: shapes\.outputs\/[^,]+\.png, seed: \d+/g)?.length ?? 0;

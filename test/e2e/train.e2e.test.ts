@@ -166,9 +166,11 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
 
   it('after a window reload the dashboard comes back, rebuilt from the output folder', { timeout: TEST_MS }, async () => {
     const { page } = wb;
-    const reloaded = page.waitForEvent('load', { timeout: 4 * UI_MS }).catch((e: Error) => assert.fail(`gave up waiting for the window to reload: ${e.message}`));
+    // Settles either way (an unawaited rejection would outlive a failing test).
+    const reloaded = page.waitForEvent('load', { timeout: 4 * UI_MS }).then(() => undefined, (e: Error) => e);
     await runCommand(page, 'Developer: Reload Window');
-    await reloaded;
+    const failed = await reloaded;
+    if (failed) assert.fail(`gave up waiting for the window to reload: ${failed.message}`);
     await visible(page, page.locator('.monaco-workbench'), 'the workbench after the reload', { timeoutMs: 4 * UI_MS });
     // The restored dashboard sits behind the PNG's tab: dashboardFrame shows it (a hidden webview is not drawn).
     const dash = await dashboardFrame(page, 'quick', { timeoutMs: 4 * UI_MS });
