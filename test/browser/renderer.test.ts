@@ -206,3 +206,14 @@ test('a reopened notebook: images are asked for by file and appear; without mess
   assert.deepEqual(await loadedImages('#plain img.lsg-img'), [[32, 32], [32, 32], [32, 32]]);
   assert.deepEqual(await posted(), []);
 });
+
+test('hostile outputs (a .loranb from someone else): prompts render as text, `columns` cannot inject CSS', async () => {
+  const evil = '<img src=x onerror="window.pwned=1"></script><script>window.pwned=2</script>';
+  const hostile = { ...outputs.grid, runId: 'hostile', settings: { ...outputs.grid.settings, prompt: evil, negativePrompt: evil }, columns: '1); background: url(http://127.0.0.1:9/x' as unknown as number };
+  await render('hostile', hostile);
+  assert.equal(await page.textContent('#hostile .lsg-prompt'), evil, 'the prompt is shown as the text it is');
+  assert.equal(await page.$$eval('#hostile .lsg-prompt *, #hostile .lsg-neg *', (els) => els.length), 0, 'no element was made from it');
+  assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined, 'no script ran');
+  const style = await page.$eval('#hostile .lsg-grid', (el) => (el as HTMLElement).style.cssText);
+  assert.ok(!/url|background/.test(style), `no CSS from the output: ${style}`);
+});

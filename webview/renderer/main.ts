@@ -40,18 +40,24 @@ export const activate: ActivationFunction = (ctx: RendererContext) => {
   };
 };
 
+/** A grid size from an output (which a notebook file may hold anything in): an integer 1–64, never text for the style. */
+function count(v: unknown): number {
+  const n = Math.floor(Number(v));
+  return Number.isFinite(n) ? Math.min(64, Math.max(1, n)) : 1;
+}
+
 function renderOutput(o: GenerationOutput, env: Env): HTMLElement {
   const root = h('div', { class: `lsg lsg-${o.layout}`, 'data-layout': o.layout, 'data-run': o.runId });
   root.append(header(o));
   const images = o.images.map((im, index) => ({ im, index }));
   if (o.layout === 'grid') {
-    const grid = h('div', { class: 'lsg-grid', style: `grid-template-columns: repeat(${o.columns}, max-content)` });
+    const grid = h('div', { class: 'lsg-grid', style: `grid-template-columns: repeat(${count(o.columns)}, max-content)` });
     for (const { im, index } of images) grid.append(figure(o, im, index, env, `seed ${im.seed}`));
     root.append(grid);
   } else if (o.layout === 'compare') {
     const table = h('div', { class: 'lsg-grid lsg-compare-grid', style: 'grid-template-columns: repeat(2, max-content)' });
     table.append(h('div', { class: 'lsg-colhead' }, 'without LoRA'), h('div', { class: 'lsg-colhead' }, `with ${loraSummary(o.settings.loras)}`));
-    for (let row = 0; row < o.rows; row++) {
+    for (let row = 0; row < count(o.rows); row++) {
       for (const column of [0, 1]) {
         const found = images.find(({ im }) => im.row === row && im.column === column);
         table.append(found ? figure(o, found.im, found.index, env, `seed ${found.im.seed}`) : placeholder(o, 'not made'));
@@ -90,11 +96,11 @@ function header(o: GenerationOutput): HTMLElement {
 
 function sweep(o: GenerationOutput, images: { im: OutputImage; index: number }[], env: Env): HTMLElement {
   const box = h('div', { class: 'lsg-sweep' });
-  const table = h('div', { class: 'lsg-grid', style: `grid-template-columns: max-content repeat(${o.columns}, max-content)` });
+  const table = h('div', { class: 'lsg-grid', style: `grid-template-columns: max-content repeat(${count(o.columns)}, max-content)` });
   const scales = o.sweep?.scales ?? [];
-  for (let row = 0; row < o.rows; row++) {
+  for (let row = 0; row < count(o.rows); row++) {
     table.append(h('div', { class: 'lsg-rowhead' }, `scale ${scales[row] ?? '?'}`));
-    for (let column = 0; column < o.columns; column++) {
+    for (let column = 0; column < count(o.columns); column++) {
       const found = images.find(({ im }) => im.row === row && im.column === column);
       table.append(found ? figure(o, found.im, found.index, env, `seed ${found.im.seed}`) : placeholder(o, 'not made'));
     }

@@ -1,4 +1,5 @@
 // Where a notebook's relative paths start and where its images go. No `vscode` import.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,4 +29,29 @@ export function runFileBase(cellIndex: number, now = new Date()): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}-${p(now.getMilliseconds(), 3)}`;
   return `cell${cellIndex + 1}-${stamp}`;
+}
+
+/**
+ * `file` (relative to `dir`) as an absolute path when it lies inside one of `roots` once symlinks are
+ * resolved, else undefined. Paths read from a notebook's outputs come from whoever wrote the file: this is
+ * what keeps `../../../etc/passwd` or a symlink out of the folder from being read.
+ */
+export function containedPath(file: string, dir: string, roots: readonly string[]): string | undefined {
+  let real: string;
+  try {
+    real = fs.realpathSync(path.resolve(dir, file));
+  } catch {
+    return undefined;
+  }
+  for (const root of roots) {
+    let r: string;
+    try {
+      r = fs.realpathSync(root);
+    } catch {
+      continue;
+    }
+    const rel = path.relative(r, real);
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return real;
+  }
+  return undefined;
 }

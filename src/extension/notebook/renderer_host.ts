@@ -10,7 +10,7 @@ import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
 import { GENERATION_MIME, RENDERER_ID, RENDERER_MESSAGES, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from '../../protocol/generation_output.js';
-import { notebookDir } from './notebook_paths.js';
+import { containedPath, notebookDir } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
 
 export function registerRendererHost(client: () => WorkerClient): vscode.Disposable {
@@ -31,17 +31,16 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
     return;
   }
   const { cell, output } = found;
+  // Every path an output names must lie in the notebook's folder or a workspace folder.
+  const roots = [dir, ...(vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath)];
+  const inside = (file: string) => containedPath(file, dir, roots);
   switch (m.type) {
     case 'loadImages': {
       const allowed = new Set([...output.images.map((i) => i.file), ...(output.sheet ? [output.sheet] : [])]);
       const images: Record<string, string | null> = {};
       for (const f of m.files) {
         if (!allowed.has(f)) continue;
-        try {
-          images[f] = (await fs.promises.readFile(path.resolve(dir, f))).toString('base64');
-        } catch {
-          images[f] = null;
-        }
+        images[f] = await readPng(inside(f));
       }
       post({ type: 'images', requestId: m.requestId, images });
       return;
@@ -49,6 +48,11 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
     case 'sweepScale': {
       if (!output.sweep) return;
       const s = output.settings;
+      const outside = [s.model, ...s.loras.map((l) => l.file)].find((p) => !inside(p));
+      if (outside !== undefined) {
+        post({ type: 'sweepError', requestId: m.requestId, message: `${outside} is not inside the notebook's folder or the workspace: open the notebook where its model and LoRAs are, or re-run the cell` });
+        return;
+      }
       const sweepFile = path.resolve(dir, output.sweep.lora);
       const request: GenerateRequest = {
         type: 'generate',
@@ -85,13 +89,29 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
     case 'saveImage': {
       const image = output.images[m.image];
       if (!image) return;
-      const source = path.resolve(dir, image.file);
+      const source = inside(image.file);
+      if (!image.data && !source) throw new Error(`${image.file} is not inside the notebook's folder or the workspace`);
       const target = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(dir, path.basename(image.file))), filters: { 'PNG image': ['png'] }, title: 'Save Image' });
       if (!target) return;
-      const bytes = image.data ? Buffer.from(image.data, 'base64') : await fs.promises.readFile(source);
+      const bytes = image.data ? Buffer.from(image.data, 'base64') : await fs.promises.readFile(source!);
       await vscode.workspace.fs.writeFile(target, bytes);
       return;
     }
+  }
+}
+
+/** The biggest image file handed to the renderer (a 64×64 PNG is ~6 kB; a 2048² one a few MB). */
+const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+
+/** A PNG's bytes as base64, or null: only a regular `.png` file under the cap is read. */
+async function readPng(file: string | undefined): Promise<string | null> {
+  if (!file || path.extname(file).toLowerCase() !== '.png') return null;
+  try {
+    const st = await fs.promises.stat(file);
+    if (!st.isFile() || st.size > MAX_IMAGE_BYTES) return null;
+    return (await fs.promises.readFile(file)).toString('base64');
+  } catch {
+    return null;
   }
 }
 
