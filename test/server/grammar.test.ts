@@ -48,7 +48,7 @@ function valueScope(value: string): string | undefined {
 test('the grammar highlights exactly the schema keys as known, and the ignored diffusers flags as deprecated', () => {
   assert.equal(grammar.scopeName, 'source.lora-yaml');
   const [known, ignored] = repo['key-name'].patterns!;
-  assert.deepEqual(alternation(known), RUN_CONFIG_KEYS.map((s) => s.key), 'regenerate the known-key list from src/core/config/schema.ts');
+  assert.deepEqual(alternation(known), RUN_CONFIG_KEYS.map((s) => s.key), 'regenerate the key lists: npx tsx scripts/generate-grammar-keys.ts');
   assert.deepEqual(alternation(ignored), GUIDE_ONLY_KEYS.map((g) => g.key));
   const enums = /\(\?:(.*?)\)/.exec(repo['enum-value'].match!)![1].split('|');
   assert.deepEqual(enums.sort(), [...new Set(RUN_CONFIG_KEYS.flatMap((s) => [...(s.values ?? [])]))].sort());

@@ -102,7 +102,7 @@ test('a sound config: only the dataset count; a missing required key is offered 
   assert.deepEqual(rows(await client.open(uri, text)), [[2, 16, 2, 60, 4, '`train_data_dir`: 16 images, 16 captions (metadata.jsonl)']]);
   // Delete the train_data_dir line with an incremental edit.
   const diags = await client.edit(uri, [{ range: { start: { line: 2, character: 0 }, end: { line: 3, character: 0 } }, text: '' }]);
-  assert.deepEqual(rows(diags), [[1, 0, 1, 29, 1, 'missing required key `train_data_dir`: the folder of training images and captions. Add `train_data_dir: ./dataset`']]);
+  assert.deepEqual(rows(diags), [[1, 0, 1, 29, 1, 'no training data: set `train_data_dir` (a folder of images with captions) or `dataset_name` (a Hub dataset)']]);
   const [add] = await client.codeActions(uri, diags[0].range, diags);
   assert.equal(add.title, 'Add `train_data_dir`');
   assert.deepEqual((add.edit as WorkspaceEdit).changes![uri], [{ range: { start: { line: 9, character: 0 }, end: { line: 9, character: 0 } }, newText: 'train_data_dir: ./dataset\n' }]);
