@@ -5,6 +5,7 @@
 //
 // Every command shares this module: `ProgressBar` for anything with a count and a total, `colours(stream)`
 // for emphasis, `clock` for durations.
+import { formatDuration } from '../protocol/format.js';
 
 /** The stream to draw on: process.stderr in the commands, a fake in tests. */
 export interface TerminalStream {
@@ -44,14 +45,9 @@ export function colours(stream: TerminalStream, env: NodeJS.ProcessEnv = process
   return { bold: sgr(1, 22), dim: sgr(2, 22), green: sgr(32, 39), yellow: sgr(33, 39), red: sgr(31, 39), cyan: sgr(36, 39) };
 }
 
-/** Seconds as m:ss or h:mm:ss; "?" when unknown. */
+/** Seconds as m:ss or h:mm:ss (the status bar's and dashboard's format); "?" when unknown. */
 export function clock(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '?';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+  return formatDuration(seconds, '?');
 }
 
 /** A bar of `width` cells, `fraction` of them filled. */

@@ -1,9 +1,9 @@
 // How the status bar and the dashboard write durations and losses: the pure helpers the webview bundle
 // may import as values (everything else it takes from src/protocol is types only).
 
-/** "1:05:03", "4:09", "0:07" — compact and stable width, for ETAs and elapsed times. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '–';
+/** "1:05:03", "4:09", "0:07" — compact and stable width, for ETAs and elapsed times; `unknown` when not a time. */
+export function formatDuration(seconds: number, unknown = '–'): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return unknown;
   const s = Math.round(seconds);
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
