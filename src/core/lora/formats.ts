@@ -20,6 +20,7 @@
 // Module paths are diffusers' module names inside the UNet, e.g.
 // `down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q`.
 import { SafetensorsFile } from '../io/safetensors.js';
+import { unetLdmKey, type UNetLdmLayout } from '../io/single_file.js';
 
 /** A Linear or Conv2d layer that accepts a LoRA: its module path, [out, in] and its kernel size (1: Linear or 1×1). */
 export interface LoraTarget {
@@ -307,84 +308,30 @@ export function adapterConfigFromHeader(metadata: Readonly<Record<string, string
   return undefined;
 }
 
-/** ResnetBlock2D's layers under their LDM names (ComfyUI comfy/utils.py UNET_MAP_RESNET). */
-const LDM_RESNET: Record<string, string> = { conv1: 'in_layers.2', conv2: 'out_layers.3', time_emb_proj: 'emb_layers.1', conv_shortcut: 'skip_connection' };
-/** The UNet's outer layers under their LDM names (comfy/utils.py UNET_MAP_BASIC). */
-const LDM_BASIC: Record<string, string> = {
-  conv_in: 'input_blocks.0.0',
-  'time_embedding.linear_1': 'time_embed.0',
-  'time_embedding.linear_2': 'time_embed.2',
-  'add_embedding.linear_1': 'label_emb.0.0',
-  'add_embedding.linear_2': 'label_emb.0.2',
-  conv_out: 'out.2',
-};
-
 /**
  * The LDM/SGM path (`input_blocks.4.1.transformer_blocks.0.attn1.to_q`, the names of original Stable Diffusion
- * and SDXL checkpoints, ComfyUI's and many kohya files') of each diffusers UNet module path, worked out from
- * the diffusers paths themselves as ComfyUI's `unet_to_diffusers` (comfy/utils.py) works it out from the
- * config: input_blocks count every resnet(+attention) pair and every downsampler in order from 1, the
- * middle block is resnet 0, attention, resnet 1, and output_blocks count the up blocks' pairs from 0 with
- * the upsampler after the last one. Returns diffusers path → LDM path.
+ * and SDXL checkpoints, ComfyUI's and many kohya files') of each diffusers UNet module path. The mapping is
+ * the single-file loader's (`unetLdmKey`, diffusers' convert_ldm_unet_checkpoint inverted); its layout is
+ * read off the paths themselves, as ComfyUI's `unet_to_diffusers` reads it off the config: resnets per down
+ * block, and which up blocks have attentions. Returns diffusers path → LDM path.
  */
 export function ldmUnetPaths(paths: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  const count = (re: RegExp) => {
-    const idx = new Set<number>();
+  const countOf = (re: RegExp) => {
+    let n = 0;
     for (const p of paths) {
       const m = re.exec(p);
-      if (m) idx.add(Number(m[1]));
+      if (m) n = Math.max(n, Number(m[1]) + 1);
     }
-    return idx.size ? Math.max(...idx) + 1 : 0;
+    return n;
   };
-  const resnetSub = (rest: string) => {
-    const m = /^(\d+)\.(conv1|conv2|time_emb_proj|conv_shortcut)$/.exec(rest);
-    return m ? { i: Number(m[1]), ldm: LDM_RESNET[m[2]] } : undefined;
+  const downBlocks = countOf(/^down_blocks\.(\d+)\./);
+  const upBlocks = countOf(/^up_blocks\.(\d+)\./);
+  const layout: UNetLdmLayout = {
+    layersPerBlock: Array.from({ length: downBlocks }, (_, b) => countOf(new RegExp(`^down_blocks\\.${b}\\.resnets\\.(\\d+)\\.`))),
+    upBlockTypes: Array.from({ length: upBlocks }, (_, b) => (paths.some((p) => p.startsWith(`up_blocks.${b}.attentions.`)) ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
   };
-  const blocks = (kind: 'down_blocks' | 'up_blocks') => count(new RegExp(`^${kind}\\.(\\d+)\\.`));
-  // Per block: the LDM index of pair i, filled below, and where its downsampler/upsampler goes.
-  let n = 1;
-  for (let x = 0; x < blocks('down_blocks'); x++) {
-    const r = count(new RegExp(`^down_blocks\\.${x}\\.resnets\\.(\\d+)\\.`));
-    const first = n;
-    n += r;
-    const hasDown = paths.some((p) => p.startsWith(`down_blocks.${x}.downsamplers.0.`));
-    for (const p of paths) {
-      const pre = `down_blocks.${x}.`;
-      if (!p.startsWith(pre)) continue;
-      const rest = p.slice(pre.length);
-      const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
-      if (res) out.set(p, `input_blocks.${first + res.i}.0.${res.ldm}`);
-      const att = /^attentions\.(\d+)\.(.+)$/.exec(rest);
-      if (att) out.set(p, `input_blocks.${first + Number(att[1])}.1.${att[2]}`);
-      if (rest === 'downsamplers.0.conv') out.set(p, `input_blocks.${n}.0.op`);
-    }
-    if (hasDown) n++;
-  }
-  for (const p of paths) {
-    if (!p.startsWith('mid_block.')) continue;
-    const rest = p.slice('mid_block.'.length);
-    const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
-    if (res) out.set(p, `middle_block.${res.i === 0 ? 0 : 2}.${res.ldm}`);
-    const att = /^attentions\.0\.(.+)$/.exec(rest);
-    if (att) out.set(p, `middle_block.1.${att[1]}`);
-  }
-  n = 0;
-  for (let x = 0; x < blocks('up_blocks'); x++) {
-    const l = count(new RegExp(`^up_blocks\\.${x}\\.resnets\\.(\\d+)\\.`));
-    const hasAttention = (i: number) => paths.some((p) => p.startsWith(`up_blocks.${x}.attentions.${i}.`));
-    for (const p of paths) {
-      const pre = `up_blocks.${x}.`;
-      if (!p.startsWith(pre)) continue;
-      const rest = p.slice(pre.length);
-      const res = rest.startsWith('resnets.') ? resnetSub(rest.slice(8)) : undefined;
-      if (res) out.set(p, `output_blocks.${n + res.i}.0.${res.ldm}`);
-      const att = /^attentions\.(\d+)\.(.+)$/.exec(rest);
-      if (att) out.set(p, `output_blocks.${n + Number(att[1])}.1.${att[2]}`);
-      if (rest === 'upsamplers.0.conv') out.set(p, `output_blocks.${n + l - 1}.${hasAttention(l - 1) ? 2 : 1}.conv`);
-    }
-    n += l;
-  }
-  for (const p of paths) if (LDM_BASIC[p]) out.set(p, LDM_BASIC[p]);
+  const out = new Map<string, string>();
+  // unetLdmKey names parameters: ask for each module's weight and drop the suffix again.
+  for (const p of paths) out.set(p, unetLdmKey(`${p}.weight`, layout).replace(/\.weight$/, ''));
   return out;
 }
