@@ -10,7 +10,8 @@ import { dashboardHtml } from './dashboard_html.js';
 import { readRunHistory, type DiskSample } from './run_history.js';
 import { LORA_FILE, listCheckpoints } from '../core/config/run_folder.js';
 import type { RunSession } from './run_session.js';
-import { isInside, type Disposable } from './util.js';
+import type { Disposable } from './util.js';
+import { isInside } from '../core/config/paths.js';
 import {
   DASHBOARD_VIEW_TYPE,
   type DashboardHistory,

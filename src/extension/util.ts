@@ -1,5 +1,4 @@
 // Small helpers for the extension's plain-node modules (no `vscode` import).
-import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 export interface Disposable {
@@ -42,12 +41,6 @@ export function splitLines(stream: Readable, onLine: (line: string) => void): vo
     if (rest) onLine(rest);
     rest = '';
   });
-}
-
-/** True when `child` is `parent` or inside it (after resolving `..`): the webview may only name such paths. */
-export function isInside(parent: string, child: string): boolean {
-  const rel = path.relative(path.resolve(parent), path.resolve(child));
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 /** The message of anything thrown (an Error's message, or the value as text). */

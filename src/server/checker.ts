@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Diagnostic } from 'vscode-languageserver';
 import { checkRunConfigOnDisk, type DiskReport } from '../core/config/disk_checks.js';
 import { diskProblems } from '../core/config/load.js';
+import { isInside } from '../core/config/paths.js';
 import type { Problem } from '../core/config/problems.js';
 import { analyzeRunConfigText, completeProblems, type Analysis } from '../core/config/validate.js';
 
@@ -51,7 +52,7 @@ export class ConfigChecker {
   filesChanged(paths: string[]): boolean {
     let dropped = false;
     for (const [key, report] of this.diskCache) {
-      if (paths.some((p) => report.watched.some((w) => isInside(p, w) || isInside(w, p)))) {
+      if (paths.some((p) => report.watched.some((w) => isInside(w, p) || isInside(p, w)))) {
         this.diskCache.delete(key);
         dropped = true;
       }
@@ -79,10 +80,6 @@ export function baseDirOf(uri: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function isInside(p: string, dir: string): boolean {
-  return p === dir || p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
 }
 
 const SEVERITY = { error: 1, warning: 2, info: 3, hint: 4 } as const;

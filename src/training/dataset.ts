@@ -11,6 +11,7 @@ import type { RgbImage } from './image_transforms.js';
 import { Random, streamSeed } from './random.js';
 import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, IMAGE_LIMITS, MAX_CAPTION_CHARS, METADATA_FILE, UNSUPPORTED_IMAGE_EXTENSIONS } from '../core/config/dataset_files.js';
 import { checkRegular, READ_LIMITS, readRegularText } from '../core/io/safe_read.js';
+import { isInside } from '../core/config/paths.js';
 
 
 export interface Example {
@@ -152,6 +153,7 @@ function captionList(v: unknown): string[] | undefined {
 
 function readCaptionFiles(dir: string, problems: string[]): Example[] {
   const examples: Example[] = [];
+  const realDir = fs.realpathSync(dir);
   for (const rel of listFiles(dir)) {
     const ext = path.extname(rel).toLowerCase();
     if (UNSUPPORTED_IMAGE_EXTENSIONS.includes(ext)) {
@@ -177,7 +179,7 @@ function readCaptionFiles(dir: string, problems: string[]): Example[] {
       problems.push(`${rel}: caption ${path.basename(captionFile)} is ${caption.length} characters, over the ${MAX_CAPTION_CHARS}-character limit (CLIP keeps only its first 77 tokens)`);
       continue;
     }
-    const outside = outsideFolder(fs.realpathSync(dir), file);
+    const outside = outsideFolder(realDir, file);
     if (outside) {
       problems.push(`${rel}: ${outside}; a dataset's images must lie inside its folder`);
       continue;
@@ -195,9 +197,7 @@ function outsideFolder(realDir: string, file: string): string | undefined {
   } catch (e) {
     return `cannot be read (${(e as Error).message})`;
   }
-  const rel = path.relative(realDir, real);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) return `resolves to ${real}, outside the dataset folder`;
-  return undefined;
+  return isInside(realDir, real) ? undefined : `resolves to ${real}, outside the dataset folder`;
 }
 
 /** Files under dir (relative paths, sorted, hidden entries skipped), as imagefolder's `**` glob sees them. */

@@ -10,7 +10,7 @@ import { dashboardHtml } from '../../src/extension/dashboard_html.js';
 import { readMetricsPoints, readPngParameters, readRunHistory, stepFromName } from '../../src/extension/run_history.js';
 import { datasetFacts, modelResolution, renderRunConfig } from '../../src/extension/run_config_template.js';
 import { backendOverride, trainerLaunch } from '../../src/extension/trainer_launch.js';
-import { isInside } from '../../src/extension/util.js';
+import { isInside } from '../../src/core/config/paths.js';
 import { loadRunConfig } from '../../src/core/config/load.js';
 import { validateRunConfigText } from '../../src/core/config/validate.js';
 

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isInside } from '../../core/config/paths.js';
 
 export interface NotebookLocation {
   /** URI scheme of the notebook (`file`, `untitled`, …). */
@@ -50,8 +51,7 @@ export function containedPath(file: string, dir: string, roots: readonly string[
     } catch {
       continue;
     }
-    const rel = path.relative(r, real);
-    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return real;
+    if (isInside(r, real)) return real;
   }
   return undefined;
 }
