@@ -1,7 +1,7 @@
 // A run's folder (`output_dir`): the one place that spells what a run writes there and how —
 //
 //   pytorch_lora_weights.safetensors        the trained LoRA, diffusers layout (diffusers' save_lora_weights name)
-//   pytorch_lora_weights_kohya.safetensors  the same weights in kohya/A1111 layout (save_formats: kohya)
+//   pytorch_lora_weights_kohya.safetensors  the same weights in kohya/A1111 layout (save_formats: kohya, on by default)
 //   metrics.jsonl                           one JSON object per optimizer step
 //   samples/                                validation images (`step-000100-<i>.png`, `final-<i>.png`)
 //   checkpoint-<step>/                      everything a resume needs (see src/training/checkpoints.ts)
