@@ -123,3 +123,33 @@ test('an empty or missing folder says what to do', async () => {
   assert.match((await problemsOf(empty))[0], /no images found.*metadata\.jsonl/);
   assert.match((await problemsOf(path.join(tmp, 'nope')))[0], /folder not found/);
 });
+
+// Hostile folders (issue 17): each refusal names the file and the limit, and none reads past its cap.
+test('a metadata.jsonl that is not a regular file is refused by name, without reading it', async () => {
+  const dir = await folder('meta-devzero', { 'a.png': await png(8, 8) });
+  fs.symlinkSync('/dev/zero', path.join(dir, 'metadata.jsonl'));
+  const started = Date.now();
+  const problems = await problemsOf(dir);
+  assert.ok(Date.now() - started < 10_000, 'refused before reading /dev/zero to its end');
+  assert.ok(problems.some((p) => p.includes('metadata.jsonl') && p.includes('must be a regular file')), problems.join('\n'));
+});
+
+test('a caption over the length limit is refused naming its file and the limit', async () => {
+  const dir = await folder('long-caption', { 'a.png': await png(8, 8), 'a.txt': 'x'.repeat(1_000_000) });
+  const problems = await problemsOf(dir);
+  assert.ok(problems.some((p) => p.includes('a.txt') && p.includes('10000-character limit')), problems.join('\n'));
+});
+
+test('an image that is a symlink out of the dataset folder is refused', async () => {
+  const outside = await folder('outside', { 'secret.png': await png(8, 8) });
+  const dir = await folder('symlink-out', { 'a.txt': 'a red circle' });
+  fs.symlinkSync(path.join(outside, 'secret.png'), path.join(dir, 'a.png'));
+  const problems = await problemsOf(dir);
+  assert.ok(problems.some((p) => p.includes('a.png') && p.includes('outside the dataset folder')), problems.join('\n'));
+});
+
+test('an image too elongated to crop a square from is refused before decoding, naming the limit', async () => {
+  const file = path.join(tmp, 'thin.png');
+  fs.writeFileSync(file, await sharp({ create: { width: 200_000, height: 1, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer());
+  await assert.rejects(decodeRgb(file), /200000×1 is more elongated than 32:1/);
+});
