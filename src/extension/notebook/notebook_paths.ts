@@ -33,6 +33,16 @@ export function runFileBase(cellIndex: number, now = new Date()): string {
 }
 
 /**
+ * Whether `file` (relative to `dir`) is named inside one of `roots`, symlinks left as they are: for paths the
+ * extension only hands to the worker to load (a sweep's model and LoRAs), where a model folder the user
+ * linked into the workspace is theirs to use. `../../x` and absolute paths elsewhere are still refused.
+ */
+export function namedInside(file: string, dir: string, roots: readonly string[]): boolean {
+  const target = path.resolve(dir, file);
+  return roots.some((root) => isInside(root, target));
+}
+
+/**
  * `file` (relative to `dir`) as an absolute path when it lies inside one of `roots` once symlinks are
  * resolved, else undefined. Paths read from a notebook's outputs come from whoever wrote the file: this is
  * what keeps `../../../etc/passwd` or a symlink out of the folder from being read.
