@@ -55,6 +55,8 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
       'workbench.secondarySideBar.defaultVisibility': 'hidden',
       // The extension's walkthrough would open (and take focus) on first start; the tests open what they need.
       'workbench.welcomePage.walkthroughs.openOnInstall': false,
+      // A busy workbench may move focus (a notification, a webview loading) while a pick is open: keep it open.
+      'workbench.quickOpen.closeOnFocusLost': false,
     }),
   );
   const vsix = process.env.LORA_STUDIO_E2E_VSIX;
@@ -181,17 +183,26 @@ export async function visible(page: Page, locator: Locator, what: string, opts: 
 }
 
 /**
- * Opens the quick input with `key` and types `text` until its first row matches `row`, then presses Enter.
+ * Opens the quick input with one of `keys` and types `text` until its first row matches `row`, then presses Enter.
  * A busy workbench can drop the key press or answer the first search before its file index is ready, so
  * both are retried until the row shows (or UI_MS passes).
  */
-async function quickPick(page: Page, key: string, text: string, row: string | RegExp, what: string): Promise<void> {
+async function quickPick(page: Page, keys: string[], text: string, row: string | RegExp, what: string): Promise<void> {
   const input = page.locator('.quick-input-widget input');
   const first = page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: row });
+  let tries = 0;
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    return e ? `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(/\s+/).join('.')}` : ''}` : 'nothing';
+  }).catch(() => 'unknown');
+  let lastFocus = '';
   await waitUntil(
     what,
     async () => {
       if (!(await input.isVisible())) {
+        // Each of the keys opens the same input; a press can be swallowed, so they take turns.
+        const key = keys[tries++ % keys.length];
+        lastFocus = await focused();
         // Keys go to the focused frame: take focus back from a webview (dashboard, image preview) first, by
         // clicking the side bar's title (which does nothing else) and blurring whatever still holds focus.
         await page.locator('.part.sidebar .composite.title').first().click({ timeout: 5000 }).catch(() => undefined);
@@ -205,7 +216,7 @@ async function quickPick(page: Page, key: string, text: string, row: string | Re
       await first.waitFor({ timeout: 5000 }).catch(() => input.fill('').catch(() => undefined));
       return first.isVisible().catch(() => false);
     },
-    { page },
+    { page, detail: () => `${tries} key presses; focus was on ${lastFocus}` },
   );
   await page.keyboard.press('Enter');
 }
@@ -213,12 +224,12 @@ async function quickPick(page: Page, key: string, text: string, row: string | Re
 /** Runs a command from the Command Palette by its title, as a person would. */
 export async function runCommand(page: Page, title: string): Promise<void> {
   // The first row must be the command asked for (not a recently used neighbour).
-  await quickPick(page, 'F1', `>${title}`, title, `the Command Palette to offer "${title}"`);
+  await quickPick(page, ['F1', 'Control+Shift+P'], `>${title}`, title, `the Command Palette to offer "${title}"`);
 }
 
 /** Opens a workspace file with Quick Open and waits for its tab. */
 export async function openFile(page: Page, name: string, tab = `.tabs-container .tab[aria-label*="${name}"]`): Promise<void> {
-  await quickPick(page, 'Control+P', name, name, `Quick Open to list ${name}`);
+  await quickPick(page, ['Control+P'], name, name, `Quick Open to list ${name}`);
   await visible(page, page.locator(tab), `the editor tab of ${name}`);
 }
 

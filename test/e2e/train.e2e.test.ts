@@ -153,9 +153,10 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     await visible(page, view.locator('.monaco-list-row', { hasText: /earlier.*stopped · step 8 · best loss 0\.0500/ }), 'the earlier run in the Runs view');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-runs-view.png') });
     await runCommand(page, 'LoRA: Compare Runs');
-    // Both runs are preselected; Enter accepts.
-    await visible(page, page.locator('.quick-input-widget', { hasText: 'Compare Runs' }), 'the Compare Runs pick');
-    await page.keyboard.press('Enter');
+    // Both runs are preselected; OK accepts (Enter is lost when it lands before the pick has its items).
+    const pick = page.locator('.quick-input-widget', { hasText: 'Compare Runs' });
+    await visible(page, pick.getByText('2 Selected'), 'the Compare Runs pick with both runs selected');
+    await pick.getByRole('button', { name: 'OK' }).click();
     const chart = '[data-testid=compare-chart][data-runs="2"][data-points="8"]';
     await waitUntil('the compare page to draw two runs over 8 steps', async () => {
       for (const f of page.frames()) if (await f.locator(chart).count().catch(() => 0)) return true;
