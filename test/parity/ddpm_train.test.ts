@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { DiffusersFolder } from '../../src/core/io/diffusers_folder.js';
 import { DDPMScheduler } from '../../src/core/schedulers/index.js';
-import { MODEL_DIR, assertClose, golden, goldenTensor, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
+import { MODEL_DIR, assertClose, golden, goldenTensor, nchwToNhwc, needs, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 
 const scheduler = () => new DDPMScheduler(DiffusersFolder.open(MODEL_DIR).component('scheduler').config);
 
-test('alphas_cumprod equals diffusers bit for bit', async () => {
+test('alphas_cumprod equals diffusers bit for bit', needs('ddpm_train'), async () => {
   // torch builds the betas with a float32 linspace (one rounding per value, FMA) and a cumprod that
   // accumulates in double: reproduced exactly, so the tolerance is 0.
   const ref = golden('ddpm_train').get('alphas_cumprod')!;
@@ -19,7 +19,7 @@ test('alphas_cumprod equals diffusers bit for bit', async () => {
   assert.equal(err, 0);
 });
 
-test('add_noise and get_velocity match diffusers (NHWC, per-item timesteps)', async () => {
+test('add_noise and get_velocity match diffusers (NHWC, per-item timesteps)', needs('ddpm_train'), async () => {
   await useTestBackend();
   const g = golden('ddpm_train');
   const s = scheduler();
@@ -35,7 +35,7 @@ test('add_noise and get_velocity match diffusers (NHWC, per-item timesteps)', as
   s.dispose();
 });
 
-test('compute_snr agrees with ᾱ/(1 − ᾱ) from the golden alphas_cumprod', () => {
+test('compute_snr agrees with ᾱ/(1 − ᾱ) from the golden alphas_cumprod', needs('ddpm_train'), () => {
   // An independent formula on the stored table, in double: SNR differs only by float32 rounding of
   // sqrt, division and square (a few ulp relative).
   const ac = golden('ddpm_train').get('alphas_cumprod')!.data;

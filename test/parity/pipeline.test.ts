@@ -11,7 +11,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { FIXTURES, MODEL_DIR, TINY_SHAPES, REPO, golden, manifest, useTestBackend } from '../helpers/fixtures.js';
+import { FIXTURES, MODEL_ARGS, TINY_SHAPES, REPO, golden, manifest, needs, useTestBackend } from '../helpers/fixtures.js';
 import { readAllFloat32, writeSafetensors } from '../../src/core/io/safetensors.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pipe-'));
@@ -37,12 +37,12 @@ function latentsFile(name: string, g: { shape: number[]; data: Float32Array }): 
   return file;
 }
 
-test('pipeline_ddim4: lora-studio generate matches diffusers within one 8-bit level', async () => {
+test('pipeline_ddim4: lora-studio generate matches diffusers within one 8-bit level', needs('pipeline_ddim4', 'lora_diffusers'), async () => {
   await useTestBackend();
   const g = golden('pipeline_ddim4');
   const meta = manifest().files.pipeline_ddim4.meta;
   const latents = latentsFile('ddim4', g.get('latents')!);
-  const common = ['--model', MODEL_DIR, '--prompt', meta.prompt, '--negative-prompt', meta.negative_prompt, '--scheduler', 'ddim', '--steps', String(meta.steps), '--guidance', String(meta.guidance_scale), '--latents', latents];
+  const common = [...MODEL_ARGS, '--prompt', meta.prompt, '--negative-prompt', meta.negative_prompt, '--scheduler', 'ddim', '--steps', String(meta.steps), '--guidance', String(meta.guidance_scale), '--latents', latents];
   const plain = await cliGenerate(common, path.join(tmp, 'plain.png'));
   const d0 = maxLevelDiff(plain, g.get('image')!.data);
   const lora = path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors');

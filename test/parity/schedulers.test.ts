@@ -15,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { assertClose, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
+import { assertClose, golden, goldenTensor, manifest, nchwToNhwc, needs, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 import { createScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, type Scheduler } from '../../src/core/schedulers/index.js';
 import type { SchedulerName } from '../../src/core/config/generation.js';
 import { TorchGenerator, torchRandn } from '../../src/core/engine/torch_random.js';
@@ -74,18 +74,18 @@ async function runTrajectory(name: SchedulerName, key: string, configure?: (s: S
   console.log(`${key}: max abs error over ${s.timesteps.length} steps ${worst.toExponential(2)}`);
 }
 
-test('DDIM trajectory (leading spacing, clip_sample, set_alpha_to_one=false) matches diffusers', () => runTrajectory('ddim', 'scheduler_ddim'));
+test('DDIM trajectory (leading spacing, clip_sample, set_alpha_to_one=false) matches diffusers', needs('scheduler_ddim'), () => runTrajectory('ddim', 'scheduler_ddim'));
 
-test('Euler trajectory and sigmas match diffusers', () => runTrajectory('euler', 'scheduler_euler'));
+test('Euler trajectory and sigmas match diffusers', needs('scheduler_euler'), () => runTrajectory('euler', 'scheduler_euler'));
 
-test('DPM++ 2M trajectory and sigmas match diffusers', () => runTrajectory('dpmpp-2m', 'scheduler_dpmpp_2m'));
+test('DPM++ 2M trajectory and sigmas match diffusers', needs('scheduler_dpmpp_2m'), () => runTrajectory('dpmpp-2m', 'scheduler_dpmpp_2m'));
 
-test('PNDM (PLMS, skip_prk_steps) trajectory matches diffusers', () => runTrajectory('pndm', 'scheduler_pndm'));
+test('PNDM (PLMS, skip_prk_steps) trajectory matches diffusers', needs('scheduler_pndm'), () => runTrajectory('pndm', 'scheduler_pndm'));
 
-test('DDPM ancestral trajectory with torch-compatible variance noise (seed 7) matches diffusers', () =>
+test('DDPM ancestral trajectory with torch-compatible variance noise (seed 7) matches diffusers', needs('scheduler_ddpm'), () =>
   runTrajectory('ddpm', 'scheduler_ddpm', (s) => ((s as DDPMScheduler).noiseLayout = 'NHWC'), () => new TorchGenerator(DDPM_GENERATOR_SEED)));
 
-test('from_config on the model\'s PNDM config gives each class its own defaults', () => {
+test('from_config on the model\'s PNDM config gives each class its own defaults', needs('scheduler_ddim'), () => {
   // The pipeline builds its sampler from model/scheduler/scheduler_config.json (a PNDM config); the
   // MANIFEST records the configs diffusers derived from it — ours must resolve to the same values.
   const modelConfig = manifest().files.scheduler_ddim.meta.config; // has set_alpha_to_one, skip_prk_steps, …
@@ -104,7 +104,7 @@ test('from_config on the model\'s PNDM config gives each class its own defaults'
   assert.throws(() => createScheduler('euler', { steps_offset: 'one' }), /steps_offset/);
 });
 
-test('torch-compatible randn: the ddpm_train latents and noise are torch.manual_seed(41/42) draws', async () => {
+test('torch-compatible randn: the ddpm_train latents and noise are torch.manual_seed(41/42) draws', needs('ddpm_train'), async () => {
   // An independent check of the generator on stored torch output (768 values each, ≥16 path, with a
   // tail of 0 mod 16) — and of the <16 path against torch's documented torch.manual_seed(0) values.
   const g = golden('ddpm_train');

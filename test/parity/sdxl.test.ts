@@ -1,8 +1,8 @@
 // SDXL against diffusers (fixtures/tiny-sdxl, made by diffusers' StableDiffusionXLPipeline; MANIFEST.json):
 // both tokenizers, both text encoders (CLIPTextModel, CLIPTextModelWithProjection: penultimate states
 // concatenated, pooled projection), the UNet with added conditioning (text_embeds + micro-conditioning
-// time ids), the SDXL VAE, and the UNet with the fixture's LoRA. LORA_STUDIO_SDXL_FIXTURES points it at
-// another folder of that layout; every shape is read from the fixture's files.
+// time ids), the SDXL VAE, and the UNet with the fixture's LoRA. LORA_STUDIO_FIXTURES (an SDXL fixture) or
+// LORA_STUDIO_SDXL_FIXTURES points it at another folder of that layout; every shape is read from its files.
 //
 // Tolerances are the SD parity suite's, for the same reasons (f32 on both sides, rounding in another
 // summation order): text encoders atol 1e-5 + rtol 1e-5, UNet and VAE atol 1e-6 + rtol 5e-6 of max|ref|.
@@ -22,9 +22,10 @@ import { readJson } from '../../src/core/io/diffusers_folder.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
 import { LoraSet } from '../../src/core/lora/lora_set.js';
 import { loadStableDiffusion, generate, disposeStableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
-import { REPO, assertClose, nchwToNhwc, nhwcToNchw, useTestBackend, type Golden } from '../helpers/fixtures.js';
+import { FIXTURES, IS_XL, REPO, assertClose, nchwToNhwc, nhwcToNchw, useTestBackend, type Golden } from '../helpers/fixtures.js';
 
-const SDXL = path.resolve(process.env.LORA_STUDIO_SDXL_FIXTURES ?? path.join(REPO, 'test/fixtures/tiny-sdxl'));
+// LORA_STUDIO_FIXTURES, when it names an SDXL fixture; else the project's tiny-sdxl.
+const SDXL = path.resolve(process.env.LORA_STUDIO_SDXL_FIXTURES ?? (IS_XL ? FIXTURES : path.join(REPO, 'test/fixtures/tiny-sdxl')));
 const MODEL = path.join(SDXL, 'model');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const MANIFEST = readJson(path.join(SDXL, 'MANIFEST.json')) as any;

@@ -10,7 +10,7 @@ import { CLIPTextModel, normalizeClipTextConfig } from '../../src/core/models/cl
 import { loadStableDiffusion, disposeStableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
 import { readJson } from '../../src/core/io/diffusers_folder.js';
 import { readAllFloat32, writeSafetensors } from '../../src/core/io/safetensors.js';
-import { MODEL_DIR, TINY_SHAPES, golden, goldenTensor, useTestBackend, assertClose } from '../helpers/fixtures.js';
+import { MODEL_DIR, TINY_SHAPES, fixtureTextEncoder, golden, goldenTensor, needs, useTestBackend, assertClose } from '../helpers/fixtures.js';
 
 // Tolerance: everything is f32 on both sides; the error is rounding that accumulates through the layers
 // (K ≤ intermediate_size dot products, softmax over ≤ 77 keys, LayerNorm's mean/variance over hidden_size)
@@ -22,33 +22,36 @@ import { MODEL_DIR, TINY_SHAPES, golden, goldenTensor, useTestBackend, assertClo
 const ATOL = 1e-5;
 const RTOL = 1e-5;
 
+// SD 1.x/2.x fixtures have golden text_encoder; SDXL fixtures golden text_encoders, whose `_1` tensors are the first encoder's (the second is sdxl.test.ts').
+const [TE_GOLDEN, TE] = needs('text_encoder').skip ? ['text_encoders', '_1'] : ['text_encoder', ''];
+
 let model: CLIPTextModel;
 before(async () => {
   await useTestBackend();
-  model = CLIPTextModel.fromPretrained(MODEL_DIR);
+  model = fixtureTextEncoder();
 });
 after(() => model?.dispose());
 
-test('matches transformers: last_hidden_state, hidden_states[-2], pooler_output', async () => {
-  const g = golden('text_encoder');
-  const ids = tf.tidy(() => goldenTensor(g, 'input_ids').round().cast('int32')) as tf.Tensor2D;
+test('matches transformers: last_hidden_state, hidden_states[-2], pooler_output', needs(TE_GOLDEN), async () => {
+  const g = golden(TE_GOLDEN);
+  const ids = tf.tidy(() => goldenTensor(g, `input_ids${TE}`).round().cast('int32')) as tf.Tensor2D;
   const out = model.forward(ids);
   try {
-    await assertClose(out.lastHiddenState, goldenTensor(g, 'last_hidden_state'), ATOL, 'text_encoder last_hidden_state', RTOL);
-    await assertClose(out.penultimateHiddenState, goldenTensor(g, 'penultimate_hidden_state'), ATOL, 'text_encoder penultimate_hidden_state', RTOL);
-    await assertClose(out.poolerOutput, goldenTensor(g, 'pooler_output'), ATOL, 'text_encoder pooler_output', RTOL);
+    await assertClose(out.lastHiddenState, goldenTensor(g, `last_hidden_state${TE}`), ATOL, 'text_encoder last_hidden_state', RTOL);
+    await assertClose(out.penultimateHiddenState, goldenTensor(g, `penultimate_hidden_state${TE}`), ATOL, 'text_encoder penultimate_hidden_state', RTOL);
+    await assertClose(out.poolerOutput, goldenTensor(g, `pooler_output${TE}`), ATOL, 'text_encoder pooler_output', RTOL);
   } finally {
     tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
   }
 });
 
-test("legacy eos_token_id 2 pools at the ids' argmax, which is the same eos token here", async () => {
-  const g = golden('text_encoder');
+test("legacy eos_token_id 2 pools at the ids' argmax, which is the same eos token here", needs(TE_GOLDEN), async () => {
+  const g = golden(TE_GOLDEN);
   const legacy = new CLIPTextModel({ ...model.config, eos_token_id: 2 }, model.params);
-  const ids = tf.tidy(() => goldenTensor(g, 'input_ids').round().cast('int32')) as tf.Tensor2D;
+  const ids = tf.tidy(() => goldenTensor(g, `input_ids${TE}`).round().cast('int32')) as tf.Tensor2D;
   const out = legacy.forward(ids);
   try {
-    await assertClose(out.poolerOutput, goldenTensor(g, 'pooler_output'), ATOL, 'text_encoder pooler_output (argmax rule)', RTOL);
+    await assertClose(out.poolerOutput, goldenTensor(g, `pooler_output${TE}`), ATOL, 'text_encoder pooler_output (argmax rule)', RTOL);
   } finally {
     tf.dispose([ids, out.lastHiddenState, out.penultimateHiddenState, out.poolerOutput]);
   }

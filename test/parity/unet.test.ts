@@ -1,7 +1,8 @@
-// UNet2DConditionModel against diffusers: the golden forward (fixture model), LoRA adapters threaded
-// through every attention projection, gradients with respect to a LoRA weight, the trained tiny-shapes
-// model (fp16 files), SD 1.5 / SD 2.1 architectures from their configs, and the errors for bad weights
-// or unsupported configs.
+// UNet2DConditionModel against diffusers: the golden forward (fixture model; SDXL fixtures with their added
+// conditioning), LoRA adapters threaded through every attention projection, gradients with respect to a
+// LoRA weight, the trained tiny-shapes model (fp16 files), SD 1.5 / SD 2.1 architectures from their
+// configs, and the errors for bad weights or unsupported configs. Module names and shapes come from the
+// fixture's own config and files (helpers/fixtures.ts), never from one fixture's layout.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { randomParams } from '../../src/core/models/layers.js';
 import { readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { readJson } from '../../src/core/io/diffusers_folder.js';
 import type { LoraAdapter, LoraLookup } from '../../src/core/engine/ops.js';
-import { FIXTURES, MODEL_DIR, TINY_SHAPES, assertClose, golden, goldenTensor, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
+import { FIXTURES, MODEL_DIR, TINY_SHAPES, addedCondOf, assertClose, fixtureUnet, golden, goldenTensor, nchwToNhwc, needs, nhwcToNchw, randomAddedCond, useTestBackend } from '../helpers/fixtures.js';
 
 const UNET_DIR = path.join(MODEL_DIR, 'unet');
 const unetConfig = () => readJson(path.join(UNET_DIR, 'config.json')) as Record<string, unknown>;
@@ -30,32 +31,36 @@ let unet: UNet2DConditionModel;
 
 before(async () => {
   await useTestBackend();
-  unet = UNet2DConditionModel.fromPretrained(UNET_DIR);
+  unet = fixtureUnet();
 });
 
 /** Runs the UNet on a golden's NCHW inputs and returns the NCHW output. */
 function runGolden(g: ReturnType<typeof golden>, lora?: LoraLookup): tf.Tensor {
   return tf.tidy(() => {
     const sample = nchwToNhwc(goldenTensor(g, 'sample')) as tf.Tensor4D;
-    const out = unet.forward(sample, goldenTensor(g, 'timesteps') as tf.Tensor1D, goldenTensor(g, 'encoder_hidden_states') as tf.Tensor3D, lora);
+    const out = unet.forward(sample, goldenTensor(g, 'timesteps') as tf.Tensor1D, goldenTensor(g, 'encoder_hidden_states') as tf.Tensor3D, lora, addedCondOf(g));
     return nhwcToNchw(out);
   });
 }
 
-/** A LoraLookup over a diffusers-format LoRA file (`unet.<path>.lora.down/up.weight`, no alphas: scale 1). */
+/** `unet.<path>.lora.down/up.weight` (diffusers' old names) or `unet.<path>.lora_A/lora_B.weight` (peft's, as diffusers writes today). */
+const DIFFUSERS_LORA_KEY = /^unet\.(.*)\.(lora\.down|lora\.up|lora_A|lora_B)\.weight$/;
+const UP_OF: Record<string, string> = { 'lora.down': 'lora.up', lora_A: 'lora_B' };
+
+/** A LoraLookup over a diffusers-format LoRA file (no alphas: scale 1), read here by hand rather than by lora_file.ts. */
 function diffusersLora(file: string, scale: number): { lookup: LoraLookup; adapters: Map<string, LoraAdapter> } {
   const adapters = new Map<string, LoraAdapter>();
   const { tensors } = readAllFloat32(file);
   for (const [key, t] of tensors) {
-    const m = /^unet\.(.*)\.lora\.down\.weight$/.exec(key);
-    if (!m) continue;
-    const up = tensors.get(`unet.${m[1]}.lora.up.weight`)!;
+    const m = DIFFUSERS_LORA_KEY.exec(key);
+    if (!m || !UP_OF[m[2]]) continue;
+    const up = tensors.get(`unet.${m[1]}.${UP_OF[m[2]]}.weight`)!;
     adapters.set(m[1], { down: tf.tensor2d(t.data, t.shape as [number, number]), up: tf.tensor2d(up.data, up.shape as [number, number]), scale });
   }
   return { lookup: (p) => (adapters.has(p) ? [adapters.get(p)!] : []), adapters };
 }
 
-test('matches diffusers UNet2DConditionModel on the fixture model (golden unet)', async () => {
+test('matches diffusers UNet2DConditionModel on the fixture model (golden unet)', needs('unet'), async () => {
   const g = golden('unet');
   const out = runGolden(g);
   await assertClose(out, goldenTensor(g, 'out'), ATOL, 'unet out', RTOL);
@@ -63,7 +68,7 @@ test('matches diffusers UNet2DConditionModel on the fixture model (golden unet)'
   assert.deepEqual(unet.params.unused(), [], 'every tensor in the weights file is used');
 });
 
-test('LoRA adapters reach every attention projection (golden lora_unet, scale 1)', async () => {
+test('LoRA adapters reach every attention projection (golden lora_unet, scale 1)', needs('lora_unet', 'lora_diffusers'), async () => {
   const g = golden('lora_unet');
   const { lookup } = diffusersLora(path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors'), 1);
   const out = runGolden(g, lookup);
@@ -71,31 +76,41 @@ test('LoRA adapters reach every attention projection (golden lora_unet, scale 1)
   out.dispose();
 });
 
-test('loraTargets are exactly the modules of diffusers LoRA file, with its shapes', () => {
+test('loraTargets are exactly the modules of diffusers LoRA file, with its shapes', needs('lora_diffusers'), () => {
   const targets = new Map(unet.loraTargets().map((t) => [t.path, t]));
   const { tensors } = readAllFloat32(path.join(FIXTURES, 'lora_diffusers/pytorch_lora_weights.safetensors'));
   const paths = new Set<string>();
   for (const [key, t] of tensors) {
-    const m = /^unet\.(.*)\.lora\.(down|up)\.weight$/.exec(key);
+    const m = DIFFUSERS_LORA_KEY.exec(key);
     assert.ok(m, `unexpected key ${key}`);
     paths.add(m[1]);
     const target = targets.get(m[1]);
     assert.ok(target, `${m[1]} is not a LoRA target`);
-    if (m[2] === 'down') assert.equal(t.shape[1], target.inFeatures, `${key} in features`);
+    if (UP_OF[m[2]]) assert.equal(t.shape[1], target.inFeatures, `${key} in features`);
     else assert.equal(t.shape[0], target.outFeatures, `${key} out features`);
   }
   assert.deepEqual([...targets.keys()].sort(), [...paths].sort());
-  assert.ok(targets.has('down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q'));
+  // Every transformer block's self- and cross-attention carries the four projections (diffusers' targets).
+  const config = unet.config;
+  const blocks = [...unet.params.tensors.keys()].filter((k) => /\.transformer_blocks\.\d+\.attn1\.to_q\.weight$/.test(k));
+  assert.ok(blocks.length > 0 && config.down_block_types.some((t) => t.startsWith('CrossAttn')));
+  assert.equal(targets.size, blocks.length * 2 * 4);
 });
 
 test('the gradient with respect to LoRA weights matches finite differences', async () => {
   // Small input (1×8×8, 8 tokens) so three forwards and a backward stay cheap on every backend.
-  const sample = tf.randomNormal([1, 8, 8, 4], 0, 1, 'float32', 1) as tf.Tensor4D;
+  const channels = unet.config.in_channels;
+  const sample = tf.randomNormal([1, 8, 8, channels], 0, 1, 'float32', 1) as tf.Tensor4D;
   const ehs = tf.randomNormal([1, 8, unet.config.blocks.crossAttentionDim[0]], 0, 1, 'float32', 2) as tf.Tensor3D;
+  const added = randomAddedCond(unet, 1, 4);
   const t = tf.tensor1d([321]);
-  const weights = tf.randomNormal([1, 8, 8, 4], 0, 1, 'float32', 3);
-  const target = 'down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v';
-  const target2 = 'up_blocks.0.attentions.2.transformer_blocks.0.attn1.to_out.0';
+  const weights = tf.randomNormal([1, 8, 8, channels], 0, 1, 'float32', 3);
+  // A cross-attention value projection on the way down and a self-attention output projection on the way
+  // up (the first and last such targets of this model), so both directions of the UNet are checked.
+  const targets = unet.loraTargets().map((x) => x.path);
+  const target = targets.find((p) => /^down_blocks\..*\.attn2\.to_v$/.test(p))!;
+  const target2 = targets.findLast((p) => /^up_blocks\..*\.attn1\.to_out\.0$/.test(p))!;
+  assert.ok(target && target2, `LoRA targets of this UNet: ${targets.slice(0, 4).join(', ')}, …`);
   const info = new Map(unet.loraTargets().map((x) => [x.path, x]));
   const make = (p: string, seed: number) => [
     tf.randomNormal([4, info.get(p)!.inFeatures], 0, 0.3, 'float32', seed) as tf.Tensor2D,
@@ -105,7 +120,7 @@ test('the gradient with respect to LoRA weights matches finite differences', asy
   const [down2, up2] = make(target2, 20);
   const loss = (d1: tf.Tensor2D, u1: tf.Tensor2D, u2: tf.Tensor2D) => {
     const lookup: LoraLookup = (p) => (p === target ? [{ down: d1, up: u1, scale: 1 }] : p === target2 ? [{ down: down2, up: u2, scale: 1 }] : []);
-    return unet.forward(sample, t, ehs, lookup).mul(weights).mean() as tf.Scalar;
+    return unet.forward(sample, t, ehs, lookup, added).mul(weights).mean() as tf.Scalar;
   };
   const grads = tf.grads((d1: tf.Tensor, u1: tf.Tensor, u2: tf.Tensor) => loss(d1 as tf.Tensor2D, u1 as tf.Tensor2D, u2 as tf.Tensor2D))([down1, up1, up2]);
   const dirs = [down1, up1, up2].map((x, i) => tf.randomNormal(x.shape, 0, 1, 'float32', 30 + i) as tf.Tensor2D);
@@ -121,7 +136,7 @@ test('the gradient with respect to LoRA weights matches finite differences', asy
     assert.ok(Math.abs(analytic) > 1e-5, `gradient ${i} is zero: the adapter does not reach the output`);
     assert.ok(Math.abs(numeric - analytic) <= 0.02 * Math.abs(analytic) + 1e-6, `gradient ${i}: analytic ${analytic} vs numeric ${numeric}`);
   }
-  tf.dispose([sample, ehs, t, weights, down1, up1, down2, up2, ...grads, ...dirs]);
+  tf.dispose([sample, ehs, t, weights, down1, up1, down2, up2, ...grads, ...dirs, ...(added ? [added.textEmbeds, added.timeIds] : [])]);
 });
 
 test('loads and runs the trained tiny-shapes model (fp16 files, 3 levels)', async () => {
@@ -183,7 +198,7 @@ test('the other supported config options build and run (random weights)', async 
     if (v.only_cross_attention) assert.deepEqual(shapes.get('down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k.weight'), [64, 16]);
     if (v.mid_block_type === null) assert.ok(![...shapes.keys()].some((k) => k.startsWith('mid_block.')));
     const model = UNet2DConditionModel.random(config, 7);
-    const out = tf.tidy(() => model.forward(tf.randomNormal([1, 8, 8, 4], 0, 1, 'float32', 8) as tf.Tensor4D, tf.tensor1d([250]), tf.randomNormal([1, 5, 16], 0, 1, 'float32', 9) as tf.Tensor3D));
+    const out = tf.tidy(() => model.forward(tf.randomNormal([1, 8, 8, 4], 0, 1, 'float32', 8) as tf.Tensor4D, tf.tensor1d([250]), tf.randomNormal([1, 5, 16], 0, 1, 'float32', 9) as tf.Tensor3D, undefined, randomAddedCond(model, 1, 10)));
     assert.deepEqual(out.shape, [1, 8, 8, 4], JSON.stringify(v));
     assert.ok((await out.data()).every(Number.isFinite), `finite output for ${JSON.stringify(v)}`);
     out.dispose();
@@ -193,17 +208,23 @@ test('the other supported config options build and run (random weights)', async 
 
 test('a missing or wrong-shaped weight is an error naming the key', () => {
   const config = unetConfig();
-  const params = randomParams(UNet2DConditionModel.expectedParamShapes(config), 1, 'test.safetensors');
-  params.tensors.get('down_blocks.0.resnets.1.conv1.weight')!.dispose();
-  params.tensors.delete('down_blocks.0.resnets.1.conv1.weight');
-  params.tensors.get('up_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k.weight')!.dispose();
-  params.tensors.set('up_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k.weight', tf.zeros([64, 48]));
+  const shapes = UNet2DConditionModel.expectedParamShapes(config);
+  const params = randomParams(shapes, 1, 'test.safetensors');
+  // A resnet conv and a cross-attention key projection of this config (the last of each).
+  const conv = [...shapes.keys()].findLast((k) => /^down_blocks\.\d+\.resnets\.\d+\.conv1\.weight$/.test(k))!;
+  const toK = [...shapes.keys()].findLast((k) => /\.attn2\.to_k\.weight$/.test(k))!;
+  const [out, inCtx] = shapes.get(toK)!;
+  params.tensors.get(conv)!.dispose();
+  params.tensors.delete(conv);
+  params.tensors.get(toK)!.dispose();
+  params.tensors.set(toK, tf.zeros([out, inCtx + 16]));
+  const re = (s: string) => s.replace(/[.[\]()]/g, (c) => `\\${c}`);
   assert.throws(
     () => new UNet2DConditionModel(config, params),
     (e: Error) =>
       /test\.safetensors/.test(e.message) &&
-      /missing "down_blocks\.0\.resnets\.1\.conv1\.weight" \(expected shape \[32,32,3,3\]\)/.test(e.message) &&
-      /"up_blocks\.0\.attentions\.1\.transformer_blocks\.0\.attn2\.to_k\.weight" has shape \[64,48\] but config\.json needs \[64,32\]/.test(e.message),
+      new RegExp(re(`missing "${conv}" (expected shape ${JSON.stringify(shapes.get(conv))})`)).test(e.message) &&
+      new RegExp(re(`"${toK}" has shape [${out},${inCtx + 16}] but config.json needs [${out},${inCtx}]`)).test(e.message),
   );
   params.dispose();
   // The same check guards fromPretrained: the fixture's weights against a config that wants more layers.
@@ -218,7 +239,7 @@ test('unsupported config values are refused naming the key', () => {
   refuse({ mid_block_type: 'UNetMidBlock2DSimpleCrossAttn' }, /mid_block_type/);
   refuse({ class_embed_type: 'timestep' }, /class_embed_type/);
   refuse({ addition_embed_type: 'image' }, /addition_embed_type/);
-  refuse({ addition_embed_type: 'text_time' }, /addition_time_embed_dim/);
+  refuse({ addition_embed_type: 'text_time', addition_time_embed_dim: null }, /addition_time_embed_dim/);
   refuse({ time_embedding_type: 'fourier' }, /time_embedding_type/);
   refuse({ resnet_time_scale_shift: 'spatial' }, /resnet_time_scale_shift/);
   refuse({ act_fn: 'gelu' }, /act_fn/);

@@ -12,7 +12,7 @@ import { AutoencoderKL, normalizeVaeConfig } from '../../src/core/models/autoenc
 import { randomParams } from '../../src/core/models/layers.js';
 import { readAllFloat32, writeSafetensors, type TensorToWrite } from '../../src/core/io/safetensors.js';
 import { readJson } from '../../src/core/io/diffusers_folder.js';
-import { MODEL_DIR, TINY_SHAPES, assertClose, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
+import { MODEL_DIR, TINY_SHAPES, assertClose, fixtureVae, golden, goldenTensor, manifest, nchwToNhwc, nhwcToNchw, useTestBackend } from '../helpers/fixtures.js';
 
 const VAE_DIR = path.join(MODEL_DIR, 'vae');
 const vaeConfig = () => readJson(path.join(VAE_DIR, 'config.json')) as Record<string, unknown>;
@@ -30,7 +30,7 @@ let vae: AutoencoderKL;
 
 before(async () => {
   await useTestBackend();
-  vae = AutoencoderKL.fromPretrained(VAE_DIR);
+  vae = fixtureVae();
 });
 
 test('encode matches diffusers latent_dist mean and std (golden vae)', async () => {
@@ -133,17 +133,20 @@ test('checkpoints with the deprecated attention names (query/key/value/proj_attn
 
 test('a missing or wrong-shaped weight is an error naming the key', () => {
   const config = vaeConfig();
-  const params = randomParams(AutoencoderKL.expectedParamShapes(config), 1, 'vae-test.safetensors');
+  const shapes = AutoencoderKL.expectedParamShapes(config);
+  const params = randomParams(shapes, 1, 'vae-test.safetensors');
+  const toV = shapes.get('decoder.mid_block.attentions.0.to_v.weight')!;
+  const [c0, inCh] = shapes.get('encoder.conv_in.weight')!; // OIHW [block_out_channels[0], in_channels, 3, 3]
   params.tensors.get('decoder.mid_block.attentions.0.to_v.weight')!.dispose();
   params.tensors.delete('decoder.mid_block.attentions.0.to_v.weight');
   params.tensors.get('encoder.conv_in.weight')!.dispose();
-  params.tensors.set('encoder.conv_in.weight', tf.zeros([3, 3, 4, 32])); // HWIO of [32, 4, 3, 3]
+  params.tensors.set('encoder.conv_in.weight', tf.zeros([3, 3, inCh + 1, c0])); // HWIO of [c0, in + 1, 3, 3]
   assert.throws(
     () => new AutoencoderKL(config, params),
     (e: Error) =>
       /vae-test\.safetensors/.test(e.message) &&
-      /missing "decoder\.mid_block\.attentions\.0\.to_v\.weight" \(expected shape \[64,64\]\)/.test(e.message) &&
-      /"encoder\.conv_in\.weight" has shape \[32,4,3,3\] but config\.json needs \[32,3,3,3\]/.test(e.message),
+      e.message.includes(`missing "decoder.mid_block.attentions.0.to_v.weight" (expected shape ${JSON.stringify(toV)})`) &&
+      e.message.includes(`"encoder.conv_in.weight" has shape [${c0},${inCh + 1},3,3] but config.json needs [${c0},${inCh},3,3]`),
   );
   params.dispose();
   // Without the mid-block attention and quant convs the same architecture needs fewer weights.

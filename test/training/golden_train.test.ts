@@ -5,10 +5,10 @@
 import { test } from 'node:test';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { MODEL_DIR, FIXTURES, manifest, golden, goldenTensor, nchwToNhwc, assertClose } from '../helpers/fixtures.js';
+import { FIXTURES, IS_XL, fixturePipeline, manifest, golden, goldenTensor, nchwToNhwc, needs, assertClose } from '../helpers/fixtures.js';
 import { initBackend } from '../../src/core/engine/backend.js';
 import type { BackendName } from '../../src/core/config/run_config.js';
-import { loadStableDiffusion, encodePrompts, disposeStableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
+import { encodePrompts, disposeStableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
 import { DDPMScheduler } from '../../src/core/schedulers/ddpm.js';
 import { TrainableLora, downName, upName } from '../../src/training/lora_params.js';
 import { encodeLatents, lossAndGrads } from '../../src/training/train_step.js';
@@ -18,13 +18,13 @@ import { decodeRgb } from '../../src/training/dataset.js';
 import { trainTransform } from '../../src/training/image_transforms.js';
 import { Random } from '../../src/training/random.js';
 
-test('four training steps match diffusers + peft (golden train_lora)', async () => {
+test('four training steps match diffusers + peft (golden train_lora)', IS_XL ? { skip: 'an SDXL fixture: golden_train_sdxl.test.ts' } : needs('train_lora'), async () => {
   // A heavy test (four forward+backward passes): wasm unless LORA_STUDIO_BACKEND names another.
   await initBackend((process.env.LORA_STUDIO_BACKEND ?? 'wasm') as BackendName);
   const spec = manifest().files.train_lora;
   const meta = spec.meta;
   const g = golden('train_lora');
-  const sd = loadStableDiffusion(MODEL_DIR);
+  const sd = fixturePipeline();
   const scheduler = new DDPMScheduler(sd.schedulerConfig);
   const targets = sd.unet.loraTargets();
 
