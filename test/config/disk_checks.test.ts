@@ -86,7 +86,10 @@ test('model folder: missing, a hub id, single files (truncated, LoRA, whole), no
   assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: 'stable-diffusion-v1-5/stable-diffusion-v1-5' }), TMP), 'error')[0][2], /is not in the Hugging Face cache .*HF_HUB_OFFLINE is set/);
   process.env = saved;
 
-  // A truncated single file is refused by the safetensors reader; a LoRA file says it is one; a whole checkpoint needs its config folder.
+  // A single file that is not there is a missing file, not a missing folder.
+  assert.deepEqual(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: './nope.safetensors' }), TMP), 'error'), [['pretrained_model_name_or_path', 'error', `file not found: ${path.join(TMP, 'nope.safetensors')}`]]);
+  // A truncated single file is refused by the safetensors reader; a LoRA file says it is one; a whole checkpoint
+  // is used with its family's standard architecture and the bundled tokenizer unless a config folder is named.
   const single = dir({ 'sd15.safetensors': 'x' });
   assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: path.join(single, 'sd15.safetensors') }), TMP), 'error')[0][2], /too short for a safetensors header/);
   const lora = path.join(single, 'lora.safetensors');
@@ -95,10 +98,12 @@ test('model folder: missing, a hub id, single files (truncated, LoRA, whole), no
   const whole = path.join(single, 'whole.safetensors');
   const t = { shape: [1], data: [0] };
   writeSafetensors(whole, { 'model.diffusion_model.out.2.bias': t, 'first_stage_model.encoder.conv_in.bias': t, 'cond_stage_model.transformer.text_model.embeddings.position_embedding.weight': t });
-  const needsConfig = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: whole }), TMP);
-  assert.equal(needsConfig.model?.pipeline, 'single-file v1 checkpoint');
-  assert.deepEqual(findings(needsConfig, 'error').map((f) => f[0]), ['pretrained_model_config']);
-  assert.match(findings(needsConfig, 'error')[0][2], /holds no tokenizer: set pretrained_model_config/);
+  const bundled = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: whole }), TMP);
+  assert.equal(bundled.model?.pipeline, 'single-file v1 checkpoint');
+  assert.deepEqual(findings(bundled, 'error'), []);
+  assert.match(bundled.findings.find((f) => f.key === 'pretrained_model_config')!.message, /^Stable Diffusion 1\.x single file: the standard Stable Diffusion 1\.x architecture and CLIP's bundled tokenizer are used; .* set pretrained_model_config/);
+  const badConfig = checkRunConfigOnDisk(config({ pretrained_model_name_or_path: whole, pretrained_model_config: './no-such-config' }), TMP);
+  assert.deepEqual(findings(badConfig, 'error').map((f) => f[0]), ['pretrained_model_config']);
 
   const notDiffusers = dir({ 'readme.md': 'hi' });
   assert.match(findings(checkRunConfigOnDisk(config({ pretrained_model_name_or_path: notDiffusers }), TMP), 'error')[0][2], /no model_index\.json — this is not a diffusers pipeline folder/);

@@ -92,7 +92,6 @@ export const fixturePipeline = (): StableDiffusion => (SINGLE_FILE ? loadStableD
 
 /** A test option: skip (saying why) unless the fixture has every golden named (golden/<name>.safetensors, or a MANIFEST `files` entry). */
 export function needs(...names: string[]): { skip?: string } {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const files = (manifest().files ?? {}) as Record<string, unknown>;
   const missing = names.filter((n) => !fs.existsSync(path.join(FIXTURES, 'golden', `${n}.safetensors`)) && !(n in files) && !fs.existsSync(path.join(FIXTURES, n)));
   return missing.length ? { skip: `${FIXTURE_DIR} has no ${missing.join(', ')}` } : {};

@@ -27,6 +27,7 @@ const SDXL_MODEL = path.join(REPO, 'test/fixtures/tiny-sdxl/model');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const SF_MANIFEST = readJson(path.join(REPO, 'test/fixtures/tiny-sd-single-file/MANIFEST.json')) as any;
 const SD1_FILE = path.join(tmp, 'tiny-sd.safetensors');
+const SF_SD_TOKENIZER = (readJson(path.join(REPO, 'test/fixtures/tiny-sd/MANIFEST.json')) as { files: { tokenizer: { prompts: string[]; input_ids: number[][]; unpadded: number[][] } } }).files.tokenizer;
 
 before(async () => {
   await useTestBackend();
@@ -198,6 +199,39 @@ test('the bundled standard configs build SD 1.5, SD 2.1 and SDXL base (parameter
   assert.equal(count(AutoencoderKL.expectedParamShapes(STANDARD_CONFIGS.xl_base.vae)), 83_653_863);
 });
 
+test('without a config folder the tokenizers are CLIP\'s bundled vocabulary with the family\'s pad token: diffusers\' ids for SD 1.x, SD 2.x and both of SDXL\'s', () => {
+  // The tokenizer goldens: tiny-sd's (CLIP ViT-L, pad <|endoftext|>) and tiny-sdxl's two (ViT-L; OpenCLIP, pad "!").
+  // SD 2.x's tokenizer is OpenCLIP's, the one SDXL's tokenizer_2 is (same files, pad "!"). Ids are integers: exact.
+  const sd = SF_SD_TOKENIZER;
+  const xl = readJson(path.join(REPO, 'test/fixtures/tiny-sdxl/MANIFEST.json')) as { files: { tokenizer: { prompts: string[]; input_ids_1: number[][]; input_ids_2: number[][] } } };
+  const open = (family: 'v1' | 'v2' | 'xl_base') => {
+    const file = path.join(tmp, `header-only-${family}.safetensors`);
+    // The family is told from the header alone; the tokenizer needs no weights.
+    const t = { shape: [1], data: [0] };
+    const te = family === 'v1' ? 'cond_stage_model.transformer.text_model.embeddings.position_embedding.weight' : family === 'v2' ? 'cond_stage_model.model.ln_final.weight' : 'conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias';
+    const toK = family === 'v2' ? { 'model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight': { shape: [4, 1024], data: new Float32Array(4096) } } : {};
+    writeSafetensors(file, { 'model.diffusion_model.input_blocks.0.0.weight': { shape: [2, 4, 1, 1], data: new Float32Array(8) }, 'first_stage_model.encoder.conv_in.weight': t, [te]: t, ...toK });
+    const ckpt = SingleFileCheckpoint.open(file);
+    assert.equal(ckpt.family, family);
+    return ckpt;
+  };
+  const v1 = open('v1').tokenizer('tokenizer');
+  sd.prompts.forEach((p, i) => {
+    assert.deepEqual(v1.encodeUnpadded(p), sd.unpadded[i], `v1 unpadded ${JSON.stringify(p)}`);
+    assert.deepEqual(v1.encode(p), sd.input_ids[i], `v1 ${JSON.stringify(p)}`);
+  });
+  const v2 = open('v2').tokenizer('tokenizer');
+  const xlBase = open('xl_base');
+  const [t1, t2] = [xlBase.tokenizer('tokenizer'), xlBase.tokenizer('tokenizer_2')];
+  assert.equal(v2.padTokenId, 0, 'SD 2.x pads with "!" (id 0)');
+  xl.files.tokenizer.prompts.forEach((p, i) => {
+    assert.deepEqual(t1.encode(p), xl.files.tokenizer.input_ids_1[i], `xl tokenizer ${JSON.stringify(p)}`);
+    assert.deepEqual(t2.encode(p), xl.files.tokenizer.input_ids_2[i], `xl tokenizer_2 ${JSON.stringify(p)}`);
+    assert.deepEqual(v2.encode(p), xl.files.tokenizer.input_ids_2[i], `v2 tokenizer ${JSON.stringify(p)}`);
+  });
+  assert.match(t2.data.source, /bundled, SDXL base tokenizer_2/);
+});
+
 test('files that are no whole checkpoint are refused saying what they are', () => {
   const write = (name: string, tensors: Record<string, TensorToWrite>) => {
     const f = path.join(tmp, name);
@@ -231,6 +265,5 @@ test('a single file whose weights do not fit the named config says which keys', 
   assert.throws(() => loadStableDiffusion(SD1_FILE, { config: otherConfig }), (e: Error) => e.message.includes(SD1_FILE) && /do not fit/.test(e.message) && /"encoder\.conv_in\.weight" has shape \[32,3,3,3\]/.test(e.message));
   // With the bundled SD 1.5 config the tiny file lacks most of SD 1.5's keys, and says so.
   assert.throws(() => unetFromSingleFile(SingleFileCheckpoint.open(SD1_FILE)), /the bundled v1 config.*the file lacks "model\.diffusion_model\./);
-  assert.throws(() => SingleFileCheckpoint.open(SD1_FILE).tokenizerDir('tokenizer'), /holds no tokenizer/);
   assert.equal(inferFamily(readAllFloat32(SD1_FILE).tensors, SD1_FILE).family, 'v1');
 });

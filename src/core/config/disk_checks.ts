@@ -4,7 +4,7 @@
 // Used by the trainer at start and by the language server (which re-runs it when those files change).
 // Reads headers and folder listings only, never tensor data, so it stays fast on real models.
 import fs from 'node:fs';
-import { describeSingleFile } from '../io/single_file.js';
+import { SINGLE_FILE_FAMILY_NAMES, SINGLE_FILE_NAME, describeSingleFile, type SingleFileFamily } from '../io/single_file.js';
 import os from 'node:os';
 import path from 'node:path';
 import { DiffusersFolder } from '../io/diffusers_folder.js';
@@ -123,7 +123,7 @@ function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: Rea
     }
     dir = snapshot;
   } else if (!fs.existsSync(dir)) {
-    add('error', `folder not found: ${dir}`);
+    add('error', SINGLE_FILE_NAME.test(dir) ? `file not found: ${dir}` : `folder not found: ${dir}`);
     return;
   }
   if (!isDir(dir)) {
@@ -131,15 +131,16 @@ function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: Rea
       add('error', /\.(ckpt|pt|pth|bin)$/i.test(dir) ? `${dir} is a pickle file, which is never loaded: convert it to .safetensors, or use the model's diffusers folder` : `${dir} is a file, not a folder — point to the diffusers folder that holds model_index.json, or a single-file .safetensors checkpoint`);
       return;
     }
+    let family: SingleFileFamily;
     try {
-      const s = describeSingleFile(dir);
-      report.model = { dir, pipeline: `single-file ${s.family} checkpoint` };
+      family = describeSingleFile(dir).family;
+      report.model = { dir, pipeline: `single-file ${family} checkpoint` };
     } catch (e) {
       add('error', (e as Error).message);
       return;
     }
     if (c.pretrained_model_config === null) {
-      add('error', `${dir} is a single-file checkpoint, which holds no tokenizer: set pretrained_model_config to a diffusers folder of the same model family (its config.json files and tokenizer are used)`, 'pretrained_model_config');
+      add('info', `${SINGLE_FILE_FAMILY_NAMES[family]} single file: the standard ${SINGLE_FILE_FAMILY_NAMES[family]} architecture and CLIP's bundled tokenizer are used; if the file is of another architecture, set pretrained_model_config to a diffusers folder of it`, 'pretrained_model_config');
     } else {
       const cfg = resolveConfigPath(c.pretrained_model_config, baseDir);
       try {

@@ -83,14 +83,14 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     group: 'model and data',
     type: 'string',
     nullable: true,
-    nullMeans: "a single file's architecture is its family's standard one (SD 1.5, SD 2.1, SDXL base)",
+    nullMeans: "a single file's architecture is its family's standard one (SD 1.5, SD 2.1, SDXL base), with CLIP's bundled tokenizer",
     default: null,
     nonEmpty: true,
     path: 'model',
     summary: 'For a single-file checkpoint: a diffusers folder giving its configs and tokenizers.',
     description:
       "diffusers' `from_single_file(..., config=...)`: a diffusers folder of the same architecture whose `config.json` files, `tokenizer/` " +
-      '(and `tokenizer_2/`) and `scheduler/` are used with the weights of `pretrained_model_name_or_path`. A single file carries no tokenizer, so training and generating from one need this.',
+      '(and `tokenizer_2/`) and `scheduler/` are used with the weights of `pretrained_model_name_or_path`. Without it a single file is read as its family\'s standard architecture (told from its keys), with the configs and CLIP tokenizer bundled with LoRA Studio; name a folder for a file of another architecture (a pruned or resized model).',
   },
   {
     key: 'variant',

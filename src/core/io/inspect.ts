@@ -156,7 +156,7 @@ function recogniseComponent(t: ReadonlyMap<string, TensorInfo>): Pick<Descriptio
         ['layout', 'original (LDM/SGM) single file'],
         ...(Object.entries(parts) as [string, { prefix: string; naming: string }][]).map(([c, p]): [string, string] => [c, `${p.prefix}* (${[...t.keys()].filter((k) => k.startsWith(p.prefix)).length} tensors, ${p.naming} names)`]),
       ];
-      return { kind: 'checkpoint', summary: `single-file ${SINGLE_FILE_FAMILY_NAMES[family]} checkpoint (original LDM layout); use it as pretrained_model_name_or_path with pretrained_model_config naming a diffusers folder of its family (for the tokenizer)`, details };
+      return { kind: 'checkpoint', summary: `single-file ${SINGLE_FILE_FAMILY_NAMES[family]} checkpoint (original LDM layout); use it as pretrained_model_name_or_path (its family's standard configs and CLIP's tokenizer are bundled; pretrained_model_config names a diffusers folder for a file of another architecture)`, details };
     } catch (e) {
       return { kind: 'checkpoint', summary: `single-file checkpoint LoRA Studio cannot load: ${(e as Error).message.replace(/^this file: /, '')}`, details: [] };
     }

@@ -16,6 +16,8 @@
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export type SingleFileFamily = 'v1' | 'v2' | 'xl_base';
+/** A model named as one file: .safetensors (loaded) or a pickle (.ckpt/.pt/.pth/.bin, refused with the conversion hint). */
+export const SINGLE_FILE_NAME = /\.(safetensors|ckpt|pt|pth|bin)$/i;
 export const SINGLE_FILE_FAMILY_NAMES: Record<SingleFileFamily, string> = { v1: 'Stable Diffusion 1.x', v2: 'Stable Diffusion 2.x', xl_base: 'SDXL base' };
 export type SingleFileComponent = 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
 

@@ -11,6 +11,8 @@ import { DiffusersFolder, ModelFolderError } from '../io/diffusers_folder.js';
 import { SafetensorsFile, refusePickle } from '../io/safetensors.js';
 import {
   COMPONENT_PREFIXES,
+  SINGLE_FILE_FAMILY_NAMES,
+  SINGLE_FILE_NAME,
   SingleFileError,
   inferFamily,
   isIgnoredLdmKey,
@@ -22,6 +24,8 @@ import {
   type SingleFileFamily,
 } from '../io/single_file.js';
 import { Params } from './params.js';
+import { CLIPTokenizer } from '../tokenizer/clip_tokenizer.js';
+import { bundledClipTokenizer } from '../tokenizer/bundled.js';
 import { UNet2DConditionModel, normalizeUNetConfig } from './unet_2d_condition.js';
 import { AutoencoderKL } from './autoencoder_kl.js';
 import { CLIPTextModel } from './clip_text_model.js';
@@ -38,7 +42,7 @@ export interface SingleFileOptions {
   readonly config?: string;
 }
 
-export const isSingleFile = (source: string): boolean => /\.(safetensors|ckpt|pt|pth|bin)$/i.test(source) && !(fs.existsSync(source) && fs.statSync(source).isDirectory());
+export const isSingleFile = (source: string): boolean => SINGLE_FILE_NAME.test(source) && !(fs.existsSync(source) && fs.statSync(source).isDirectory());
 
 export class SingleFileCheckpoint {
   private constructor(
@@ -83,14 +87,13 @@ export class SingleFileCheckpoint {
     return c;
   }
 
-  /** The tokenizer folder: single files carry none, so it comes from the config folder. */
-  tokenizerDir(component: 'tokenizer' | 'tokenizer_2'): string {
-    if (!this.configFolder) {
-      throw new ModelFolderError(
-        `${this.file}: a single-file checkpoint holds no tokenizer. Name a diffusers folder of the same family as its config (run config \`pretrained_model_config\`, CLI \`--model-config\`): its ${component}/ folder is used, and its config.json files describe the architecture.`,
-      );
-    }
-    return this.configFolder.component(component).dir;
+  /**
+   * The tokenizer: single files carry none, so it is the config folder's (its tokenizer/ folder), or
+   * CLIP's bundled vocabulary with the family's special tokens (tokenizer/bundled.ts).
+   */
+  tokenizer(component: 'tokenizer' | 'tokenizer_2'): CLIPTokenizer {
+    if (this.configFolder) return CLIPTokenizer.fromPretrained(this.configFolder.component(component).dir);
+    return bundledClipTokenizer(this.config(component), `${SINGLE_FILE_FAMILY_NAMES[this.family]} ${component}`);
   }
 
   /**

@@ -33,7 +33,7 @@ export interface StableDiffusion {
 
 export interface LoadOptions {
   variant?: Variant;
-  /** For a single-file checkpoint: a diffusers folder giving the configs and tokenizers (see from_single_file.ts). */
+  /** For a single-file checkpoint: a diffusers folder giving the configs and tokenizers (see from_single_file.ts); without it, the family's bundled configs and CLIP's bundled tokenizer. */
   config?: string;
 }
 
@@ -63,9 +63,9 @@ function loadSingleFile(file: string, opts: LoadOptions): StableDiffusion {
   const vae = vaeFromSingleFile(ckpt);
   return {
     dir: file,
-    tokenizer: CLIPTokenizer.fromPretrained(ckpt.tokenizerDir('tokenizer')),
+    tokenizer: ckpt.tokenizer('tokenizer'),
     textEncoder: textEncoderFromSingleFile(ckpt),
-    ...(xl ? { tokenizer2: CLIPTokenizer.fromPretrained(ckpt.tokenizerDir('tokenizer_2')), textEncoder2: textEncoder2FromSingleFile(ckpt) } : {}),
+    ...(xl ? { tokenizer2: ckpt.tokenizer('tokenizer_2'), textEncoder2: textEncoder2FromSingleFile(ckpt) } : {}),
     unet: unetFromSingleFile(ckpt),
     vae,
     schedulerConfig: ckpt.config('scheduler'),

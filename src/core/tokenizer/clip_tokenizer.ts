@@ -116,14 +116,7 @@ export class CLIPTokenizer {
     const mergesFile = path.join(dir, 'merges.txt');
     const vocabJson = readJsonFile(vocabFile) as Record<string, number>;
     if (typeof vocabJson !== 'object' || vocabJson === null || Array.isArray(vocabJson)) throw new TokenizerError(`${vocabFile}: expected an object mapping tokens to ids`);
-    const lines = readText(mergesFile).split(/\r?\n/);
-    const merges: [string, string][] = [];
-    lines.forEach((line, i) => {
-      if (line === '' || (i === 0 && line.startsWith('#version'))) return;
-      const parts = line.split(' ');
-      if (parts.length !== 2) throw new TokenizerError(`${mergesFile}:${i + 1}: expected two symbols separated by one space, got ${JSON.stringify(line)}`);
-      merges.push([parts[0], parts[1]]);
-    });
+    const merges = parseMerges(readText(mergesFile), mergesFile);
     return new CLIPTokenizer({ vocab: new Map(Object.entries(vocabJson)), merges, ...specialTokens(dir, []), source: dir });
   }
 
@@ -284,6 +277,18 @@ function specialTokens(dir: string, added: readonly string[]): Omit<ClipTokenize
   const m = Number(config.model_max_length);
   const modelMaxLength = Number.isInteger(m) && m > 0 && m <= 1_000_000 ? m : CLIP_CONTEXT_LENGTH;
   return { bosToken, eosToken, unkToken, padToken, modelMaxLength, addedTokens: [...added, ...fromConfig, bosToken, eosToken] };
+}
+
+/** merges.txt: an optional `#version` line, then one "a b" merge per line in priority order. */
+export function parseMerges(text: string, source: string): [string, string][] {
+  const merges: [string, string][] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line === '' || (i === 0 && line.startsWith('#version'))) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2) throw new TokenizerError(`${source}:${i + 1}: expected two symbols separated by one space, got ${JSON.stringify(line)}`);
+    merges.push([parts[0], parts[1]]);
+  });
+  return merges;
 }
 
 function readText(file: string): string {
