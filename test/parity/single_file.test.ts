@@ -209,7 +209,7 @@ test('without a config folder the tokenizers are CLIP\'s bundled vocabulary with
     // The family is told from the header alone; the tokenizer needs no weights.
     const t = { shape: [1], data: [0] };
     const te = family === 'v1' ? 'cond_stage_model.transformer.text_model.embeddings.position_embedding.weight' : family === 'v2' ? 'cond_stage_model.model.ln_final.weight' : 'conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias';
-    const toK = family === 'v2' ? { 'model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight': { shape: [4, 1024], data: new Float32Array(4096) } } : {};
+    const toK: Record<string, TensorToWrite> = family === 'v2' ? { 'model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight': { shape: [4, 1024], data: new Float32Array(4096) } } : {};
     writeSafetensors(file, { 'model.diffusion_model.input_blocks.0.0.weight': { shape: [2, 4, 1, 1], data: new Float32Array(8) }, 'first_stage_model.encoder.conv_in.weight': t, [te]: t, ...toK });
     const ckpt = SingleFileCheckpoint.open(file);
     assert.equal(ckpt.family, family);
