@@ -11,16 +11,23 @@ import { writePng } from '../core/io/png.js';
 import { loadStableDiffusion, generate, disposeStableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { loadLoras } from '../core/pipeline/loras.js';
 import { parseLoraArg } from '../core/lora/lora_set.js';
-import { ProgressBar, clock } from './terminal.js';
+import { DownloadBar, ProgressBar, clock } from './terminal.js';
+import { resolveModel } from '../core/hub/model.js';
+import { HubError } from '../core/hub/download.js';
 import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
 
-const HELP = `usage: lora-studio generate --model DIR|FILE --prompt "…" --out FILE.png [options]
+const HELP = `usage: lora-studio generate --model DIR|FILE|ORG/NAME --prompt "…" --out FILE.png [options]
 
 Several images in one call load the model once: repeat --prompt and --seed (paired in order when both are
 repeated the same number of times; one of either is used for all), and repeat --lora-scale to sweep the LoRAs'
 strength (0 = without them) without reloading anything.
 
-  --model DIR|FILE          diffusers pipeline folder (model_index.json, unet/, vae/, …) or single-file .safetensors checkpoint
+  --model DIR|FILE|ORG/NAME diffusers pipeline folder (model_index.json, unet/, vae/, …), single-file .safetensors
+                            checkpoint, or a Hugging Face Hub id (runwayml/stable-diffusion-v1-5): taken from the
+                            Hugging Face cache (HF_HUB_CACHE, HF_HOME), downloaded into it first when missing
+                            (HF_ENDPOINT; HF_HUB_OFFLINE=1: the cache only; token: HF_TOKEN or the login's token file)
+  --revision REV            for a Hub id: the branch, tag or commit (default main)
+  --cache-dir DIR           for a Hub id: the Hugging Face cache to use instead of the environment's
   --model-config DIR        for a single file: a diffusers folder of its family (config.json files, tokenizers)
   --prompt TEXT             what to draw; repeat for several
   --negative-prompt TEXT    what to steer away from (default "${D.negativePrompt}")
@@ -61,6 +68,8 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
       height: { type: 'string' },
       latents: { type: 'string' },
       variant: { type: 'string' },
+      revision: { type: 'string' },
+      'cache-dir': { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       out: { type: 'string' },
       grid: { type: 'string' },
@@ -75,7 +84,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const problems: string[] = [];
-  if (!values.model) problems.push('--model DIR is required');
+  if (!values.model) problems.push('--model DIR|ORG/NAME is required');
   const prompts = values.prompt ?? [];
   if (prompts.length === 0) problems.push('--prompt is required');
   if (!values.out) problems.push('--out FILE.png is required');
@@ -116,7 +125,25 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
   const bar = new ProgressBar(process.stderr, { label: 'generate', quiet: values.quiet });
   const backend = await initBackend(values.backend as BackendName);
   if (!values.quiet) bar.log(`backend: ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ''}`);
-  const sd = loadStableDiffusion(path.resolve(values.model!), { variant: values.variant === 'fp16' ? 'fp16' : undefined, config: values['model-config'] ? path.resolve(values['model-config']) : undefined });
+  const variant = values.variant === 'fp16' ? 'fp16' : undefined;
+  const download = new DownloadBar(process.stderr, values.quiet, (line) => bar.log(line));
+  let modelDir: string;
+  try {
+    modelDir = (
+      await resolveModel(values.model!, process.cwd(), {
+        revision: values.revision,
+        variant,
+        cacheDir: values['cache-dir'] ? path.resolve(values['cache-dir']) : undefined,
+        onProgress: (p) => download.update(p),
+        onNotice: (m) => bar.log(`warning: ${m}`),
+      })
+    ).dir;
+  } catch (e) {
+    if (!(e instanceof HubError)) throw e;
+    console.error(`lora-studio generate: ${e.message}`);
+    return 1;
+  }
+  const sd = loadStableDiffusion(modelDir, { variant, config: values['model-config'] ? path.resolve(values['model-config']) : undefined });
   const loras = loadLoras(sd, loraSpecs);
   const names = loras.names();
   const grid: tf.Tensor3D[][] = [];

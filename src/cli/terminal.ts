@@ -5,7 +5,7 @@
 //
 // Every command shares this module: `ProgressBar` for anything with a count and a total, `colours(stream)`
 // for emphasis, `clock` for durations.
-import { formatDuration } from '../protocol/format.js';
+import { formatBytes, formatDuration } from '../protocol/format.js';
 
 /** The stream to draw on: process.stderr in the commands, a fake in tests. */
 export interface TerminalStream {
@@ -153,3 +153,43 @@ function truncateVisible(s: string, max: number): string {
   return out + (coloursPresent(s) ? '\x1b[0m' : '');
 }
 const coloursPresent = (s: string) => s.includes('\x1b[');
+
+/** What a Hub download reports (core/hub/download.ts DownloadProgress, the protocol's `download` event). */
+export interface DownloadState {
+  repo: string;
+  bytes: number;
+  totalBytes: number;
+  filesDone: number;
+  totalFiles: number;
+}
+
+/** A Hub download as a bar: files, bytes, the rate over the last ~5 s and the ETA; one line when it ends. */
+export class DownloadBar {
+  private readonly bar: ProgressBar;
+  private samples: { t: number; bytes: number }[] = [];
+  private repo = '';
+
+  constructor(
+    out: TerminalStream,
+    quiet: boolean,
+    private readonly logLine: (line: string) => void,
+  ) {
+    this.bar = new ProgressBar(out, { label: 'download', quiet });
+  }
+
+  update(e: DownloadState): void {
+    const t = Date.now();
+    if (e.repo !== this.repo) [this.repo, this.samples] = [e.repo, []];
+    this.samples.push({ t, bytes: e.bytes });
+    while (this.samples.length > 2 && t - this.samples[0].t > 5000) this.samples.shift();
+    const first = this.samples[0];
+    const perSecond = t > first.t ? ((e.bytes - first.bytes) * 1000) / (t - first.t) : 0;
+    const eta = perSecond > 0 ? (e.totalBytes - e.bytes) / perSecond : Infinity;
+    if (e.filesDone === e.totalFiles) {
+      this.bar.finish();
+      this.logLine(`downloaded ${e.repo}: ${formatBytes(e.totalBytes)} in ${e.totalFiles} files`);
+    } else {
+      this.bar.update(e.filesDone, e.totalFiles, `files · ${e.repo} ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)} · ${formatBytes(perSecond)}/s · ETA ${clock(eta)}`);
+    }
+  }
+}

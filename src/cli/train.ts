@@ -11,8 +11,7 @@ import { loadRunConfig, loadRunConfigWithOverrides, type LoadedRunConfig } from 
 import { configFromFlags } from '../core/config/flags.js';
 import { formatProblems, summarizeProblems, hasErrors } from '../core/config/problems.js';
 import { train, type TrainHooks } from '../training/loop.js';
-import { formatBytes } from '../protocol/format.js';
-import { ProgressBar, clock, type TerminalStream } from './terminal.js';
+import { DownloadBar, ProgressBar, clock, type TerminalStream } from './terminal.js';
 import { ControlRequests, StreamEventSink, TeeEventSink, listenForCommands, handleStopSignals, type EventInput, type EventSink } from '../training/events.js';
 
 const HELP = `usage: lora-studio train CONFIG.lora.yaml
@@ -120,27 +119,17 @@ function testHooks(): TrainHooks | undefined {
 /** The trainer's events for a person: progress as the shared bar (terminal.ts), other events as lines above it. */
 class ProgressSink implements EventSink {
   private readonly bar: ProgressBar;
-  private readonly download: ProgressBar;
-  private readonly rate = new DownloadRate();
+  private readonly download: DownloadBar;
   constructor(
     out: TerminalStream,
     private readonly quiet: boolean,
   ) {
     this.bar = new ProgressBar(out, { label: 'train', quiet });
-    this.download = new ProgressBar(out, { label: 'download', quiet });
+    this.download = new DownloadBar(out, quiet, (line) => this.bar.log(line));
   }
 
   emit(e: EventInput): void {
-    if (e.type === 'download') {
-      const { perSecond, eta } = this.rate.update(e.repo, e.bytes, e.totalBytes);
-      if (e.filesDone === e.totalFiles) {
-        this.download.finish();
-        this.bar.log(`downloaded ${e.repo}: ${formatBytes(e.totalBytes)} in ${e.totalFiles} files`);
-      } else {
-        this.download.update(e.filesDone, e.totalFiles, `files · ${e.repo} ${formatBytes(e.bytes)}/${formatBytes(e.totalBytes)} · ${formatBytes(perSecond)}/s · ETA ${clock(eta)}`);
-      }
-      return;
-    }
+    if (e.type === 'download') return this.download.update(e);
     if (e.type === 'progress') {
       this.bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)} · ${e.samplesPerSecond.toFixed(2)} samples/s · ETA ${clock(e.etaSeconds)}`);
       return;
@@ -173,19 +162,5 @@ function describe(e: EventInput): string | undefined {
       return e.reason === 'completed' ? `done in ${clock(e.elapsedSeconds)}: ${e.outputs.lora ?? ''}` : `stopped at step ${e.step}; checkpoint ${e.outputs.checkpoint ?? '(none)'}`;
     default:
       return undefined; // error and checkpoint are logged by the trainer itself
-  }
-}
-/** Bytes per second over the last ~5 s of a download, and the time left at that rate. */
-class DownloadRate {
-  private samples: { t: number; bytes: number }[] = [];
-  private repo = '';
-  update(repo: string, done: number, total: number): { perSecond: number; eta: number } {
-    const t = Date.now();
-    if (repo !== this.repo) [this.repo, this.samples] = [repo, []];
-    this.samples.push({ t, bytes: done });
-    while (this.samples.length > 2 && t - this.samples[0].t > 5000) this.samples.shift();
-    const first = this.samples[0];
-    const perSecond = t > first.t ? ((done - first.bytes) * 1000) / (t - first.t) : 0;
-    return { perSecond, eta: perSecond > 0 ? (total - done) / perSecond : Infinity };
   }
 }

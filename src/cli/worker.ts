@@ -14,6 +14,9 @@ import { GENERATION_DEFAULTS } from '../core/config/generation.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 import { tensorToRgb8, writePng } from '../core/io/png.js';
 import { LoraSet } from '../core/lora/lora_set.js';
+import { isHubId } from '../core/config/hub_cache.js';
+import { HubError } from '../core/hub/download.js';
+import { resolveModel } from '../core/hub/model.js';
 import type { LoraWeights } from '../core/lora/lora_file.js';
 import {
   WORKER_MESSAGES,
@@ -95,6 +98,8 @@ class RequestError extends Error {
 interface Running {
   id: string;
   cancelled: boolean;
+  /** Aborts a model download in progress. */
+  abort: AbortController;
 }
 
 /** The worker's state and request handling, independent of stdin/stdout so tests can drive it in-process. */
@@ -152,6 +157,7 @@ export class InferenceWorker {
   private cancel(id: string): void {
     if (this.running?.id === id) {
       this.running.cancelled = true;
+      this.running.abort.abort();
       return;
     }
     const i = this.queue.findIndex((q) => 'id' in q && q.id === id);
@@ -208,10 +214,11 @@ export class InferenceWorker {
 
   private async generate(r: GenerateRequest): Promise<void> {
     const started = performance.now();
-    const running: Running = { id: r.id, cancelled: false };
+    const running: Running = { id: r.id, cancelled: false, abort: new AbortController() };
     this.running = running;
     try {
-      const model = await this.ensureModel(r);
+      const model = await this.ensureModel(r, running.abort.signal);
+      if (running.cancelled) return this.sendCancelled(r.id, 0);
       if (r.outDir) fs.mkdirSync(r.outDir, { recursive: true });
       const sheetParts: { data: Buffer; width: number; height: number }[] = [];
       for (const [index, job] of r.jobs.entries()) {
@@ -265,9 +272,24 @@ export class InferenceWorker {
     this.send({ type: 'cancelled', id, images });
   }
 
-  private async ensureModel(r: GenerateRequest): Promise<LoadedModel> {
-    const dir = path.resolve(r.model);
-    if (this.model && this.model.dir === dir && this.model.variant === r.variant) return this.model.loaded;
+  private async ensureModel(r: GenerateRequest, signal: AbortSignal): Promise<LoadedModel> {
+    // A Hub id stays the model's name (the cache is not asked again while it is loaded); a path is absolute.
+    const name = isHubId(r.model, process.cwd()) ? r.model : path.resolve(r.model);
+    if (this.model && this.model.dir === name && this.model.variant === r.variant) return this.model.loaded;
+    let dir: string;
+    try {
+      dir = (
+        await resolveModel(name, process.cwd(), {
+          variant: r.variant,
+          signal,
+          onProgress: (p) => this.send({ type: 'model_downloading', id: r.id, model: name, file: p.file, bytes: p.bytes, totalBytes: p.totalBytes, filesDone: p.filesDone, totalFiles: p.totalFiles }),
+          onNotice: (m) => this.log(`worker: ${m}`),
+        })
+      ).dir;
+    } catch (e) {
+      if (e instanceof HubError) throw new RequestError('model', e.problem, e.hint);
+      throw e;
+    }
     if (!fs.existsSync(path.join(dir, 'model_index.json'))) {
       throw new RequestError(
         'model',
@@ -277,7 +299,7 @@ export class InferenceWorker {
     }
     // A different model: everything tied to the old one goes (LoRAs were checked against its layers).
     this.dispose();
-    this.send({ type: 'model_loading', id: r.id, model: dir });
+    this.send({ type: 'model_loading', id: r.id, model: name });
     const t0 = performance.now();
     let loaded: LoadedModel;
     try {
@@ -286,10 +308,10 @@ export class InferenceWorker {
       throw new RequestError('model', `could not load model "${dir}": ${(e as Error).message}`);
     }
     this.modelLoads++;
-    this.model = { dir, variant: r.variant, loaded };
+    this.model = { dir: name, variant: r.variant, loaded };
     const seconds = (performance.now() - t0) / 1000;
-    this.log(`worker: loaded ${dir} in ${seconds.toFixed(1)} s`);
-    this.send({ type: 'model_loaded', id: r.id, model: dir, seconds, width: loaded.width, height: loaded.height });
+    this.log(`worker: loaded ${name === dir ? dir : `${name} (${dir})`} in ${seconds.toFixed(1)} s`);
+    this.send({ type: 'model_loaded', id: r.id, model: name, seconds, width: loaded.width, height: loaded.height });
     return loaded;
   }
 

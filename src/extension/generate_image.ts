@@ -15,6 +15,8 @@ import { isInside } from '../core/config/paths.js';
 import { describeGenerateOptions, generateOptionArgs, parseGenerateOption, restoreGenerateOptions, type GenerateOptions } from './generate_options.js';
 import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from '../core/config/generation.js';
 import { activeRunConfig, FIND_EXCLUDE } from './workspace.js';
+import { configModel } from './model_choice.js';
+import { pickBaseModel } from './model_picker.js';
 
 export interface GenerateRequest {
   /** A LoRA .safetensors already chosen (a checkpoint's or the final one). */
@@ -48,7 +50,7 @@ export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequ
   }
   const fromConfig = configPath ? readModelAndPrompt(configPath) : {};
 
-  const modelDir = fromConfig.modelDir ?? (await pickModel());
+  const modelDir = fromConfig.modelDir ?? (await pickBaseModel('Generate Image: base model'));
   if (!modelDir) return;
 
   const prompt = await vscode.window.showInputBox({
@@ -89,7 +91,7 @@ export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequ
 
   const ok = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `Generating “${prompt}”${lora ? ` with ${path.basename(lora)} × ${scale}` : ''}`, cancellable: true },
-    (_progress, token) => runGenerate(deps, args, token),
+    (progress, token) => runGenerate(deps, args, token, (line) => progress.report({ message: line })),
   );
   if (ok && fs.existsSync(out)) {
     await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(out), { preview: false });
@@ -97,7 +99,7 @@ export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequ
 }
 
 /** Runs `trainer generate …`; resolves true on success, shows the error otherwise. */
-function runGenerate(deps: GenerateDeps, args: string[], token: vscode.CancellationToken): Promise<boolean> {
+function runGenerate(deps: GenerateDeps, args: string[], token: vscode.CancellationToken, report: (line: string) => void): Promise<boolean> {
   const launch = deps.launch();
   const argv = [...(launch.nodeArgs ?? []), launch.trainerPath, ...args];
   deps.log(`$ ${launch.nodePath} ${argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
@@ -106,6 +108,8 @@ function runGenerate(deps: GenerateDeps, args: string[], token: vscode.Cancellat
     const tail: string[] = [];
     const onLine = (l: string) => {
       deps.log(l);
+      // A Hub model's download (the CLI's download bar) shows in the notification, whose Cancel stops it.
+      if (/^download(ed)?\b/.test(l)) report(l);
       tail.push(l);
       if (tail.length > 5) tail.shift();
     };
@@ -129,29 +133,18 @@ function runGenerate(deps: GenerateDeps, args: string[], token: vscode.Cancellat
   });
 }
 
-/** The base model folder and validation prompt a run config names (paths against the config's folder). */
+/** The base model (folder or Hub id) and validation prompt a run config names (paths against the config's folder). */
 function readModelAndPrompt(configPath: string): { modelDir?: string; prompt?: string } {
   try {
     const { config } = validateRunConfigText(fs.readFileSync(configPath, 'utf8'), configPath);
     if (!config?.pretrained_model_name_or_path) return {};
     return {
-      modelDir: path.resolve(path.dirname(configPath), config.pretrained_model_name_or_path),
+      modelDir: configModel(config.pretrained_model_name_or_path, path.dirname(configPath)),
       prompt: config.validation_prompt ?? undefined,
     };
   } catch {
     return {};
   }
-}
-
-async function pickModel(): Promise<string | undefined> {
-  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const found = (await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath));
-  const items: vscode.QuickPickItem[] = found.sort().map((d) => ({ label: root ? path.relative(root, d) || '.' : d, description: d }));
-  items.push({ label: BROWSE });
-  const pick = await vscode.window.showQuickPick(items, { title: 'Generate Image: base model', placeHolder: 'A diffusers pipeline folder', ignoreFocusOut: true });
-  if (!pick) return undefined;
-  if (pick.label !== BROWSE) return pick.description;
-  return (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, title: 'Base model folder' }))?.[0]?.fsPath;
 }
 
 /** file '' for no LoRA; undefined when cancelled. The runs' LoRAs (also outside the workspace) and the workspace's. */

@@ -1,7 +1,6 @@
-// "LoRA: New Run Config": a guided quick pick (base model folder, dataset folder, output folder, rank,
+// "LoRA: New Run Config": a guided quick pick (base model folder or Hub id, dataset folder, output folder, rank,
 // steps) that writes a commented *.lora.yaml and opens it.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import type { Settings } from './ctx.js';
@@ -9,6 +8,9 @@ import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
 import { FIND_EXCLUDE, RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './workspace.js';
 import { METADATA_FILE } from '../core/config/dataset_files.js';
+import { cachedSnapshot } from '../core/config/hub_cache.js';
+import { typedFolder } from './model_choice.js';
+import { pickBaseModel } from './model_picker.js';
 
 const BROWSE = '$(folder-opened) Browse…';
 
@@ -16,12 +18,7 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const title = 'New LoRA Run Config';
 
-  const model = await pickFolder(
-    `${title} (1/5): base model`,
-    'A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)',
-    (await vscode.workspace.findFiles('**/model_index.json', FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
-    (dir) => (fs.existsSync(path.join(dir, 'model_index.json')) ? undefined : modelProblem(dir, root)),
-  );
+  const model = await pickBaseModel(`${title} (1/5): base model`);
   if (!model) return;
 
   const datasets = [
@@ -79,12 +76,12 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
   };
   const text = renderRunConfig(
     {
-      modelPath: rel(model),
+      modelPath: path.isAbsolute(model) ? rel(model) : model,
       dataPath: rel(data),
       outputPath: output.trim(),
       rank: Number(rankPick.label),
       steps: Number(stepsText),
-      resolution: modelResolution(model) ?? 512,
+      resolution: modelResolution(path.isAbsolute(model) ? model : (cachedSnapshot('model', model, null) ?? '')) ?? 512,
       validationPrompt: facts.firstCaption,
       numImages: facts.numImages,
     },
@@ -132,20 +129,4 @@ async function pickFolder(title: string, placeHolder: string, found: string[], c
     return undefined;
   }
   return dir;
-}
-
-/** A folder typed into the quick pick: `~` is home, a relative path starts at the workspace folder. */
-export function typedFolder(typed: string, root: string | undefined): string {
-  const t = typed.replace(/^["']|["']$/g, '');
-  if (t === '~' || t.startsWith('~/')) return path.join(os.homedir(), t.slice(1));
-  return path.resolve(root ?? process.cwd(), t);
-}
-
-/** Why a typed model is not usable: a missing folder shaped like a Hub id gets the download command. */
-function modelProblem(dir: string, root: string | undefined): string {
-  const rel = root ? path.relative(root, dir).split(path.sep).join('/') : dir;
-  if (!fs.existsSync(dir) && /^[\w.-]+\/[\w.-]+$/.test(rel)) {
-    return `${rel} is not a folder here. If it is a Hugging Face Hub id: LoRA Studio reads local folders, so download it once (huggingface-cli download ${rel} --local-dir ./${rel.split('/')[1]}) and pick that folder.`;
-  }
-  return fs.existsSync(dir) ? `${dir} has no model_index.json: it is not a diffusers pipeline folder.` : `${dir} does not exist.`;
 }

@@ -13,6 +13,7 @@
 import { JsonLines, type Received, type Sent, type Versioned } from './jsonl.js';
 import { message, messages, oneOf, record, saying, Type, type Static } from './messages.js';
 import { INFERENCE_SCHEDULERS } from '../core/config/generation.js';
+import { DOWNLOAD_PROGRESS } from './training.js';
 
 export const INFERENCE_PROTOCOL_VERSION = 1;
 
@@ -36,8 +37,12 @@ export type GenerationJob = Static<typeof GenerationJob>;
 
 export const GenerateRequest = message('generate', {
   id: Type.String(),
-  /** A diffusers pipeline folder. A different folder than the loaded one replaces the loaded model. */
-  model: Type.String({ minLength: 1, ...saying('must be the path of a diffusers pipeline folder') }),
+  /**
+   * A diffusers pipeline folder, or a Hugging Face Hub id (`org/name`: taken from the Hugging Face cache,
+   * downloaded into it first — `model_downloading` — when missing). A different model than the loaded one
+   * replaces it.
+   */
+  model: Type.String({ minLength: 1, ...saying('must be the path of a diffusers pipeline folder or a Hub id') }),
   variant: Type.Optional(Type.Literal('fp16')),
   prompt: Type.String(),
   negativePrompt: Type.Optional(Type.String()),
@@ -82,6 +87,9 @@ export type WorkerRequest = Sent<typeof WORKER_REQUESTS>;
 
 /** Sent once, when the worker is ready to read requests. */
 export const ReadyMessage = message('ready', { pid: Type.Integer(), backend: Type.String(), adapter: Type.Optional(Type.String()) });
+
+/** A Hub model's files arriving in the Hugging Face cache, before `model_loading` (at most ~10 a second). */
+export const ModelDownloadingMessage = message('model_downloading', { id: Type.String(), model: Type.String(), ...DOWNLOAD_PROGRESS });
 
 export const ModelLoadingMessage = message('model_loading', { id: Type.String(), model: Type.String() });
 
@@ -175,6 +183,7 @@ export const WORKER_MESSAGES = new JsonLines(
   INFERENCE_PROTOCOL_VERSION,
   messages('worker message', [
     ReadyMessage,
+    ModelDownloadingMessage,
     ModelLoadingMessage,
     ModelLoadedMessage,
     LoraLoadedMessage,
@@ -193,6 +202,7 @@ export const WORKER_MESSAGES = new JsonLines(
 export type WorkerMessageInput = Sent<typeof WORKER_MESSAGES>;
 export type WorkerMessage = Received<typeof WORKER_MESSAGES>;
 export type ReadyMessage = Versioned<Static<typeof ReadyMessage>>;
+export type ModelDownloadingMessage = Versioned<Static<typeof ModelDownloadingMessage>>;
 export type ModelLoadingMessage = Versioned<Static<typeof ModelLoadingMessage>>;
 export type ModelLoadedMessage = Versioned<Static<typeof ModelLoadedMessage>>;
 export type LoraLoadedMessage = Versioned<Static<typeof LoraLoadedMessage>>;

@@ -100,10 +100,8 @@ export const WarningEvent = message('warning', {
   code: Type.Optional(Type.String()),
 });
 
-/** Bytes of a Hub model or dataset arriving in the Hugging Face cache (before `started`, and at most ~10 a second). */
-export const DownloadEvent = message('download', {
-  repo: Type.String(),
-  repoType: oneOf(['model', 'dataset']),
+/** How far a Hub download is; also the inference worker's `model_downloading` (inference.ts). */
+export const DOWNLOAD_PROGRESS = {
   /** The file being written (its path in the repository). */
   file: Type.String(),
   /** Bytes in the cache so far over all the files to get (resumed bytes included). */
@@ -111,6 +109,13 @@ export const DownloadEvent = message('download', {
   totalBytes: Type.Integer({ minimum: 0 }),
   filesDone: Type.Integer({ minimum: 0 }),
   totalFiles: Type.Integer({ minimum: 0 }),
+};
+
+/** Bytes of a Hub model or dataset arriving in the Hugging Face cache (before `started`, and at most ~10 a second). */
+export const DownloadEvent = message('download', {
+  repo: Type.String(),
+  repoType: oneOf(['model', 'dataset']),
+  ...DOWNLOAD_PROGRESS,
 });
 
 /** The run was uploaded to the Hub (push_to_hub). */

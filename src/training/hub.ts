@@ -2,10 +2,9 @@
 // cache before training (`download` events, cancelled by a stop request), and the push at the end
 // (push_to_hub; a `pushed` event). A Hub failure is a TrainingError with code `hub` and what to do.
 import path from 'node:path';
-import { isHubId } from '../core/config/hub_cache.js';
 import type { RunConfig } from '../core/config/run_config.js';
 import { HubError, type DownloadProgress } from '../core/hub/download.js';
-import { downloadModel } from '../core/hub/model.js';
+import { resolveModel } from '../core/hub/model.js';
 import { pushToHub } from '../core/hub/push.js';
 import type { ErrorCode } from '../protocol/training.js';
 import { openDataset, type Dataset } from './dataset.js';
@@ -28,10 +27,9 @@ function progressTo(ev: EventSink, repoType: 'model' | 'dataset') {
 /** The local folder of the base model: the config's folder, or the Hub model's cached snapshot. */
 export async function resolveModelDir(c: RunConfig, ev: EventSink, req: ControlRequests, fail: Fail): Promise<string> {
   const id = c.pretrained_model_name_or_path;
-  if (path.isAbsolute(id) || !isHubId(id, process.cwd())) return id;
   const stop = stopSignal(req);
   try {
-    const snap = await downloadModel(id, {
+    const { dir, hub: snap } = await resolveModel(id, process.cwd(), {
       revision: c.revision,
       variant: c.variant,
       cacheDir: c.cache_dir,
@@ -40,8 +38,8 @@ export async function resolveModelDir(c: RunConfig, ev: EventSink, req: ControlR
       onNotice: (m) => ev.emit({ type: 'warning', code: 'hub_cache', message: m }),
       signal: stop.signal,
     });
-    ev.log(`model: ${id} (${snap.commit.slice(0, 10)}) from ${snap.fromCache ? 'the cache' : `the Hub, ${snap.downloaded.length} file(s) downloaded`}: ${snap.dir}`);
-    return snap.dir;
+    if (snap) ev.log(`model: ${id} (${snap.commit.slice(0, 10)}) from ${snap.fromCache ? 'the cache' : `the Hub, ${snap.downloaded.length} file(s) downloaded`}: ${snap.dir}`);
+    return dir;
   } catch (e) {
     throw e instanceof HubError ? fail('hub', e.message, e.hint) : e;
   } finally {

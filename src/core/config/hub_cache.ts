@@ -103,3 +103,23 @@ export function cachedSnapshot(type: HubRepoType, id: string, revision: string |
   const dir = path.join(repoDir, 'snapshots', commit);
   return fs.existsSync(dir) ? dir : undefined;
 }
+
+/** The Hub models the cache holds a pipeline of (model_index.json at `main`), by id: what the model pickers offer. */
+export function cachedHubModels(cacheDir?: string | null, env: NodeJS.ProcessEnv = process.env): { id: string; dir: string }[] {
+  const root = hubCacheDir(cacheDir, env);
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return [];
+  }
+  const out: { id: string; dir: string }[] = [];
+  for (const name of names.sort()) {
+    const parts = name.split('--');
+    if (parts.length !== 3 || parts[0] !== 'models') continue;
+    const commit = cachedCommit(path.join(root, name), DEFAULT_REVISION);
+    const dir = commit && path.join(root, name, 'snapshots', commit);
+    if (dir && fs.existsSync(path.join(dir, 'model_index.json'))) out.push({ id: `${parts[1]}/${parts[2]}`, dir });
+  }
+  return out;
+}

@@ -30,10 +30,11 @@ export type HubErrorCode = 'unauthorized' | 'forbidden' | 'not_found' | 'offline
 export class HubError extends Error {
   constructor(
     readonly code: HubErrorCode,
-    message: string,
+    /** What went wrong, without the hint. */
+    readonly problem: string,
     readonly hint: string,
   ) {
-    super(`${message} — ${hint}`);
+    super(`${problem} — ${hint}`);
     this.name = 'HubError';
   }
 }

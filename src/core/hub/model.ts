@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { snapshotDownload, type DownloadProgress, type RepoFile, type Snapshot } from './download.js';
 import type { Variant } from '../io/diffusers_folder.js';
+import { isHubId } from '../config/hub_cache.js';
 
 /** The pipeline components training and generation load. */
 export const PIPELINE_COMPONENTS = ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'] as const;
@@ -38,6 +39,25 @@ export function downloadModel(id: string, o: ModelDownloadOptions = {}): Promise
     signal: o.signal,
     env: o.env,
   });
+}
+
+export interface ResolvedModel {
+  /** The local folder (or single file) to load. */
+  dir: string;
+  /** Set when the name was a Hub id: its cached snapshot. */
+  hub?: Snapshot;
+}
+
+/**
+ * What a model name means, wherever a model is named (run configs, `generate --model`, notebook cells, the
+ * extension's pickers through the worker or the CLI): a path (relative to `baseDir`) when it is one, else a
+ * Hub id whose snapshot is taken from the Hugging Face cache, downloaded first when the cache lacks it
+ * (HF_HUB_OFFLINE: the cache only). The one place that rule is applied.
+ */
+export async function resolveModel(nameOrPath: string, baseDir: string, o: ModelDownloadOptions = {}): Promise<ResolvedModel> {
+  if (path.isAbsolute(nameOrPath) || !isHubId(nameOrPath, baseDir)) return { dir: path.resolve(baseDir, nameOrPath) };
+  const hub = await downloadModel(nameOrPath, o);
+  return { dir: hub.dir, hub };
 }
 
 export function selectModelFiles(files: readonly RepoFile[], variant: Variant | undefined): string[] {

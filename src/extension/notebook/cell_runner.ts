@@ -7,6 +7,8 @@ import type { GenerateRequest, WorkerMessage } from '../../protocol/inference.js
 import { parseCell, planCell, type CellProblem } from './cell_spec.js';
 import type { GenerationOutput } from '../../protocol/generation_output.js';
 import type { WorkerClient } from './worker_client.js';
+import { modelForWorker } from './notebook_paths.js';
+import { formatBytes } from '../../protocol/format.js';
 
 export interface CellRunOptions {
   client: WorkerClient;
@@ -42,7 +44,7 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
   const spec = parsed.spec;
   const model = spec.model ?? o.inheritedModel;
   if (!model) {
-    return { kind: 'problems', problems: [{ message: 'which model? Add `model: path/to/diffusers-folder` (this cell or one above it)', line: 0, column: 0 }] };
+    return { kind: 'problems', problems: [{ message: 'which model? Add `model: path/to/diffusers-folder` or a Hub id such as `model: runwayml/stable-diffusion-v1-5` (this cell or one above it)', line: 0, column: 0 }] };
   }
   const resolve = (p: string) => path.resolve(o.notebookDir, p);
   const plan = planCell(spec, resolve, o.randomSeed ?? (() => Math.floor(Math.random() * 2 ** 31)));
@@ -79,7 +81,7 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
   const request: GenerateRequest = {
     type: 'generate',
     id: o.client.newId('cell'),
-    model: resolve(model),
+    model: modelForWorker(model, o.notebookDir),
     prompt: spec.prompt,
     negativePrompt: spec.negativePrompt,
     scheduler: spec.scheduler,
@@ -100,6 +102,9 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
     .request(request, (m) => {
       o.onMessage?.(m);
       switch (m.type) {
+        case 'model_downloading':
+          o.onProgress?.(`downloading ${m.model}: ${formatBytes(m.bytes)}/${formatBytes(m.totalBytes)} (file ${Math.min(m.filesDone + 1, m.totalFiles)}/${m.totalFiles})…`);
+          break;
         case 'model_loading':
           o.onProgress?.(`loading model ${path.basename(m.model)}…`);
           break;

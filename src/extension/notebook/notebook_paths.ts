@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isInside } from '../../core/config/paths.js';
+import { isHubId } from '../../core/config/hub_cache.js';
 
 export interface NotebookLocation {
   /** URI scheme of the notebook (`file`, `untitled`, …). */
@@ -64,4 +65,17 @@ export function containedPath(file: string, dir: string, roots: readonly string[
     if (isInside(r, real)) return real;
   }
   return undefined;
+}
+
+/**
+ * A cell's `model:` as the worker is told it: a Hugging Face Hub id (`org/name`, no such path beside the
+ * notebook) as it is — the worker takes it from the Hugging Face cache or downloads it — else the absolute path.
+ */
+export function modelForWorker(model: string, dir: string): string {
+  return isHubId(model, dir) ? model : path.resolve(dir, model);
+}
+
+/** Whether a model a notebook names may be handed to the worker: a Hub id, or a path inside one of `roots`. */
+export function modelAllowed(model: string, dir: string, roots: readonly string[]): boolean {
+  return isHubId(model, dir) || namedInside(model, dir, roots);
 }

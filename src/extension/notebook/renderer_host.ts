@@ -10,7 +10,7 @@ import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
 import { GENERATION_MIME, RENDERER_ID, RENDERER_MESSAGES, type ExtensionToRenderer, type GenerationOutput, type RendererToExtension } from '../../protocol/generation_output.js';
-import { containedPath, namedInside, notebookDir } from './notebook_paths.js';
+import { containedPath, modelAllowed, modelForWorker, namedInside, notebookDir } from './notebook_paths.js';
 import type { WorkerClient } from './worker_client.js';
 
 export function registerRendererHost(client: () => WorkerClient): vscode.Disposable {
@@ -49,7 +49,7 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
       if (!output.sweep) return;
       const s = output.settings;
       // Only handed to the worker to load, never read back: named inside is enough (symlinked models work).
-      const outside = [s.model, ...s.loras.map((l) => l.file)].find((p) => !namedInside(p, dir, roots));
+      const outside = modelAllowed(s.model, dir, roots) ? s.loras.map((l) => l.file).find((p) => !namedInside(p, dir, roots)) : s.model;
       if (outside !== undefined) {
         post({ type: 'sweepError', requestId: m.requestId, message: `${outside} is not inside the notebook's folder or the workspace: open the notebook where its model and LoRAs are, or re-run the cell` });
         return;
@@ -58,7 +58,7 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
       const request: GenerateRequest = {
         type: 'generate',
         id: client().newId('sweep'),
-        model: path.resolve(dir, s.model),
+        model: modelForWorker(s.model, dir),
         prompt: s.prompt,
         negativePrompt: s.negativePrompt,
         scheduler: s.scheduler,
