@@ -2,7 +2,7 @@
 // endpoints @huggingface/hub calls (read in node_modules/@huggingface/hub/dist: modelInfo/datasetInfo,
 // listFiles, fileDownloadInfo + WebBlob range reads, whoAmI, createRepo, commit with preupload, the LFS
 // batch API's basic transfer and the NDJSON commit), as the real Hub answers them: ETag / X-Linked-Etag
-// (the LFS sha256), X-Repo-Commit, Range → 206, 401 for gated repos without a token, 403 with one that
+// (the LFS sha256), X-Repo-Commit, Range → 206, a cut or stalled download on request, 401 for gated repos without a token, 403 with one that
 // has no access, 404 + X-Error-Code for missing repos. It records every request and every pushed commit.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +28,8 @@ export interface PushedCommit {
 export interface FakeHubOptions {
   /** Drop the connection after this many body bytes of the first GET of a file whose path ends with this. */
   dropDownload?: { pathEndsWith: string; afterBytes: number };
+  /** Send this many body bytes of the first GET of such a file, then nothing more: the connection stays open (until `stop`), as a stalled network does. */
+  stallDownload?: { pathEndsWith: string; afterBytes: number };
   /** Tokens push accepts, and the user name whoami answers. */
   writeTokens?: Record<string, string>;
 }
@@ -55,6 +57,7 @@ export class FakeHub {
   private readonly lfs = new Map<string, Buffer>();
   private server?: http.Server;
   private dropped = false;
+  private stalled = false;
   url = '';
 
   constructor(
@@ -169,6 +172,12 @@ export class FakeHub {
       if (drop && !this.dropped && file.endsWith(drop.pathEndsWith) && slice.length > 1) {
         this.dropped = true;
         res.write(slice.subarray(0, drop.afterBytes), () => setImmediate(() => res.socket?.destroy()));
+        return;
+      }
+      const stall = this.o.stallDownload;
+      if (stall && !this.stalled && file.endsWith(stall.pathEndsWith) && slice.length > stall.afterBytes) {
+        this.stalled = true;
+        res.write(slice.subarray(0, stall.afterBytes));
         return;
       }
       return void res.end(slice);
