@@ -217,8 +217,14 @@ export class InferenceWorker {
     const running: Running = { id: r.id, cancelled: false, abort: new AbortController() };
     this.running = running;
     try {
-      const model = await this.ensureModel(r, running.abort.signal);
-      if (running.cancelled) return this.sendCancelled(r.id, 0);
+      let model: LoadedModel;
+      try {
+        model = await this.ensureModel(r, running.abort.signal);
+      } catch (e) {
+        // Cancelled while the model was downloading: the partial file stays for the next request.
+        if (running.cancelled) return this.sendCancelled(r.id, 0);
+        throw e;
+      }
       if (r.outDir) fs.mkdirSync(r.outDir, { recursive: true });
       const sheetParts: { data: Buffer; width: number; height: number }[] = [];
       for (const [index, job] of r.jobs.entries()) {

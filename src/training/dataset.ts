@@ -27,7 +27,7 @@ export interface Example {
 
 export interface Dataset {
   readonly dir: string;
-  readonly layout: 'metadata.jsonl' | 'caption files' | 'hub parquet';
+  readonly layout: 'metadata.jsonl' | 'caption files' | 'hub parquet' | 'hub imagefolder (metadata.jsonl)' | 'hub imagefolder (caption files)';
   readonly examples: readonly Example[];
 }
 
@@ -52,6 +52,11 @@ export interface DatasetOptions {
   readonly seed?: number;
   /** Decode every image to prove it readable (default true). */
   readonly checkImages?: boolean;
+  /**
+   * The folder images must resolve inside (symlinks followed); default the dataset folder. A Hub dataset's
+   * snapshot gives its repository's cache folder: the snapshot's files are links into its blobs/.
+   */
+  readonly imagesWithin?: string;
 }
 
 /** Reads the folder's index, checks every image decodes and every image has a caption. Throws DatasetError listing all problems. */
@@ -60,7 +65,7 @@ export async function openDataset(dir: string, o: DatasetOptions): Promise<Datas
   const problems: string[] = [];
   const metadataFile = path.join(dir, METADATA_FILE);
   const layout = fs.existsSync(metadataFile) ? 'metadata.jsonl' : 'caption files';
-  const examples = layout === 'metadata.jsonl' ? readMetadata(dir, metadataFile, o, problems) : readCaptionFiles(dir, problems);
+  const examples = layout === 'metadata.jsonl' ? readMetadata(dir, metadataFile, o, problems) : readCaptionFiles(dir, o, problems);
   if (examples.length === 0 && problems.length === 0) {
     problems.push(`no images found (supported: ${IMAGE_EXTENSIONS.join(', ')}); put images with a metadata.jsonl ({"file_name": …, "${o.captionColumn}": …} per line) or a .txt caption beside each image`);
   }
@@ -89,7 +94,7 @@ function readMetadata(dir: string, file: string, o: DatasetOptions, problems: st
     return [];
   }
   const lines = text.split(/\r?\n/);
-  const realDir = fs.realpathSync(dir);
+  const realDir = fs.realpathSync(o.imagesWithin ?? dir);
   const examples: Example[] = [];
   const listed = new Set<string>();
   lines.forEach((line, i) => {
@@ -151,9 +156,9 @@ function captionList(v: unknown): string[] | undefined {
   return undefined;
 }
 
-function readCaptionFiles(dir: string, problems: string[]): Example[] {
+function readCaptionFiles(dir: string, o: DatasetOptions, problems: string[]): Example[] {
   const examples: Example[] = [];
-  const realDir = fs.realpathSync(dir);
+  const realDir = fs.realpathSync(o.imagesWithin ?? dir);
   for (const rel of listFiles(dir)) {
     const ext = path.extname(rel).toLowerCase();
     if (UNSUPPORTED_IMAGE_EXTENSIONS.includes(ext)) {

@@ -3,14 +3,16 @@
 // files for the train split — its own, or else the ones the Hub converted (the `refs/convert/parquet`
 // branch, `<config>/train/*.parquet`) — downloaded into the Hugging Face cache, read with hyparquet.
 // Images are `{bytes, path}` structs (the `datasets` Image feature) or paths into the repository; captions
-// a string or a list of strings (one is drawn at random each time, as the guide does).
+// a string or a list of strings (one is drawn at random each time, as the guide does). A repository with no
+// Parquet of its own but images with a metadata.jsonl (or .txt captions) is an imagefolder, as `datasets`
+// infers it: its train images are downloaded into the cache and read as a local imagefolder is.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parquetReadObjects, parquetSchema, parquetMetadata } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { snapshotDownload, type DownloadProgress, type RepoFile } from '../core/hub/download.js';
-import { IMAGE_EXTENSIONS } from '../core/config/dataset_files.js';
-import { DatasetError, decodeRgb, sampleExamples, type Dataset, type Example } from './dataset.js';
+import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, METADATA_FILE } from '../core/config/dataset_files.js';
+import { DatasetError, decodeRgb, openDataset, sampleExamples, type Dataset, type Example } from './dataset.js';
 
 export const PARQUET_CONVERSION_REVISION = 'refs/convert/parquet';
 
@@ -39,18 +41,31 @@ export function trainParquetFiles(files: readonly RepoFile[], configName?: strin
 export async function openHubDataset(o: HubDatasetOptions): Promise<Dataset> {
   const common = { type: 'dataset' as const, id: o.datasetName, cacheDir: o.cacheDir, token: o.token, onProgress: o.onProgress, onNotice: o.onNotice, signal: o.signal };
   let files: string[] = [];
+  let folder: ImageFolder | undefined;
   let imagePaths: string[] = [];
+  // The train split's Parquet files; without any, an imagefolder (metadata.jsonl or .txt captions + images).
   const pick = (listing: readonly RepoFile[]) => {
     files = trainParquetFiles(listing, o.configName);
     imagePaths = listing.map((f) => f.path).filter((p) => IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase()));
-    return files;
+    folder = files.length ? undefined : trainImageFolder(listing.map((f) => f.path), o.configName);
+    return files.length ? files : (folder?.files ?? []);
   };
-  const hasParquet = (dir: string) => (listParquet(dir).length ? [] : ['*.parquet']);
-  let snap = await snapshotDownload({ ...common, select: pick, missing: hasParquet });
-  if (snap.fromCache) files = trainParquetFiles(listParquet(snap.dir).map((p) => ({ path: p, size: 0, etag: '', lfs: false })), o.configName);
-  if (!files.length) {
-    snap = await snapshotDownload({ ...common, revision: PARQUET_CONVERSION_REVISION, select: pick, missing: hasParquet });
-    if (snap.fromCache) files = trainParquetFiles(listParquet(snap.dir).map((p) => ({ path: p, size: 0, etag: '', lfs: false })), o.configName);
+  const usable = (dir: string) => {
+    pick(listSnapshot(dir).map((p) => ({ path: p, size: 0, etag: '', lfs: false })));
+    return files.length || folder ? [] : ['*.parquet (or metadata.jsonl and images)'];
+  };
+  let snap = await snapshotDownload({ ...common, select: pick, missing: usable });
+  if (snap.fromCache) usable(snap.dir);
+  if (!files.length && !folder) {
+    snap = await snapshotDownload({ ...common, revision: PARQUET_CONVERSION_REVISION, select: pick, missing: usable });
+    if (snap.fromCache) usable(snap.dir);
+  }
+  if (folder) {
+    // The cached imagefolder is read as a local one; its files are links into the repository's blobs/.
+    const repoDir = path.dirname(path.dirname(snap.dir));
+    const dir = path.join(snap.dir, ...folder.dir.split('/').filter(Boolean));
+    const ds = await openDataset(dir, { imageColumn: o.imageColumn, captionColumn: o.captionColumn, maxTrainSamples: o.maxTrainSamples, seed: o.seed, imagesWithin: repoDir });
+    return { ...ds, layout: ds.layout === 'metadata.jsonl' ? 'hub imagefolder (metadata.jsonl)' : 'hub imagefolder (caption files)' };
   }
   const where = `${o.datasetName}${o.configName ? ` (${o.configName})` : ''}`;
   if (!files.length) throw new DatasetError(where, [`dataset_name: no Parquet files for the train split in ${where}, nor on its ${PARQUET_CONVERSION_REVISION} branch`]);
@@ -101,14 +116,54 @@ export async function openHubDataset(o: HubDatasetOptions): Promise<Dataset> {
   return { dir: snap.dir, layout: 'hub parquet', examples };
 }
 
-function listParquet(dir: string, rel = ''): string[] {
+/** Every file of a snapshot folder, as repo paths. */
+function listSnapshot(dir: string, rel = ''): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
     const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(...listParquet(dir, p));
-    else if (e.name.endsWith('.parquet')) out.push(p);
+    if (e.isDirectory()) out.push(...listSnapshot(dir, p));
+    else out.push(p);
   }
   return out;
+}
+
+interface ImageFolder {
+  /** The folder read as the dataset (repo path; '' for the root): where its metadata.jsonl is, else the images' common folder. */
+  dir: string;
+  /** What to fetch: the metadata.jsonl, the train images and their .txt captions. */
+  files: string[];
+}
+
+/**
+ * An imagefolder dataset in a repository's files, as `datasets` infers one: images (the train split's —
+ * under a `train` folder when there is one — within `configName`'s folder when given), read with the
+ * metadata.jsonl of their folder or one above it, else with a .txt caption beside each image; undefined when
+ * there are no images, or no captions for them.
+ */
+export function trainImageFolder(paths: readonly string[], configName?: string | null): ImageFolder | undefined {
+  const inConfig = configName ? paths.filter((p) => p.split('/').includes(configName)) : paths;
+  const images = inConfig.filter((p) => IMAGE_EXTENSIONS.includes(path.posix.extname(p).toLowerCase()));
+  const train = images.filter((p) => p.split('/').slice(0, -1).includes('train'));
+  const chosen = train.length ? train : images;
+  if (!chosen.length) return undefined;
+  // The common folder of the chosen images, then the nearest folder at or above it with a metadata.jsonl.
+  let common = chosen[0].split('/').slice(0, -1);
+  for (const p of chosen) {
+    const parts = p.split('/').slice(0, -1);
+    let i = 0;
+    while (i < common.length && common[i] === parts[i]) i++;
+    common = common.slice(0, i);
+  }
+  const set = new Set(inConfig);
+  let dir: string | undefined;
+  for (let n = common.length; n >= 0 && dir === undefined; n--) {
+    const d = common.slice(0, n).join('/');
+    if (set.has(d ? `${d}/${METADATA_FILE}` : METADATA_FILE)) dir = d;
+  }
+  if (dir !== undefined) return { dir, files: [dir ? `${dir}/${METADATA_FILE}` : METADATA_FILE, ...chosen] };
+  const captions = chosen.map((p) => p.slice(0, -path.posix.extname(p).length) + CAPTION_EXTENSION).filter((p) => set.has(p));
+  // Images without any caption are no text-to-image dataset: the Hub's Parquet conversion may have what they lack.
+  return captions.length ? { dir: common.join('/'), files: [...chosen, ...captions] } : undefined;
 }
 
 /** PNG/JPEG bytes, a path into the repository, or what is wrong. */

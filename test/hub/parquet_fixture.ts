@@ -38,3 +38,21 @@ export const POKEMON_ROWS: Row[] = [
   { rgb: [40, 200, 60], text: 'a green cartoon creature with leaves' },
   { rgb: [40, 60, 220], text: 'a blue water pokemon with a shell' },
 ];
+
+/** A Parquet file whose `image` column holds paths into the dataset repository (strings), with `text` captions. */
+export function pathsParquet(paths: string[], texts: string[]): Buffer {
+  const writer = new ByteWriter();
+  parquetWrite({
+    writer,
+    columnData: [
+      { name: 'image', data: paths },
+      { name: 'text', data: texts },
+    ],
+    schema: [
+      { name: 'schema', num_children: 2 },
+      { name: 'image', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
+      { name: 'text', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
+    ],
+  });
+  return Buffer.from(writer.getBuffer());
+}
