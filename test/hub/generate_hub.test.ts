@@ -33,7 +33,7 @@ function generate(model: string, out: string, env: NodeJS.ProcessEnv): Run {
 }
 
 /** Resolves when `check` holds, polling the file system (the child writes; no event reaches this process). Fails after `limitMs`, naming what it waited for. */
-async function until(what: string, check: () => boolean, limitMs = 60_000): Promise<void> {
+async function until(what: string, check: () => boolean, limitMs = 300_000): Promise<void> {
   const t0 = Date.now();
   while (!check()) {
     if (Date.now() - t0 > limitMs) throw new Error(`timed out waiting for ${what}`);

@@ -22,7 +22,7 @@ const UNET = 'unet/diffusion_pytorch_model.safetensors';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hub-names-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function until(what: string, check: () => boolean, limitMs = 30_000): Promise<void> {
+async function until(what: string, check: () => boolean, limitMs = 120_000): Promise<void> {
   const t0 = Date.now();
   while (!check()) {
     if (Date.now() - t0 > limitMs) throw new Error(`timed out waiting for ${what}`);

@@ -95,7 +95,7 @@ test('protocol: requests are checked before they reach the worker; stray stdout 
   assert.deepEqual(WORKER_MESSAGES.read('{"type":"nope"}'), {
     ok: false,
     id: undefined,
-    problem: 'unknown worker message type "nope" (expected ready, model_loading, model_loaded, lora_loaded, lora_unloaded, progress, image, sheet, done, cancelled, error or status)',
+    problem: 'unknown worker message type "nope" (expected ready, model_downloading, model_loading, model_loaded, lora_loaded, lora_unloaded, progress, image, sheet, done, cancelled, error or status)',
   });
   const done = WORKER_MESSAGES.read('{"type":"done","v":1,"id":"a","images":1,"seconds":2}');
   assert.ok(done?.ok && done.message.type === 'done');
@@ -106,7 +106,7 @@ test('a malformed line gets an error naming the request; the worker goes on', as
   h.worker.handleLine('{"type":"generate","id":"bad","prompt":"x"}');
   h.worker.handleLine(gen('ok', [{ seed: 1, loras: [] }]));
   await h.worker.idle();
-  assert.deepEqual(h.sent[0], { type: 'error', v: 1, id: 'bad', code: 'bad_request', message: '"model" must be the path of a diffusers pipeline folder' });
+  assert.deepEqual(h.sent[0], { type: 'error', v: 1, id: 'bad', code: 'bad_request', message: '"model" must be the path of a diffusers pipeline folder or a Hub id' });
   assert.deepEqual(h.sent.filter((m) => idOf(m) === 'ok').map((m) => m.type), ['model_loading', 'model_loaded', 'progress', 'progress', 'progress', 'image', 'done']);
   const image = h.sent.find((m) => m.type === 'image');
   assert.ok(image?.type === 'image' && image.png, 'no outDir: the PNG comes inline');

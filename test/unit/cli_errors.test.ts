@@ -47,7 +47,7 @@ test('a truncated safetensors file is a clear error', () => {
 test('unknown options and missing arguments are reported together', () => {
   const r = cli('generate', '--prompt', 'x', '--scheduler', 'magic');
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--model DIR is required/);
+  assert.match(r.stderr, /--model DIR\|ORG\/NAME is required/);
   assert.match(r.stderr, /--out FILE\.png is required/);
   assert.match(r.stderr, /--scheduler must be one of/);
 });
