@@ -1,6 +1,11 @@
-// `npm run bench` — GPU benchmark of the training hot path. Prints JSON on stdout (progress on stderr),
-// and writes it to --out after every item, so a run cut short still leaves what it measured.
+// The benchmarks. Prints JSON on stdout (progress on stderr), and writes it to --out after every item, so a
+// run cut short still leaves what it measured.
 //
+// `npm run bench` (`--only tiny`): the tiny-shapes LoRA step — the one `npm run demo` trains — on every CPU
+// path side by side (wasm, cpu, webgpu on lavapipe, the planned webgpu step; `--paths` picks), each in a
+// child process, with PyTorch's figure and the README's demo time (bench/tiny_shapes.ts).
+//
+// The GPU benchmark of the training hot path (scripts/device-bench.sh):
 //   node dist/bench.mjs [--backend webgpu|wasm|cpu] [--out FILE] [--small] [--only micro,tiles,step]
 //                       [--batches 1,4] [--modes unet_only,full] [--stock-step] [--steps N] [--budget-s S]
 //                       [--planned-channels 32,64,128,128]
@@ -21,6 +26,7 @@ import { webgpuErrorCount } from '../src/core/engine/webgpu/device.js';
 import { gemmTile } from '../src/core/engine/webgpu/matmul.js';
 import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
 import { StepBench, type StepResult } from './step.js';
+import { TINY_PATHS, compareTinyPaths, readTorchReference, readmeDemoTime, runTinyStep, tinyTable, type TinyPath } from './tiny_shapes.js';
 import { benchPlanned, planArithmetic, type PlanArithmetic, type PlannedBenchResult } from './planned.js';
 
 interface Args {
@@ -35,10 +41,14 @@ interface Args {
   warmup: number;
   budgetS: number;
   plannedChannels: number[];
+  /** `tiny`: the paths to compare; `--tiny-path`: run one (a child of `tiny`) and print its JSON line. */
+  paths: TinyPath[];
+  tinyPath?: TinyPath;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480, plannedChannels: [32, 64, 128, 128] };
+  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480, plannedChannels: [32, 64, 128, 128], paths: [...TINY_PATHS] };
+  let stepsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -53,17 +63,31 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--batches') a.batches = v().split(',').map(Number);
     else if (k === '--modes') a.modes = v().split(',') as Args['modes'];
     else if (k === '--stock-step') a.stockStep = true;
-    else if (k === '--steps') a.steps = Number(v());
+    else if (k === '--steps') {
+      a.steps = Number(v());
+      stepsGiven = true;
+    }
     else if (k === '--warmup') a.warmup = Number(v());
     else if (k === '--budget-s') a.budgetS = Number(v());
     else if (k === '--planned-channels') a.plannedChannels = v().split(',').map(Number);
+    else if (k === '--paths' || k === '--tiny-path') {
+      const ps = v().split(',') as TinyPath[];
+      const bad = ps.find((p) => !TINY_PATHS.includes(p));
+      if (bad) throw new Error(`${k}: unknown path "${bad}" (one of ${TINY_PATHS.join(', ')})`);
+      if (k === '--paths') a.paths = ps;
+      else a.tinyPath = ps[0];
+    }
     else if (k === '--help' || k === '-h') {
       console.error(fs.readFileSync(new URL(import.meta.url)).toString().split('\n').filter((l) => l.startsWith('//')).join('\n'));
       process.exit(0);
     } else throw new Error(`unknown argument ${k} (see --help)`);
   }
+  // The tiny step is short: three timed steps are enough, and the cpu path is slow.
+  if (a.only.has('tiny') && !stepsGiven) a.steps = 3;
   return a;
 }
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
@@ -84,6 +108,23 @@ async function main(): Promise<void> {
   };
   const skipped: string[] = [];
   report.skipped = skipped;
+
+  if (args.tinyPath) {
+    process.stdout.write(`${JSON.stringify(await runTinyStep(args.tinyPath, path.join(REPO, 'examples/tiny-shapes/model'), args.warmup, args.steps))}\n`);
+    return;
+  }
+  if (args.only.has('tiny')) {
+    const paths = args.paths;
+    report.tiny = await compareTinyPaths(process.argv[1], paths, { warmup: args.warmup, steps: args.steps, timeoutS: args.budgetS }, log);
+    report.torch = readTorchReference(REPO);
+    report.readmeDemo = readmeDemoTime(REPO);
+    save();
+    console.error(tinyTable(report.tiny as never, report.torch as never, report.readmeDemo as never));
+    if (args.only.size === 1) {
+      process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);
+      return;
+    }
+  }
 
   if (args.backend === 'webgpu') {
     if (args.only.has('probe')) {
