@@ -125,7 +125,7 @@ export const PushedEvent = message('pushed', {
   files: Type.Array(Type.String()),
 });
 
-export const ERROR_CODES = ['config', 'model', 'dataset', 'hub', 'nan_loss', 'out_of_memory', 'backend', 'io', 'internal'] as const;
+export const ERROR_CODES = ['config', 'model', 'dataset', 'hub', 'nan_loss', 'out_of_memory', 'backend', 'io', 'locked', 'internal'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export const ErrorEvent = message('error', {

@@ -19,6 +19,7 @@ import {
   writeFileAtomic,
 } from '../core/config/run_folder.js';
 import { resolveCheckpoint } from '../core/config/disk_checks.js';
+import { formatBytes } from '../protocol/format.js';
 import type { AdamWState } from './adamw.js';
 import type { RandomState } from './random.js';
 import type { LoraModuleWeights } from './lora_params.js';
@@ -80,28 +81,64 @@ export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): s
   const step = input.state.globalStep;
   fs.mkdirSync(outputDir, { recursive: true });
   const final = path.join(outputDir, checkpointDirName(step));
+  const loraTensors = new Map<string, TensorToWrite>();
+  for (const [p, m] of input.lora) {
+    loraTensors.set(loraKey(p, 'down'), { shape: [m.rank, m.inFeatures], data: m.down });
+    loraTensors.set(loraKey(p, 'up'), { shape: [m.outFeatures, m.rank], data: m.up });
+  }
+  const optTensors = new Map<string, TensorToWrite>();
+  for (const [name, m] of input.optimizer.expAvg) optTensors.set(`${name}.exp_avg`, { shape: [m.length], data: m });
+  for (const [name, v] of input.optimizer.expAvgSq) optTensors.set(`${name}.exp_avg_sq`, { shape: [v.length], data: v });
+  const files: [string, Buffer][] = [
+    [LORA_FILE, encodeSafetensors(loraTensors, { format: 'pt', ...input.metadata, 'lora_studio.step': String(step) })],
+    [OPTIMIZER_FILE, encodeSafetensors(optTensors, { step: String(input.optimizer.step) })],
+    [STATE_FILE, Buffer.from(JSON.stringify(input.state, null, 1) + '\n')],
+  ];
+  const needed = files.reduce((n, [, b]) => n + b.length, 0);
+  // Refused before anything is written when the disk cannot hold it; a disk filling up meanwhile is caught below.
+  const free = freeBytes(outputDir);
+  if (free !== undefined && free < needed) throw new DiskFullError(outputDir, step, needed, free);
   const tmp = checkpointTemporaryDir(outputDir, step);
-  fs.mkdirSync(tmp);
   try {
-    const loraTensors = new Map<string, TensorToWrite>();
-    for (const [p, m] of input.lora) {
-      loraTensors.set(loraKey(p, 'down'), { shape: [m.rank, m.inFeatures], data: m.down });
-      loraTensors.set(loraKey(p, 'up'), { shape: [m.outFeatures, m.rank], data: m.up });
-    }
-    writeFileAtomic(path.join(tmp, LORA_FILE), encodeSafetensors(loraTensors, { format: 'pt', ...input.metadata, 'lora_studio.step': String(step) }));
-    const optTensors = new Map<string, TensorToWrite>();
-    for (const [name, m] of input.optimizer.expAvg) optTensors.set(`${name}.exp_avg`, { shape: [m.length], data: m });
-    for (const [name, v] of input.optimizer.expAvgSq) optTensors.set(`${name}.exp_avg_sq`, { shape: [v.length], data: v });
-    writeFileAtomic(path.join(tmp, OPTIMIZER_FILE), encodeSafetensors(optTensors, { step: String(input.optimizer.step) }));
-    writeFileAtomic(path.join(tmp, STATE_FILE), JSON.stringify(input.state, null, 1) + '\n');
+    fs.mkdirSync(tmp);
+    for (const [name, bytes] of files) writeFileAtomic(path.join(tmp, name), bytes);
     input.beforePublish?.(tmp);
     // Re-saving a step (a resumed run passing an old step again) moves the old one aside first.
     publishDirAtomic(tmp, final);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw new DiskFullError(outputDir, step, needed, freeBytes(outputDir));
     throw e;
   }
   return final;
+}
+
+/** A checkpoint that does not fit on the disk: nothing of it is left, earlier checkpoints are untouched. */
+export class DiskFullError extends CheckpointError {
+  constructor(
+    outputDir: string,
+    readonly step: number,
+    readonly neededBytes: number,
+    readonly freeBytes: number | undefined,
+  ) {
+    super(
+      path.join(outputDir, checkpointDirName(step)),
+      `not written: the disk is full (it needs ${formatBytes(neededBytes)}${freeBytes !== undefined ? `, ${formatBytes(freeBytes)} is free` : ''}); the earlier checkpoints are untouched`,
+    );
+    this.name = 'DiskFullError';
+  }
+}
+
+/** Bytes a non-root writer may still use on the file system of `dir`; undefined where statfs is unavailable. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const s = fs.statfsSync(dir);
+    // root may also use the blocks reserved for it.
+    return (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads and checks a checkpoint folder. */

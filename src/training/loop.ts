@@ -21,7 +21,6 @@
 // random_flip both orientations are cached and the flip is still drawn every step. A random crop
 // (center_crop false, images larger than the resolution) is drawn once, at caching: that one
 // augmentation is frozen (a warning says so); set cache_latents: false to redraw it every step.
-import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
@@ -47,10 +46,12 @@ import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
 import { lossAndGrads, diffusionLoss, type StepInputs, type StepModels } from './train_step.js';
-import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
+import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, DiskFullError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
 import { generateSamples, type SampleJob } from './validation.js';
+import { acquireRunLock, RunLockedError, type RunLock } from '../core/config/run_lock.js';
+import { FiniteGuard, NonFiniteError, NON_FINITE_HINT, checkResumedWeights } from './finite_guard.js';
 import { FINAL_SAMPLES, LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries, sampleLabel } from '../core/config/run_folder.js';
 
 
@@ -162,6 +163,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 function classify(e: unknown): TrainingError {
   const msg = e instanceof Error ? e.message : String(e);
   if (e instanceof DatasetError) return new TrainingError('dataset', msg, 'fix or remove the files listed, then run again');
+  if (e instanceof RunLockedError) return new TrainingError('locked', msg, e.hint);
+  if (e instanceof NonFiniteError) return new TrainingError('nan_loss', msg, NON_FINITE_HINT);
+  if (e instanceof DiskFullError || (e as NodeJS.ErrnoException).code === 'ENOSPC') return new TrainingError('io', msg, 'free space on that disk (or lower checkpoints_total_limit), then run again with resume_from_checkpoint: latest');
   if (e instanceof CheckpointError) return new TrainingError('io', msg, 'point resume_from_checkpoint at a complete checkpoint-<step> folder, or remove it to start afresh');
   if (/out of memory|OOM|allocation failed|Array buffer allocation/i.test(msg)) {
     return new TrainingError('out_of_memory', msg, 'lower train_batch_size (raise gradient_accumulation_steps to keep the effective batch) or resolution');
@@ -189,6 +193,8 @@ class TrainingSession {
   private heldOut: Example[] = [];
   private heldOutLatents: { mean: tf.Tensor4D; std: tf.Tensor4D }[] = [];
   private lastCheckpoint?: string;
+  private lock?: RunLock;
+  private guard = new FiniteGuard(0);
 
   constructor(private readonly o: TrainOptions) {
     this.c = o.config;
@@ -199,8 +205,12 @@ class TrainingSession {
   async run(): Promise<TrainResult> {
     const c = this.c;
     const started = Date.now();
+    // One run per output_dir (before anything there is touched, temporaries included).
+    this.lock = acquireRunLock(c.output_dir, {
+      command: `lora-studio train${this.o.configPath ? ` ${path.basename(this.o.configPath)}` : ''}`,
+      onTakeOver: (message) => this.ev.emit({ type: 'warning', code: 'stale_lock', message }),
+    });
     const backend = await this.initBackend();
-    fs.mkdirSync(c.output_dir, { recursive: true });
     removeCheckpointTemporaries(c.output_dir);
 
     // Resume first: the checkpoint decides the seed.
@@ -209,6 +219,7 @@ class TrainingSession {
       const dir = resolveResume(c.output_dir, c.resume_from_checkpoint);
       if (dir) {
         resume = loadCheckpoint(dir);
+        checkResumedWeights(dir, resume.lora);
         this.ev.log(`resuming from ${dir} (step ${resume.step})`);
       } else {
         this.ev.emit({ type: 'warning', code: 'no_checkpoint', message: `resume_from_checkpoint: latest, but ${c.output_dir} has no checkpoint yet; starting a new run` });
@@ -254,6 +265,7 @@ class TrainingSession {
     const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
     this.globalStep = resume?.step ?? 0;
     const startStep = this.globalStep;
+    this.guard = new FiniteGuard(startStep, resume?.dir);
     let epoch = resume?.state.epoch ?? 0;
     let batchInEpoch = resume?.state.batchInEpoch ?? 0;
     const elapsedBefore = resume?.state.elapsedSeconds ?? 0;
@@ -341,18 +353,16 @@ class TrainingSession {
 
         const clipped = await clipGradNorm(grads!, c.max_grad_norm);
         tf.dispose([...grads!.values()]);
-        if (!Number.isFinite(trainLoss) || !Number.isFinite(clipped.totalNorm)) {
+        try {
+          this.guard.checkStep(this.globalStep + 1, trainLoss, clipped.totalNorm);
+        } catch (e) {
           tf.dispose([...clipped.grads.values()]);
-          const kept = this.lastCheckpoint ?? 'none written yet';
-          throw new TrainingError(
-            'nan_loss',
-            `the loss became ${trainLoss} (gradient norm ${clipped.totalNorm}) at step ${this.globalStep + 1}; training stopped, the weights of step ${this.globalStep} were not overwritten (last checkpoint: ${kept})`,
-            'lower learning_rate, keep max_grad_norm at 1, or check the dataset for broken images; resume_from_checkpoint: latest continues from the last good checkpoint',
-          );
+          throw e;
         }
         const lr = lrAt(c.lr_scheduler, this.globalStep, { baseLr: plan.learningRate, numWarmupSteps: c.lr_warmup_steps, numTrainingSteps: plan.maxTrainSteps });
         opt.update(lora.params, clipped.grads, lr);
         tf.dispose([...clipped.grads.values()]);
+        await this.guard.checkWeights(this.globalStep + 1, lora.params);
         this.globalStep++;
         if (batchInEpoch >= plan.batchesPerEpoch) {
           // The next micro-batch is the next epoch's first: record it so, for checkpoints.
@@ -609,14 +619,18 @@ class TrainingSession {
 
   private async checkpoint(state: TrainingState): Promise<void> {
     const c = this.c;
+    const lora = await this.lora!.toModules();
+    const optimizer = await this.opt!.exportState();
+    this.guard.checkCheckpoint(state.globalStep, lora, optimizer);
     const dir = saveCheckpoint(c.output_dir, {
-      lora: await this.lora!.toModules(),
-      optimizer: await this.opt!.exportState(),
+      lora,
+      optimizer,
       state,
       metadata: { 'lora_studio.base_model': path.basename(c.pretrained_model_name_or_path) },
       beforePublish: this.o.hooks?.beforeCheckpointPublish,
     });
     this.lastCheckpoint = dir;
+    this.guard.checkpointWritten(state.globalStep, dir);
     const removed = pruneCheckpoints(c.output_dir, c.checkpoints_total_limit);
     this.ev.emit({ type: 'checkpoint', step: state.globalStep, path: dir, removed });
     this.ev.log(`saved ${dir}${removed.length ? ` (removed ${removed.map((r) => path.basename(r)).join(', ')})` : ''}`);
@@ -742,6 +756,7 @@ class TrainingSession {
   private async complete(started: number, seed: number, plan: RunPlan, predictionType: PredictionType): Promise<TrainResult> {
     const c = this.c;
     const modules = await this.lora!.toModules();
+    this.guard.checkModules(this.globalStep, 'the LoRA weight', modules);
     const metadata: Record<string, string> = {
       ...loraTrainingMetadata({
         rank: c.rank,
@@ -817,6 +832,7 @@ class TrainingSession {
     this.opt?.dispose();
     this.scheduler?.dispose();
     if (this.sd) disposeStableDiffusion(this.sd);
+    this.lock?.release();
   }
 }
 

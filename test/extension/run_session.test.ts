@@ -7,7 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { RunSession, type TrainerLaunch } from '../../src/extension/run_session.js';
+import { acquireRunLock } from '../../src/core/config/run_lock.js';
+import { RUN_LOCK_FILE } from '../../src/core/config/run_folder.js';
 import { RunRegistry } from '../../src/extension/run_registry.js';
 import { readRunHistory } from '../../src/extension/run_history.js';
 import type { TrainerEvent } from '../../src/protocol/training.js';
@@ -265,6 +268,34 @@ describe('RunSession with the real trainer on tiny-shapes', () => {
     assert.equal(exit.code, 2);
     assert.match(exit.message, /rank/);
     assert.equal(session.history.started, undefined);
+  });
+
+  it('an output folder another run holds: refused with that run\'s pid and start; a crashed run\'s lock is taken over, saying so', async () => {
+    const config = tinyConfig(dir, 'locked', { steps: 1, checkpointing: 100 });
+    const out = path.join(dir, 'out-locked');
+    const lock = acquireRunLock(out, { command: 'lora-studio train other.lora.yaml' });
+    try {
+      const session = new RunSession({ launch: REAL, configPath: config });
+      const exit = await session.start().done;
+      assert.equal(exit.state, 'failed');
+      assert.equal(exit.error?.code, 'locked');
+      assert.equal(exit.code, 1);
+      // What the extension's error notification shows (run_ui.ts shows exit.message).
+      assert.ok(exit.message.startsWith(`${out} is in use by another run: pid ${process.pid} on ${os.hostname()} (lora-studio train other.lora.yaml), since ${lock.holder.since.slice(0, 19).replace('T', ' ')} UTC`), exit.message);
+      assert.match(exit.message, new RegExp(`kill ${process.pid}`));
+      assert.equal(session.history.started, undefined);
+      assert.deepEqual(fs.readdirSync(out), [RUN_LOCK_FILE], 'nothing else was written');
+    } finally {
+      lock.release();
+    }
+    // A lock left by a run that was killed (its pid is gone): the next run takes it and says whose it was.
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    fs.writeFileSync(path.join(out, RUN_LOCK_FILE), JSON.stringify({ pid: Number(gone), host: os.hostname(), since: '2026-12-01T09:00:00.000Z', nonce: 'old' }));
+    const session = new RunSession({ launch: REAL, configPath: config });
+    const exit = await session.start().done;
+    assert.equal(exit.state, 'completed', exit.message);
+    assert.deepEqual(session.history.warnings, [`took over the lock of ${out} left by a run that is no longer running (pid ${gone} on ${os.hostname()}, since 2026-12-01 09:00:00 UTC)`]);
+    assert.ok(!fs.existsSync(path.join(out, RUN_LOCK_FILE)), 'released at the end');
   });
 
   it('a trainer killed mid-run (a crash) is reported as failed with the signal', async () => {

@@ -47,7 +47,7 @@ test('a bad message is refused with one sentence naming the field', () => {
   };
   assert.equal(problem({ ...progress, step: 'x' }), '"step" must be an integer, got "x"');
   assert.equal(problem({ ...progress, lossy: 1 }), '"lossy" is not a field of the progress trainer event');
-  assert.equal(problem({ type: 'error', code: 'oops', message: 'm' }), '"code" must be one of config, model, dataset, hub, nan_loss, out_of_memory, backend, io, internal, got "oops"');
+  assert.equal(problem({ type: 'error', code: 'oops', message: 'm' }), '"code" must be one of config, model, dataset, hub, nan_loss, out_of_memory, backend, io, locked, internal, got "oops"');
   assert.equal(
     problem({ type: 'finished', reason: 'completed', step: 1, elapsedSeconds: 1, outputs: { samples: [] } }),
     'outputs.metrics is missing (it must be a string)',

@@ -114,17 +114,19 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   assert.deepEqual(cps.map((c) => c.type === 'checkpoint' && c.removed.map((p) => path.basename(p))), [[], ['checkpoint-1']]);
 });
 
-test('a loss that turns NaN stops the run with nan_loss and keeps the last good checkpoint', async () => {
+test('weights that blow up stop the run with nan_loss and no checkpoint of the blown-up state', async () => {
   const out = path.join(tmp, 'nan');
   const events = new MemoryEventSink();
-  // lr 1e30: the first update makes the weights ≈1e30, the next forward pass overflows.
+  // lr 1e30: the first update makes the weights ≈1e30. That state used to be saved as checkpoint-1 (the next
+  // forward pass overflowed); the guard (finite_guard.ts) now stops at step 1 and saves nothing of it.
   const r = await train({ config: config(out, ['--max_train_steps=5', '--learning_rate=1e30', '--checkpointing_steps=1']), events });
   assert.equal(r.status, 'failed');
   const err = events.events.find((e) => e.type === 'error');
   assert.ok(err && err.type === 'error' && err.code === 'nan_loss', JSON.stringify(err));
   assert.deepEqual(TRAINER_EVENTS.check(err), { ok: true, message: err });
-  const steps = listCheckpoints(out).map((c) => c.step);
-  assert.ok(steps.length >= 1 && Math.max(...steps) === r.step, `checkpoints ${steps}, stopped after step ${r.step}`);
+  assert.match(err.message, /at step 1; .*step 0 was the last finite state/);
+  assert.equal(r.step, 0);
+  assert.deepEqual(listCheckpoints(out).map((c) => c.step), [], 'no checkpoint holds the diverged weights');
   assert.ok(!fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors')));
   assert.ok(!events.events.some((e) => e.type === 'finished'));
 });

@@ -6,6 +6,7 @@
 //   samples/                                validation images (`step-000100-<i>.png`, `final-<i>.png`)
 //   checkpoint-<step>/                      everything a resume needs (see src/training/checkpoints.ts)
 //   generated/                              images made with "Generate Image…" from this run's LoRA
+//   .lora-studio.lock                       held while a run trains here (pid, host, start; see run_lock.ts)
 //
 // and the temp-then-rename writes that keep a reader (or a killed process) from ever seeing a half-written
 // file or checkpoint. Light (node fs/path only): the trainer, the extension and the language server use it.
@@ -17,6 +18,8 @@ export const KOHYA_LORA_FILE = 'pytorch_lora_weights_kohya.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 export const SAMPLES_DIR = 'samples';
 export const GENERATED_DIR = 'generated';
+/** One run at a time per folder: see run_lock.ts. */
+export const RUN_LOCK_FILE = '.lora-studio.lock';
 
 /** The files inside a `checkpoint-<step>/` folder. */
 export const CHECKPOINT_FILES = {
@@ -100,21 +103,48 @@ export function removeCheckpointTemporaries(outputDir: string): void {
 }
 
 /**
+ * Test seam of the crash and full-disk tests (never set in a real run): told at each stage of every atomic
+ * write — `partial` with half of a file's bytes in its temporary file (a probe pauses there to be killed, or
+ * throws ENOSPC as a full disk would), `done` once the file is in place, `aside` when a folder has been
+ * renamed out of the way for deletion.
+ */
+export type WriteProbe = (stage: 'partial' | 'done' | 'aside', file: string) => void;
+let writeProbe: WriteProbe | undefined;
+export function setWriteProbe(probe: WriteProbe | undefined): void {
+  writeProbe = probe;
+}
+
+/**
  * Writes a file so that a reader never sees it half-written: to a temporary name in the same folder,
- * flushed to disk, then renamed over the target (rename is atomic within a file system).
+ * flushed to disk, then renamed over the target (rename is atomic within a file system). On failure (a
+ * full disk) the temporary file is removed and the target is untouched.
  */
 export function writeFileAtomic(file: string, data: Buffer | string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      const half = writeProbe ? bytes.length >> 1 : bytes.length;
+      writeAll(fd, bytes.subarray(0, half));
+      writeProbe?.('partial', file);
+      writeAll(fd, bytes.subarray(half));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
-  fs.renameSync(tmp, file);
+  writeProbe?.('done', file);
+}
+
+/** writeSync may write fewer bytes than asked (a nearly full disk): loop until all are written or it throws. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let off = 0; off < bytes.length; ) off += fs.writeSync(fd, bytes, off, bytes.length - off);
 }
 
 /**
@@ -132,6 +162,7 @@ export function publishDirAtomic(tmp: string, final: string): void {
 export function removeDirAtomic(dir: string): void {
   const aside = path.join(path.dirname(dir), `.${path.basename(dir)}.old-${process.pid}-${Date.now()}`);
   fs.renameSync(dir, aside);
+  writeProbe?.('aside', aside);
   fs.rmSync(aside, { recursive: true, force: true });
 }
 
