@@ -11,6 +11,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
 import { BACKENDS, type BackendName } from '../core/config/run_config.js';
 import { GENERATION_DEFAULTS } from '../core/config/generation.js';
+import { modelSource } from '../core/config/model_source.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 import { tensorToRgb8, writePng } from '../core/io/png.js';
 import { LoraSet } from '../core/lora/lora_set.js';
@@ -296,11 +297,12 @@ export class InferenceWorker {
       if (e instanceof HubError) throw new RequestError('model', e.problem, e.hint);
       throw e;
     }
-    if (!fs.existsSync(path.join(dir, 'model_index.json'))) {
+    const source = modelSource(dir);
+    if (source.kind === 'problem') {
       throw new RequestError(
         'model',
-        `model "${dir}" is not a diffusers pipeline folder (no model_index.json there)`,
-        'name a folder with model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (the layout of Stable Diffusion repositories on the Hugging Face Hub)',
+        `model "${dir}": ${source.message}`,
+        'name a folder with model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (the layout of Stable Diffusion repositories on the Hugging Face Hub), or a single-file .safetensors checkpoint (SD 1.x, 2.x, SDXL base)',
       );
     }
     // A different model: everything tied to the old one goes (LoRAs were checked against its layers).

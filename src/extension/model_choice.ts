@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cachedHubModels, hasHubIdShape, hubCacheDir, isHubId } from '../core/config/hub_cache.js';
+import { modelSource } from '../core/config/model_source.js';
 
 export interface ModelChoice {
   label: string;
@@ -14,7 +15,7 @@ export interface ModelChoice {
   model: string;
 }
 
-/** The workspace's pipeline folders (those holding model_index.json), then the Hub models in the cache. */
+/** The workspace's models (pipeline folders and single-file checkpoints: workspace.ts findModels), then the Hub models in the cache. */
 export function modelChoices(folders: readonly string[], root: string | undefined, env: NodeJS.ProcessEnv = process.env): ModelChoice[] {
   const local = [...new Set(folders)].sort().map((dir) => ({ label: root ? path.relative(root, dir) || '.' : dir, description: dir, model: dir }));
   const cache = hubCacheDir(null, env);
@@ -29,14 +30,15 @@ export function typedFolder(typed: string, root: string | undefined): string {
   return path.resolve(root ?? process.cwd(), t);
 }
 
-/** A model typed into a picker: a Hub id (`org/name`, no such path in the workspace) or a pipeline folder; else why not. */
+/** A model typed into a picker: a Hub id (`org/name`, no such path in the workspace), a pipeline folder or a single-file checkpoint; else why not. */
 export function typedModel(typed: string, root: string | undefined): { model: string } | { problem: string } {
   const t = typed.trim().replace(/^["']|["']$/g, '');
   if (hasHubIdShape(t) && isHubId(t, root ?? process.cwd())) return { model: t };
   const dir = typedFolder(t, root);
-  if (fs.existsSync(path.join(dir, 'model_index.json'))) return { model: dir };
-  if (fs.existsSync(dir)) return { problem: `${dir} has no model_index.json: it is not a diffusers pipeline folder. Pick one, or type a Hugging Face Hub id such as runwayml/stable-diffusion-v1-5.` };
-  return { problem: `${dir} does not exist. Type a diffusers pipeline folder, or a Hugging Face Hub id such as runwayml/stable-diffusion-v1-5 (downloaded into the Hugging Face cache when first used).` };
+  const source = modelSource(dir);
+  if (source.kind !== 'problem') return { model: dir };
+  if (fs.existsSync(dir)) return { problem: `${source.message.replace(/\.$/, '')}, or type a Hugging Face Hub id such as runwayml/stable-diffusion-v1-5.` };
+  return { problem: `${dir} does not exist. Type a diffusers pipeline folder, a single-file .safetensors checkpoint, or a Hugging Face Hub id such as runwayml/stable-diffusion-v1-5 (downloaded into the Hugging Face cache when first used).` };
 }
 
 /** The model a run config names, for Generate Image: its Hub id as it is, a path against the config's folder. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { RUN_CONFIG_KEYS, formatValue } from '../core/config/schema.js';
 import type { RunConfig } from '../core/config/run_config.js';
 import { CAPTION_EXTENSION, METADATA_FILE, isImageFile } from '../core/config/dataset_files.js';
+import { modelSource } from '../core/config/model_source.js';
 
 export interface NewRunAnswers {
   /** Paths as they should be written: relative to the config's folder where possible. */
@@ -84,6 +85,8 @@ export function renderRunConfig(a: NewRunAnswers, title = 'LoRA training run'): 
  * (2^(number of VAE blocks − 1)), as diffusers' pipelines compute it. undefined when unreadable.
  */
 export function modelResolution(modelDir: string): number | undefined {
+  const source = modelSource(modelDir);
+  if (source.kind === 'single-file') return source.resolution;
   try {
     const unet = JSON.parse(fs.readFileSync(path.join(modelDir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number | number[] };
     const vae = JSON.parse(fs.readFileSync(path.join(modelDir, 'vae', 'config.json'), 'utf8')) as { block_out_channels?: number[] };

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CompletionItemKind, InsertTextFormat, MarkupKind, type CompletionItem } from 'vscode-languageserver';
 import { resolveConfigPath } from '../core/config/disk_checks.js';
+import { modelSource } from '../core/config/model_source.js';
 import { LORA_FILE, listCheckpoints } from '../core/config/run_folder.js';
 import { METADATA_FILE, isImageFile } from '../core/config/dataset_files.js';
 import type { Range } from '../core/config/problems.js';
@@ -139,6 +140,15 @@ function pathItems(doc: CheckedDocument, spec: KeySpec, prefix: string, range: R
   } catch {
     return items;
   }
+  // A base model may also be one file: the whole checkpoints beside the typed path (headers only).
+  if (spec.path === 'model') {
+    for (const d of names.filter((n) => n.isFile() && /\.safetensors$/i.test(n.name)).slice(0, MAX_FOLDER_ITEMS)) {
+      const source = modelSource(path.join(dir, d.name));
+      if (source.kind !== 'single-file') continue;
+      const text = `${typedDir || './'}${d.name}`;
+      items.push({ label: text, kind: CompletionItemKind.File, detail: source.label, textEdit: { range, newText: text }, sortText: `2${d.name}` });
+    }
+  }
   const folders = names.filter((d) => d.isDirectory() && !d.name.startsWith('.') && d.name !== 'node_modules').slice(0, MAX_FOLDER_ITEMS);
   for (const d of folders) {
     const full = path.join(dir, d.name);
@@ -160,7 +170,11 @@ function pathItems(doc: CheckedDocument, spec: KeySpec, prefix: string, range: R
 
 function describeFolder(dir: string, spec: KeySpec): string | undefined {
   try {
-    if (spec.path === 'model' && fs.existsSync(path.join(dir, 'model_index.json'))) return 'diffusers model';
+    if (spec.path === 'model') {
+      const source = modelSource(dir);
+      if (source.kind === 'folder') return 'diffusers model';
+      if (source.kind === 'single-file') return source.label;
+    }
     if (spec.path === 'dataset') {
       const names = fs.readdirSync(dir);
       const images = names.filter(isImageFile).length;

@@ -146,7 +146,7 @@ test('errors are readable: bad cell text, a missing LoRA file, a folder that is 
 
   const noModel = await cell(`prompt: x\nmodel: nb.outputs\n${SMALL}`);
   assert.equal(noModel.kind === 'output' && noModel.status, 'failed');
-  assert.match((noModel as { error: string }).error, /nb\.outputs" is not a diffusers pipeline folder \(no model_index\.json there\)/);
+  assert.match((noModel as { error: string }).error, /nb\.outputs": .*nb\.outputs has no model_index\.json: it is not a diffusers pipeline folder/);
 
   const noModelAtAll = await cell('prompt: x');
   assert.equal(noModelAtAll.kind, 'problems');

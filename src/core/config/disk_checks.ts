@@ -4,7 +4,8 @@
 // Used by the trainer at start and by the language server (which re-runs it when those files change).
 // Reads headers and folder listings only, never tensor data, so it stays fast on real models.
 import fs from 'node:fs';
-import { SINGLE_FILE_FAMILY_NAMES, SINGLE_FILE_NAME, describeSingleFile, type SingleFileFamily } from '../io/single_file.js';
+import { SINGLE_FILE_FAMILY_NAMES } from '../io/single_file.js';
+import { modelSource } from './model_source.js';
 import os from 'node:os';
 import path from 'node:path';
 import { DiffusersFolder } from '../io/diffusers_folder.js';
@@ -122,23 +123,15 @@ function checkModel(c: RunConfig, baseDir: string, report: DiskReport, skip: Rea
       return;
     }
     dir = snapshot;
-  } else if (!fs.existsSync(dir)) {
-    add('error', SINGLE_FILE_NAME.test(dir) ? `file not found: ${dir}` : `folder not found: ${dir}`);
+  }
+  const source = modelSource(dir);
+  if (source.kind === 'problem' && (!fs.existsSync(dir) || !isDir(dir))) {
+    add('error', source.message);
     return;
   }
-  if (!isDir(dir)) {
-    if (!/\.safetensors$/i.test(dir)) {
-      add('error', /\.(ckpt|pt|pth|bin)$/i.test(dir) ? `${dir} is a pickle file, which is never loaded: convert it to .safetensors, or use the model's diffusers folder` : `${dir} is a file, not a folder — point to the diffusers folder that holds model_index.json, or a single-file .safetensors checkpoint`);
-      return;
-    }
-    let family: SingleFileFamily;
-    try {
-      family = describeSingleFile(dir).family;
-      report.model = { dir, pipeline: `single-file ${family} checkpoint` };
-    } catch (e) {
-      add('error', (e as Error).message);
-      return;
-    }
+  if (source.kind === 'single-file') {
+    const family = source.family;
+    report.model = { dir, pipeline: `single-file ${family} checkpoint` };
     if (c.pretrained_model_config === null) {
       add('info', `${SINGLE_FILE_FAMILY_NAMES[family]} single file: the standard ${SINGLE_FILE_FAMILY_NAMES[family]} architecture and CLIP's bundled tokenizer are used; if the file is of another architecture, set pretrained_model_config to a diffusers folder of it`, 'pretrained_model_config');
     } else {

@@ -37,7 +37,7 @@ export class DiffusersFolder {
     const indexPath = path.join(dir, 'model_index.json');
     if (!fs.existsSync(indexPath)) {
       throw new ModelFolderError(
-        `${dir}: no model_index.json — this is not a diffusers pipeline folder. Point to the folder that holds model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (single-file .safetensors checkpoints are not supported yet).`,
+        `${dir}: no model_index.json — this is not a diffusers pipeline folder. Point to the folder that holds model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/, or to a single-file .safetensors checkpoint.`,
       );
     }
     return new DiffusersFolder(dir, readJson(indexPath) as ModelIndex);

@@ -19,6 +19,8 @@ export type SingleFileFamily = 'v1' | 'v2' | 'xl_base';
 /** A model named as one file: .safetensors (loaded) or a pickle (.ckpt/.pt/.pth/.bin, refused with the conversion hint). */
 export const SINGLE_FILE_NAME = /\.(safetensors|ckpt|pt|pth|bin)$/i;
 export const SINGLE_FILE_FAMILY_NAMES: Record<SingleFileFamily, string> = { v1: 'Stable Diffusion 1.x', v2: 'Stable Diffusion 2.x', xl_base: 'SDXL base' };
+/** The image size each family's standard config was trained at (its UNet sample_size × 8; a test holds it to standard_configs/), for the extension, which reads no model configs. */
+export const SINGLE_FILE_FAMILY_RESOLUTION: Record<SingleFileFamily, number> = { v1: 512, v2: 768, xl_base: 1024 };
 export type SingleFileComponent = 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
 
 export class SingleFileError extends Error {

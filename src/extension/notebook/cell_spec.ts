@@ -27,8 +27,8 @@ export const CELL_KEYS: readonly CellKeyDoc[] = [
   { key: 'negative_prompt', detail: 'what to steer away from', doc: `The negative prompt (classifier-free guidance pushes away from it). Default: ${D.negativePrompt ? `"${D.negativePrompt}"` : 'empty'}.`, snippet: '${1:blurry}' },
   {
     key: 'model',
-    detail: 'diffusers pipeline folder or Hub id',
-    doc: 'Base model: a diffusers folder with `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/` (relative to the notebook), or a Hugging Face Hub id such as `runwayml/stable-diffusion-v1-5`, taken from the Hugging Face cache and downloaded into it the first time. Default: the model named by the nearest cell above.',
+    detail: 'diffusers pipeline folder, single-file checkpoint or Hub id',
+    doc: 'Base model: a diffusers folder with `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/` or a single-file `.safetensors` checkpoint (SD 1.x, 2.x, SDXL base), relative to the notebook, or a Hugging Face Hub id such as `runwayml/stable-diffusion-v1-5`, taken from the Hugging Face cache and downloaded into it the first time. Default: the model named by the nearest cell above.',
     snippet: '${1:path/to/model}',
   },
   {

@@ -9,6 +9,7 @@ import { NOTEBOOK_TYPE } from '../../protocol/generation_output.js';
 import { FIND_EXCLUDE } from '../workspace.js';
 import { LORA_FILE } from '../../core/config/run_folder.js';
 import { GENERATION_DEFAULTS } from '../../core/config/generation.js';
+import { modelSource } from '../../core/config/model_source.js';
 
 /** Written into the new cells, though they are the defaults, so the knobs are in view. */
 const SHOWN = { steps: GENERATION_DEFAULTS.steps, guidance: GENERATION_DEFAULTS.guidance };
@@ -82,5 +83,5 @@ export function loraHeaderInfo(file: string): { model?: string; prompt?: string 
 function resolveModel(model: string | undefined, bases: (string | undefined)[]): string | undefined {
   if (!model) return undefined;
   const candidates = path.isAbsolute(model) ? [model] : bases.filter((b): b is string => !!b).map((b) => path.resolve(b, model));
-  return candidates.find((c) => fs.existsSync(path.join(c, 'model_index.json')));
+  return candidates.find((c) => modelSource(c).kind !== 'problem');
 }
