@@ -1,7 +1,8 @@
 // Models by Hub id, against a local Hub-compatible server (fake_hub.ts; the real Hub is never contacted):
 // a fresh download into an empty cache, read back by following the documented cache layout (not the
 // project's code); the same call with the server stopped (cache only) and with HF_HUB_OFFLINE; a download
-// cut midway and resumed with a Range request; gated (401/403) and missing (404) repositories.
+// cut midway and resumed with a Range request; gated (401/403) and missing (404) repositories; a cache laid
+// out by another tool (huggingface-cli) used as it is.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -154,6 +155,37 @@ test('variant fp16 fetches the .fp16.safetensors files where the repository has 
     assert.deepEqual(fs.readdirSync(path.join(snap.dir, 'unet')).sort(), ['config.json', 'diffusion_pytorch_model.fp16.safetensors']);
     assert.ok(fs.existsSync(path.join(snap.dir, 'vae', 'diffusion_pytorch_model.safetensors')), 'plain files where there is no fp16 variant');
     assert.equal(fs.readFileSync(path.join(cache, 'models--runwayml--stable-diffusion-v1-5', 'refs', 'v2'), 'utf8'), hub.commitOf('model', ID, 'v2'));
+  } finally {
+    await hub.stop();
+  }
+});
+
+test('a cache written by another tool (laid out as huggingface_hub documents it) is used: nothing is downloaded, and offline it serves alone', async () => {
+  const hub = new FakeHub([{ type: 'model', id: ID, revisions: { main: repoFiles() } }]);
+  await hub.start();
+  const cache = path.join(tmp, 'other-tool');
+  const commit = hub.commitOf('model', ID);
+  // What `huggingface-cli download` leaves: blobs named by etag (sha256 of LFS files, git blob sha1 of the
+  // others), snapshots/<commit>/<path> relative symlinks to them, refs/main holding the commit.
+  const repoDir = path.join(cache, 'models--runwayml--stable-diffusion-v1-5');
+  for (const rel of WANTED) {
+    const bytes = fs.readFileSync(path.join(MODEL, rel));
+    const etag = rel.endsWith('.safetensors') ? crypto.createHash('sha256').update(bytes).digest('hex') : crypto.createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+    fs.mkdirSync(path.join(repoDir, 'blobs'), { recursive: true });
+    fs.writeFileSync(path.join(repoDir, 'blobs', etag), bytes);
+    const link = path.join(repoDir, 'snapshots', commit, ...rel.split('/'));
+    fs.mkdirSync(path.dirname(link), { recursive: true });
+    fs.symlinkSync(path.relative(path.dirname(link), path.join(repoDir, 'blobs', etag)), link);
+  }
+  fs.mkdirSync(path.join(repoDir, 'refs'), { recursive: true });
+  fs.writeFileSync(path.join(repoDir, 'refs', 'main'), commit);
+  try {
+    const online = await downloadModel(ID, { env: env(hub, cache) });
+    assert.equal(online.dir, path.join(repoDir, 'snapshots', commit));
+    assert.deepEqual(online.downloaded, []);
+    assert.ok(!hub.requests.some((r) => r.url.includes('/resolve/')), 'no file was fetched');
+    const offline = await downloadModel(ID, { env: env(hub, cache, { HF_HUB_OFFLINE: '1' }) });
+    assert.equal(offline.dir, online.dir);
   } finally {
     await hub.stop();
   }

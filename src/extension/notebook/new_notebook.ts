@@ -10,6 +10,7 @@ import { FIND_EXCLUDE } from '../workspace.js';
 import { LORA_FILE } from '../../core/config/run_folder.js';
 import { GENERATION_DEFAULTS } from '../../core/config/generation.js';
 import { modelSource } from '../../core/config/model_source.js';
+import { hasHubIdShape } from '../../core/config/hub_cache.js';
 
 /** Written into the new cells, though they are the defaults, so the knobs are in view. */
 const SHOWN = { steps: GENERATION_DEFAULTS.steps, guidance: GENERATION_DEFAULTS.guidance };
@@ -22,7 +23,8 @@ export async function newInferenceNotebook(): Promise<vscode.NotebookEditor> {
   // An untitled notebook's relative paths start at the workspace folder (see notebook_paths.ts).
   const rel = (p: string) => (folder ? pathForCell(folder, p) : p);
   const prompt = info.prompt || 'a red circle';
-  const modelForCell = model ? rel(model) : 'path/to/diffusers-model';
+  // A Hub id (the run trained on `runwayml/stable-diffusion-v1-5`) is written as it is: the worker fetches it.
+  const modelForCell = model ? (path.isAbsolute(model) ? rel(model) : model) : 'path/to/diffusers-model';
   const cells: vscode.NotebookCellData[] = [];
   const md = (text: string) => cells.push(new vscode.NotebookCellData(vscode.NotebookCellKind.Markup, text, 'markdown'));
   const gen = (text: string) => cells.push(new vscode.NotebookCellData(vscode.NotebookCellKind.Code, text, CELL_LANGUAGE_ID));
@@ -80,8 +82,9 @@ export function loraHeaderInfo(file: string): { model?: string; prompt?: string 
   }
 }
 
+/** The recorded base model as a folder that exists, else as the Hub id it is; undefined when neither. */
 function resolveModel(model: string | undefined, bases: (string | undefined)[]): string | undefined {
   if (!model) return undefined;
   const candidates = path.isAbsolute(model) ? [model] : bases.filter((b): b is string => !!b).map((b) => path.resolve(b, model));
-  return candidates.find((c) => modelSource(c).kind !== 'problem');
+  return candidates.find((c) => modelSource(c).kind !== 'problem') ?? (!path.isAbsolute(model) && hasHubIdShape(model) ? model : undefined);
 }
