@@ -82,5 +82,5 @@ const seconds = Math.round((Date.now() - started) / 1000);
 console.log(`\nDone in ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}.
 LoRA:    ${lora}
 Picture: ${picture}
-         top row: the base model; bottom row: with the LoRA — the shapes shrink (the corner takes more steps: see the example config)
+         top row: the base model; bottom row: with the LoRA — smaller shapes, higher and further left (toward the corner)
 Log:     ${logFile}`);
