@@ -14,7 +14,7 @@ import { parseLoraArg } from '../core/lora/lora_set.js';
 import { DownloadBar, ProgressBar, clock } from './terminal.js';
 import { resolveModel } from '../core/hub/model.js';
 import { HubError } from '../core/hub/download.js';
-import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, type InferenceScheduler } from '../core/config/generation.js';
+import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, imageSizeProblem, type InferenceScheduler } from '../core/config/generation.js';
 
 const HELP = `usage: lora-studio generate --model DIR|FILE|ORG/NAME --prompt "…" --out FILE.png [options]
 
@@ -144,6 +144,13 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     return 1;
   }
   const sd = loadStableDiffusion(modelDir, { variant, config: values['model-config'] ? path.resolve(values['model-config']) : undefined });
+  const native = (sd.unet.config.sample_size as number) * sd.vaeScaleFactor;
+  const sizeProblem = width === undefined && height === undefined ? undefined : imageSizeProblem(width ?? native, height ?? native, { width: native, height: native }, sd.vaeScaleFactor);
+  if (sizeProblem) {
+    disposeStableDiffusion(sd);
+    console.error(`lora-studio generate: ${sizeProblem}`);
+    return 2;
+  }
   const loras = loadLoras(sd, loraSpecs);
   const names = loras.names();
   const grid: tf.Tensor3D[][] = [];

@@ -4,14 +4,15 @@
 // weights are cached by path and modification time, so flipping a LoRA on and off costs no disk reads.
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import type * as tf from '@tensorflow/tfjs';
-import { initBackend, type BackendInfo } from '../core/engine/backend.js';
+import { initBackend, isFatalEngineError, restartBackend, type BackendInfo } from '../core/engine/backend.js';
 import { BACKENDS, type BackendName } from '../core/config/run_config.js';
-import { GENERATION_DEFAULTS } from '../core/config/generation.js';
+import { GENERATION_DEFAULTS, imageSizeProblem } from '../core/config/generation.js';
 import { modelSource } from '../core/config/model_source.js';
+import { writeFileAtomic } from '../core/config/run_folder.js';
+import { LineSplitter } from '../protocol/jsonl.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 import { tensorToRgb8, writePng } from '../core/io/png.js';
 import { LoraSet } from '../core/lora/lora_set.js';
@@ -20,6 +21,7 @@ import { HubError } from '../core/hub/download.js';
 import { resolveModel } from '../core/hub/model.js';
 import type { LoraWeights } from '../core/lora/lora_file.js';
 import {
+  MAX_REQUEST_BYTES,
   WORKER_MESSAGES,
   WORKER_REQUESTS,
   type GenerateRequest,
@@ -37,8 +39,11 @@ stdout (the protocol is src/protocol/inference.ts). The model stays loaded betwe
 
 /** What the worker needs from a loaded model; the real one wraps the Stable Diffusion pipeline. */
 export interface LoadedModel {
+  /** The model's own image size. */
   readonly width: number;
   readonly height: number;
+  /** Sizes must be multiples of this (the VAE scale factor); default 8, Stable Diffusion's. */
+  readonly sizeMultiple?: number;
   /** Reads a LoRA file checked against this model's LoRA targets. */
   readLora(file: string): LoraWeights;
   generate(o: {
@@ -71,6 +76,7 @@ export const loadPipelineModel: ModelLoader = async (dir, variant) => {
   return {
     width: size,
     height: size,
+    sizeMultiple: sd.vaeScaleFactor,
     readLora: (file) => readLoraFile(file, targets),
     generate: (o) => generate(sd, o),
     dispose: () => disposeStableDiffusion(sd),
@@ -106,7 +112,7 @@ interface Running {
 /** The worker's state and request handling, independent of stdin/stdout so tests can drive it in-process. */
 export class InferenceWorker {
   private model: { dir: string; variant?: 'fp16'; loaded: LoadedModel } | undefined;
-  private readonly loras = new LoraSet();
+  private loras = new LoraSet();
   /** By absolute path; Map order is least recently used first. */
   private readonly loraCache = new Map<string, CachedLora>();
   private readonly queue: Exclude<WorkerRequest, { type: 'cancel' }>[] = [];
@@ -125,10 +131,26 @@ export class InferenceWorker {
     private readonly backend: BackendInfo,
     private readonly loadModel: ModelLoader = loadPipelineModel,
     private readonly log: (line: string) => void = (l) => console.error(l),
+    /** Starts the backend afresh after a fatal engine error (an aborted wasm module, a lost GPU device). */
+    private readonly restartEngine: () => Promise<unknown> = restartBackend,
   ) {}
 
-  /** One request line. `cancel` acts at once; everything else waits its turn. */
+  /** One request line. `cancel` acts at once; everything else waits its turn. Whatever the line, it is answered and the worker goes on. */
   handleLine(line: string): void {
+    try {
+      this.readLine(line);
+    } catch (e) {
+      this.log(e instanceof Error && e.stack ? e.stack : String(e));
+      this.send({ type: 'error', code: 'internal', message: `could not read a request: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }
+
+  /** A request line longer than MAX_REQUEST_BYTES: it is dropped as it arrives, and answered. */
+  lineTooLong(): void {
+    this.send({ type: 'error', code: 'bad_request', message: `a request line is longer than ${MAX_REQUEST_BYTES / 1024 / 1024} MB, the limit; it was skipped up to its end` });
+  }
+
+  private readLine(line: string): void {
     if (!line.trim()) return;
     // A bad line is answered with an error naming the field, and the worker goes on serving.
     const read = WORKER_REQUESTS.read(line) ?? { ok: false, problem: `request is not a JSON object: ${line.trim().slice(0, 80)}` };
@@ -207,10 +229,39 @@ export class InferenceWorker {
         await this.generate(r);
       }
     } catch (e) {
+      if (isFatalEngineError(e)) return this.recover(r.id, e);
       const err = e instanceof RequestError ? e : new RequestError('internal', e instanceof Error ? e.message : String(e));
       if (!(e instanceof RequestError) && e instanceof Error && e.stack) this.log(e.stack);
       this.send({ type: 'error', id: r.id, code: err.code, message: err.message, hint: err.hint });
     }
+  }
+
+  /**
+   * After a fatal engine error every later call on that backend fails too ("Aborted()"), so the backend is
+   * started afresh and everything made on it (the model, the active LoRAs) is dropped; the next request
+   * loads the model again. LoRA weights read from disk are plain arrays and stay cached.
+   */
+  private async recover(id: string, e: unknown): Promise<void> {
+    const what = e instanceof Error ? e.message : String(e);
+    this.log(`worker: ${id}: the ${this.backend.name} engine failed (${what}); restarting it`);
+    let restarted = 'it was restarted and the model loads again on the next request';
+    try {
+      await this.restartEngine();
+      // Disposing tensors of the dead backend is harmless once it is replaced (restartBackend).
+      this.loras.dispose();
+      this.model?.loaded.dispose();
+    } catch (again) {
+      restarted = `starting it again failed too (${again instanceof Error ? again.message : String(again)}); restart the worker`;
+    }
+    this.loras = new LoraSet();
+    this.model = undefined;
+    this.send({
+      type: 'error',
+      id,
+      code: 'engine',
+      message: `the ${this.backend.name} engine failed while serving this request (${what.split('\n')[0]}); ${restarted}`,
+      hint: 'a smaller width and height, fewer images per request or another backend needs less memory',
+    });
   }
 
   private async generate(r: GenerateRequest): Promise<void> {
@@ -226,7 +277,9 @@ export class InferenceWorker {
         if (running.cancelled) return this.sendCancelled(r.id, 0);
         throw e;
       }
-      if (r.outDir) fs.mkdirSync(r.outDir, { recursive: true });
+      const sizeProblem = imageSizeProblem(r.width ?? model.width, r.height ?? model.height, model, model.sizeMultiple ?? 8);
+      if (sizeProblem) throw new RequestError('bad_request', sizeProblem);
+      if (r.outDir) fs.mkdirSync(path.resolve(r.outDir), { recursive: true });
       const sheetParts: { data: Buffer; width: number; height: number }[] = [];
       for (const [index, job] of r.jobs.entries()) {
         if (running.cancelled) return this.sendCancelled(r.id, index);
@@ -254,6 +307,7 @@ export class InferenceWorker {
           });
         } catch (e) {
           if (running.cancelled) return this.sendCancelled(r.id, index);
+          if (isFatalEngineError(e)) throw e;
           throw new RequestError('generate', `generation failed: ${(e as Error).message}`);
         }
         try {
@@ -313,6 +367,7 @@ export class InferenceWorker {
     try {
       loaded = await this.loadModel(dir, r.variant);
     } catch (e) {
+      if (isFatalEngineError(e)) throw e;
       throw new RequestError('model', `could not load model "${dir}": ${(e as Error).message}`);
     }
     this.modelLoads++;
@@ -388,7 +443,7 @@ export class InferenceWorker {
       const png = await sharp(data, { raw: { width, height, channels: 3 } }).png().toBuffer();
       return { png: png.toString('base64') };
     }
-    const file = path.resolve(r.outDir, job.fileName ?? `${r.id}-${index}.png`);
+    const file = outputFile(r.outDir, job.fileName ?? `${fileSafe(r.id)}-${index}.png`);
     const parameters = {
       prompt: r.prompt,
       negative_prompt: r.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt,
@@ -413,13 +468,27 @@ export class InferenceWorker {
     }).composite(parts.map((p, i) => ({ input: p.data, raw: { width: p.width, height: p.height, channels: 3 as const }, left: (i % columns) * (w + gap), top: Math.floor(i / columns) * (h + gap) })));
     const png = await sheet.png().toBuffer();
     if (r.outDir) {
-      const file = path.resolve(r.outDir, r.sheet!.fileName ?? `${r.id}-sheet.png`);
-      fs.writeFileSync(file, png);
+      const file = outputFile(r.outDir, r.sheet!.fileName ?? `${fileSafe(r.id)}-sheet.png`);
+      writeFileAtomic(file, png);
       this.send({ type: 'sheet', id: r.id, columns, rows, file });
     } else {
       this.send({ type: 'sheet', id: r.id, columns, rows, png: png.toString('base64') });
     }
   }
+}
+
+/** A request id as part of a file name: anything but letters, digits, `.`, `_` and `-` becomes `_`. */
+const fileSafe = (id: string) => id.replace(/[^\w.-]/g, '_').replace(/^\.+/, '_') || '_';
+
+/**
+ * Where a PNG named in a request goes: inside `outDir`, never elsewhere (the protocol already refuses names
+ * with folders; this holds whatever the name). Written by rename, so a symlink of that name is replaced, not followed.
+ */
+function outputFile(outDir: string, name: string): string {
+  const dir = path.resolve(outDir);
+  const file = path.resolve(dir, name);
+  if (path.dirname(file) !== dir) throw new RequestError('bad_request', `file name "${name}" leads out of outDir "${dir}"`, 'give a plain file name, without folders');
+  return file;
 }
 
 export async function runWorkerCommand(argv: string[]): Promise<number> {
@@ -443,13 +512,22 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const worker = new InferenceWorker(send, backend);
   send({ type: 'ready', pid: process.pid, backend: backend.name, adapter: backend.adapter });
 
-  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-  lines.on('line', (line) => worker.handleLine(line));
-  const stdinClosed = new Promise<void>((resolve) => lines.on('close', resolve));
+  // Whatever goes wrong outside a request (a library's stray rejection) is logged; the worker goes on serving.
+  process.on('uncaughtException', (e) => console.error(`worker: uncaught: ${e.stack ?? e.message}`));
+  process.on('unhandledRejection', (e) => console.error(`worker: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+  // Lines are capped as they arrive: a 50 MB line is dropped chunk by chunk, never held or parsed.
+  const lines = new LineSplitter(MAX_REQUEST_BYTES, (line) => worker.handleLine(line), () => worker.lineTooLong());
+  process.stdin.on('data', (chunk: Buffer) => lines.push(chunk));
+  const stdinClosed = new Promise<void>((resolve) => {
+    process.stdin.on('end', () => {
+      lines.end();
+      resolve();
+    });
+    process.stdin.on('error', () => resolve());
+  });
   // stdin closed or `shutdown`: finish what was asked, then go.
   await Promise.race([stdinClosed, worker.shutdown]);
   await worker.idle();
-  lines.close();
   process.stdin.destroy();
   worker.dispose();
   return 0;

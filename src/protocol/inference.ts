@@ -25,13 +25,19 @@ export const LoraRef = record({
 });
 export type LoraRef = Static<typeof LoraRef>;
 
+/** The longest request line the worker reads (a request is a prompt and a few paths; 1 MB is thousands of them). */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/** A file name for a PNG in `outDir`: no folder, not `.` or `..` (the worker also checks the resolved path stays in outDir). */
+const FileName = Type.String({ pattern: '^(?!\\.\\.?$)[^\\\\/\\u0000]+$', ...saying('must be a file name without folders') });
+
 /** One image of a generate request: everything that differs between the images of one notebook cell. */
 export const GenerationJob = record({
   seed: Type.Integer({ minimum: 0 }),
   /** The LoRAs for this image; LoRAs loaded for an earlier image and not named here are unloaded. */
   loras: Type.Array(LoraRef, saying('must be a list of {file, scale}')),
   /** File name (no folder) for the PNG in `outDir`; default `<request id>-<index>.png`. */
-  fileName: Type.Optional(Type.String({ pattern: '^[^\\\\/]*$', ...saying('must be a file name without folders') })),
+  fileName: Type.Optional(FileName),
 });
 export type GenerationJob = Static<typeof GenerationJob>;
 
@@ -59,7 +65,7 @@ export const GenerateRequest = message('generate', {
    */
   outDir: Type.Optional(Type.String(saying('must be a folder path'))),
   /** Also compose all images of the request into one PNG, `columns` wide, row-major in job order. */
-  sheet: Type.Optional(record({ columns: Type.Integer({ minimum: 1 }), fileName: Type.Optional(Type.String()) }, saying('must be {columns: integer ≥ 1}'))),
+  sheet: Type.Optional(record({ columns: Type.Integer({ minimum: 1 }), fileName: Type.Optional(FileName) }, saying('must be {columns: integer ≥ 1, fileName?}'))),
 });
 
 /** Stops a queued or running request; answered by that request's `cancelled` (or nothing if it is unknown). */
@@ -153,7 +159,8 @@ export const CancelledMessage = message('cancelled', {
   images: Type.Integer(),
 });
 
-export const WORKER_ERROR_CODES = ['bad_request', 'model', 'lora', 'generate', 'internal'] as const;
+/** `engine`: the backend failed for good (an aborted wasm module, a lost GPU device); the worker restarted it and the model loads again on the next request. */
+export const WORKER_ERROR_CODES = ['bad_request', 'model', 'lora', 'generate', 'engine', 'internal'] as const;
 export type WorkerErrorCode = (typeof WORKER_ERROR_CODES)[number];
 
 export const ErrorMessage = message('error', {

@@ -74,3 +74,64 @@ export class JsonLines<S extends TObject> {
     return out;
   }
 }
+
+/**
+ * Splits a byte stream into `\n`-terminated lines (a trailing `\r` dropped) of at most `maxBytes` bytes. A
+ * longer line is reported once, when it passes the cap, and then dropped chunk by chunk up to its end:
+ * never held whole, never parsed, so a 50 MB line costs no more memory than its chunks.
+ */
+export class LineSplitter {
+  private parts: Uint8Array[] = [];
+  private held = 0;
+  private dropping = false;
+  private readonly decoder = new TextDecoder();
+
+  constructor(
+    readonly maxBytes: number,
+    private readonly onLine: (line: string) => void,
+    private readonly onTooLong: () => void,
+  ) {}
+
+  push(chunk: Uint8Array): void {
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      const piece = chunk.subarray(start, nl < 0 ? chunk.length : nl);
+      if (!this.dropping && this.held + piece.length > this.maxBytes) {
+        this.dropping = true;
+        this.parts = [];
+        this.held = 0;
+        this.onTooLong();
+      } else if (!this.dropping && piece.length) {
+        this.parts.push(piece);
+        this.held += piece.length;
+      }
+      if (nl < 0) return;
+      this.endLine();
+      start = nl + 1;
+    }
+  }
+
+  /** The stream ended: a last line without `\n` is still a line. */
+  end(): void {
+    if (this.held) this.endLine();
+    this.dropping = false;
+  }
+
+  private endLine(): void {
+    if (this.dropping) {
+      this.dropping = false;
+      return;
+    }
+    const bytes = new Uint8Array(this.held);
+    let at = 0;
+    for (const p of this.parts) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    this.parts = [];
+    this.held = 0;
+    const line = this.decoder.decode(bytes);
+    this.onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+  }
+}

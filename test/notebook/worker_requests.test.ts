@@ -29,6 +29,7 @@ function harness(opts: { stepDelay?: number } = {}): Harness {
   const model: LoadedModel = {
     width: 16,
     height: 16,
+    sizeMultiple: 8,
     readLora: (file) => {
       h.reads.push(file);
       if (!fs.readFileSync(file, 'utf8').startsWith('lora')) throw new Error(`${file}: not a LoRA`);

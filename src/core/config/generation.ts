@@ -40,3 +40,30 @@ export const GENERATION_DEFAULTS = {
  * 30 steps, the pipeline's default guidance.
  */
 export const VALIDATION_DEFAULTS = { steps: 30, guidance: GENERATION_DEFAULTS.guidance } as const;
+
+/**
+ * How far past its own size a model may be asked to draw: 2× each side. Models are trained at their own
+ * size (beyond 2× they repeat the subject), and the memory of the UNet's self-attention grows with the
+ * fourth power of the side — a 4096×4096 request to a 512 px model ran tfjs-wasm out of its heap ("memory
+ * access out of bounds") and left it aborted for every later request.
+ */
+export const MAX_SIZE_FACTOR = 2;
+
+/**
+ * What is wrong with an image size for a model whose own size is `native` px and whose sizes must be
+ * multiples of `multiple` (its VAE scale factor, 8), or undefined when it is fine.
+ */
+export function imageSizeProblem(width: number, height: number, native: { width: number; height: number }, multiple: number): string | undefined {
+  for (const [name, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < multiple || v % multiple) return `${name} must be a multiple of ${multiple} (at least ${multiple}), got ${v}`;
+  }
+  const maxW = native.width * MAX_SIZE_FACTOR;
+  const maxH = native.height * MAX_SIZE_FACTOR;
+  if (width > maxW || height > maxH) {
+    return (
+      `${width}×${height} is larger than this model can draw: at most ${maxW}×${maxH}, ${MAX_SIZE_FACTOR}× its own ${native.width}×${native.height} ` +
+      '(memory grows with the fourth power of the side) — ask for a smaller width and height'
+    );
+  }
+  return undefined;
+}

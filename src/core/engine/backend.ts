@@ -45,6 +45,39 @@ export function backendInfo(): BackendInfo | undefined {
   return current;
 }
 
+/**
+ * Whether an error means the backend itself is gone, not just this computation: an aborted or trapped wasm
+ * module (every later call answers "Aborted()"), a lost GPU device, a failed GPU allocation. The only way
+ * on is `restartBackend`.
+ */
+export function isFatalEngineError(e: unknown): boolean {
+  if (e instanceof WebAssembly.RuntimeError) return true;
+  const message = e instanceof Error ? e.message : String(e);
+  return /Aborted\(|memory access out of bounds|device (is |was )?lost|GPUDevice.*(lost|destroyed)|out of memory/i.test(message);
+}
+
+/**
+ * Replaces the current backend with a fresh instance of the same kind (a new wasm module, a new GPU device).
+ * Tensors made on the dead one stay unusable; disposing them afterwards is harmless (the dead instance's
+ * dispose and disposeData are emptied first: calling into an aborted wasm module aborts again, and hangs).
+ */
+export async function restartBackend(): Promise<BackendInfo> {
+  if (!current) throw new Error('no backend was initialised');
+  const name = tf.getBackend();
+  const factory = tf.findBackendFactory(name);
+  if (!factory) throw new Error(`the ${name} backend has no factory to start it again`);
+  const dead = tf.findBackend(name);
+  if (dead) {
+    dead.dispose = () => undefined;
+    dead.disposeData = () => true;
+  }
+  tf.removeBackend(name);
+  tf.registerBackend(name, factory, name === 'webgpu' ? 3 : 2);
+  if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to start again`);
+  await tf.ready();
+  return current;
+}
+
 async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
   if (name === 'wasm') await quietPlatformWarning(() => import('@tensorflow/tfjs-backend-wasm'));
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);

@@ -196,6 +196,19 @@ export class SafetensorsFile implements SafetensorsHeader {
   }
 }
 
+/** How many values are NaN or ±Infinity, and the index of the first (-1 when none): a weight file's sanity check. */
+export function nonFinite(values: Float32Array): { count: number; first: number } {
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  return { count, first };
+}
+
 function toFloat32(dtype: DType, b: Buffer): Float32Array {
   const n = b.byteLength / ITEM_SIZE[dtype];
   // Copy into an aligned buffer: a Buffer's byteOffset into Node's pool is not always a multiple of 4.

@@ -2,7 +2,8 @@
 // for another model fails with the key that does not fit, instead of producing garbage images.
 import fs from 'node:fs';
 import path from 'node:path';
-import { SafetensorsFile, writeSafetensors, type TensorInfo, type TensorToWrite } from '../io/safetensors.js';
+import { READ_LIMITS, readRegularText } from '../io/safe_read.js';
+import { SafetensorsFile, nonFinite, writeSafetensors, type TensorInfo, type TensorToWrite } from '../io/safetensors.js';
 import {
   adapterConfigFromHeader,
   alphaFromAdapterConfig,
@@ -205,8 +206,9 @@ function adapterConfigFor(f: SafetensorsFile, format: LoraFormat, component: Lor
   if (fromHeader) return fromHeader;
   const configFile = path.join(path.dirname(f.path), 'adapter_config.json');
   if (format === 'peft' && fs.existsSync(configFile)) {
+    const text = readRegularText(configFile, READ_LIMITS.json, 'adapter_config.json');
     try {
-      return JSON.parse(fs.readFileSync(configFile, 'utf8')) as AdapterConfig;
+      return JSON.parse(text) as AdapterConfig;
     } catch (e) {
       throw new LoraFileError(configFile, undefined, `is not valid JSON (${(e as Error).message})`);
     }
@@ -258,11 +260,11 @@ function readModule(
           'A magnitude per input channel (LyCORIS wd_on_out=False) is not supported.',
       );
     }
-    magnitude = f.readFloat32(e.magnitude.key);
+    magnitude = finite(e.magnitude.key, f.readFloat32(e.magnitude.key), fail);
   }
   return {
-    down: f.readFloat32(e.down.key),
-    up: f.readFloat32(e.up.key),
+    down: finite(e.down.key, f.readFloat32(e.down.key), fail),
+    up: finite(e.up.key, f.readFloat32(e.up.key), fail),
     rank,
     inFeatures: t.inFeatures,
     outFeatures: t.outFeatures,
@@ -270,6 +272,18 @@ function readModule(
     alpha: alpha ?? rank,
     ...(magnitude ? { magnitude } : {}),
   };
+}
+
+/** The values, when every one is a finite number; else an error naming the tensor (a NaN weight makes every image NaN: black). */
+function finite(key: string, values: Float32Array, fail: (key: string | undefined, problem: string) => never): Float32Array {
+  const { count, first } = nonFinite(values);
+  if (count) {
+    fail(
+      key,
+      `holds ${count} NaN or infinite values of ${values.length} (the first at index ${first}: ${values[first]}) — the file is damaged or was saved from a run whose loss diverged; use an earlier checkpoint`,
+    );
+  }
+  return values;
 }
 
 function checkModule(modulePath: string, m: LoraModuleToWrite): void {

@@ -216,9 +216,37 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     }
   }
   release();
+  const bad = await countNonFinite(latents);
+  if (bad) {
+    latents.dispose();
+    throw new NonFiniteOutputError(`the denoised latents hold ${bad} NaN or infinite values of ${latents.size}`, guidance);
+  }
   const image = decodeLatents(sd, latents);
   latents.dispose();
+  const badPixels = await countNonFinite(image);
+  if (badPixels) {
+    image.dispose();
+    throw new NonFiniteOutputError(`the VAE decoded ${badPixels} NaN or infinite values of ${image.size}`, guidance);
+  }
   return image;
+}
+
+/** A generation whose result is not numbers: never turned into a (black) image. */
+export class NonFiniteOutputError extends Error {
+  constructor(what: string, guidance: number) {
+    super(
+      `the image is not finite: ${what} — the model, a LoRA or the guidance scale (${guidance}) overflowed; ` +
+        'no image was made (try without the LoRA, a lower LoRA scale or guidance, or check the model with `lora-studio inspect`)',
+    );
+    this.name = 'NonFiniteOutputError';
+  }
+}
+
+async function countNonFinite(t: tf.Tensor): Promise<number> {
+  const v = await t.data();
+  let n = 0;
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) n++;
+  return n;
 }
 
 /** VAE decode of scheduler-space latents to an image in [0, 1]. */

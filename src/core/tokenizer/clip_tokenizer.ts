@@ -7,6 +7,7 @@
 //
 // It loads from a tokenizer folder holding vocab.json + merges.txt, or tokenizer.json, or both
 // (tokenizer.json wins when both are there, as in transformers). Pure TypeScript: no tfjs here.
+import { FileRefusedError, READ_LIMITS, readRegularText } from '../io/safe_read.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -293,8 +294,9 @@ export function parseMerges(text: string, source: string): [string, string][] {
 
 function readText(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return readRegularText(file, READ_LIMITS.tokenizer, 'a tokenizer file');
   } catch (e) {
+    if (e instanceof FileRefusedError) throw new TokenizerError(e.message);
     throw new TokenizerError(`${file}: cannot read (${(e as Error).message})`);
   }
 }
