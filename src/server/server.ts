@@ -27,18 +27,22 @@ import { analyzeRunConfigText, validateRunConfigText } from '../core/config/vali
 import { codeActions } from './code_actions.js';
 import { ConfigChecker, toDiagnostic, type CheckedDocument } from './checker.js';
 import { complete } from './completion.js';
+import { FrameGuard } from './frame_guard.js';
 import { hover } from './hover.js';
 import { ImportCommandRequest, RunConfigSummaryRequest, type LoraServerInitOptions, type RunConfigSummary } from '../protocol/language_server.js';
 
-// Over stdio the frames are read here, so a malformed one (no Content-Length, a body that is not JSON) closes
-// the connection with a message on stderr instead of leaving the reader waiting on a broken stream forever.
+// Over stdio the frames are read here, so a malformed one (no Content-Length, a body that is not JSON, a
+// header that never ends, a length over the cap) closes the connection with a message on stderr instead of
+// leaving the reader waiting on a broken stream forever. A body that is JSON but no message ({}, 5, null)
+// is answered by vscode-jsonrpc with a logMessage, and the server goes on.
 const stdio = process.argv.includes('--stdio');
-const reader = stdio ? new StreamMessageReader(process.stdin) : undefined;
-const connection = reader ? createConnection(ProposedFeatures.all, reader, new StreamMessageWriter(process.stdout)) : createConnection(ProposedFeatures.all);
-reader?.onError((e) => {
-  process.stderr.write(`lora-studio language server: malformed message from the client (${e.message}); closing the connection\n`);
+const malformed = (problem: string): never => {
+  process.stderr.write(`lora-studio language server: malformed message from the client (${problem}); closing the connection\n`);
   process.exit(1);
-});
+};
+const reader = stdio ? new StreamMessageReader(process.stdin.pipe(new FrameGuard(malformed))) : undefined;
+const connection = reader ? createConnection(ProposedFeatures.all, reader, new StreamMessageWriter(process.stdout)) : createConnection(ProposedFeatures.all);
+reader?.onError((e) => malformed(e.message));
 const documents = new TextDocuments(TextDocument);
 const checker = new ConfigChecker();
 const checked = new Map<string, CheckedDocument>();
