@@ -8,7 +8,7 @@
 // checkpoints_total_limit renames the folder out of the `checkpoint-*` namespace before deleting it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { encodeSafetensors, nonFinite, readAllFloat32, SafetensorsFile, type TensorToWrite } from '../core/io/safetensors.js';
+import { encodeSafetensors, readAllFloat32, SafetensorsFile, type TensorToWrite } from '../core/io/safetensors.js';
 import {
   CHECKPOINT_FILES,
   checkpointDirName,
@@ -160,7 +160,6 @@ export function loadCheckpoint(dir: string): Checkpoint {
   for (const [key, t] of loraFile.tensors) {
     const m = /^unet\.(.+)\.lora\.(down|up)\.weight$/.exec(key);
     if (!m) throw new CheckpointError(dir, `${LORA_FILE}: unexpected tensor ${key}`);
-    checkFinite(dir, LORA_FILE, key, t.data);
     const entry = lora.get(m[1]) ?? { down: new Float32Array(), up: new Float32Array(), downShape: [], upShape: [] };
     if (m[2] === 'down') lora.set(m[1], { ...entry, down: t.data, downShape: t.shape });
     else lora.set(m[1], { ...entry, up: t.data, upShape: t.shape });
@@ -171,8 +170,8 @@ export function loadCheckpoint(dir: string): Checkpoint {
   const expAvgSq = new Map<string, Float32Array>();
   try {
     for (const name of opt.names()) {
-      if (name.endsWith('.exp_avg_sq')) expAvgSq.set(name.slice(0, -'.exp_avg_sq'.length), checkFinite(dir, OPTIMIZER_FILE, name, opt.readFloat32(name)));
-      else if (name.endsWith('.exp_avg')) expAvg.set(name.slice(0, -'.exp_avg'.length), checkFinite(dir, OPTIMIZER_FILE, name, opt.readFloat32(name)));
+      if (name.endsWith('.exp_avg_sq')) expAvgSq.set(name.slice(0, -'.exp_avg_sq'.length), opt.readFloat32(name));
+      else if (name.endsWith('.exp_avg')) expAvg.set(name.slice(0, -'.exp_avg'.length), opt.readFloat32(name));
     }
     const step = Number(opt.metadata.step);
     if (!Number.isInteger(step)) throw new CheckpointError(dir, `${OPTIMIZER_FILE} has no step count`);
@@ -180,15 +179,6 @@ export function loadCheckpoint(dir: string): Checkpoint {
   } finally {
     opt.close();
   }
-}
-
-/** A checkpoint's tensor must be finite numbers: resuming from NaN weights only fails again, later. */
-function checkFinite(dir: string, file: string, key: string, values: Float32Array): Float32Array {
-  const { count, first } = nonFinite(values);
-  if (count) {
-    throw new CheckpointError(dir, `${file}: tensor "${key}" holds ${count} NaN or infinite values of ${values.length} (the first at index ${first}) — resume from an earlier checkpoint`);
-  }
-  return values;
 }
 
 /**
