@@ -43,16 +43,18 @@ export class AdamW {
    * One update of every parameter that has a gradient. `params` is updated in place: each entry is
    * replaced by its new tensor and the old one disposed.
    */
-  update(params: Map<string, tf.Tensor>, grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
+  update(params: Map<string, tf.Tensor>, grads: ReadonlyMap<string, tf.Tensor>, lr: number | ((name: string) => number)): void {
     const { beta1, beta2, eps, weightDecay } = this.options;
     this.stepCount += 1;
     const step = this.stepCount;
-    const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
-    const decay = 1 - lr * weightDecay;
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) continue; // torch skips parameters whose .grad is None
+      // A function gives each parameter its group's rate (torch's param_groups: the text encoder's own lr).
+      const groupLr = typeof lr === 'number' ? lr : lr(name);
+      const stepSize = groupLr / (1 - beta1 ** step);
+      const decay = 1 - groupLr * weightDecay;
       const m0 = this.m.get(name);
       const v0 = this.v.get(name);
       const [p1, m1, v1] = tf.tidy(() => {

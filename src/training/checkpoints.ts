@@ -52,8 +52,18 @@ export interface Checkpoint {
   readonly dir: string;
   readonly step: number;
   readonly state: TrainingState;
-  readonly lora: Map<string, { down: Float32Array; up: Float32Array; downShape: number[]; upShape: number[] }>;
+  readonly lora: Map<string, CheckpointModule>;
   readonly optimizer: AdamWState;
+}
+
+/** One module's weights in a checkpoint, by its TrainableLora module key. */
+export interface CheckpointModule {
+  down: Float32Array;
+  up: Float32Array;
+  downShape: number[];
+  upShape: number[];
+  /** DoRA's magnitude. */
+  magnitude?: Float32Array;
 }
 
 export class CheckpointError extends Error {
@@ -63,8 +73,8 @@ export class CheckpointError extends Error {
   }
 }
 
-/** diffusers' key for a UNet LoRA weight. */
-const loraKey = (modulePath: string, which: 'down' | 'up') => `unet.${modulePath}.lora.${which}.weight`;
+/** diffusers' key for a LoRA weight: `unet.<path>` for the UNet's modules, the text encoder's keep their `text_encoder.` key. */
+const loraKey = (moduleKey: string, which: 'down' | 'up' | 'magnitude') => `${moduleKey.startsWith('text_encoder.') ? '' : 'unet.'}${moduleKey}.lora.${which === 'magnitude' ? 'magnitude' : `${which}.weight`}`;
 
 export interface SaveCheckpointInput {
   readonly lora: ReadonlyMap<string, LoraModuleWeights>;
@@ -83,8 +93,9 @@ export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): s
   const final = path.join(outputDir, checkpointDirName(step));
   const loraTensors = new Map<string, TensorToWrite>();
   for (const [p, m] of input.lora) {
-    loraTensors.set(loraKey(p, 'down'), { shape: [m.rank, m.inFeatures], data: m.down });
+    loraTensors.set(loraKey(p, 'down'), { shape: [m.rank, m.down.length / m.rank], data: m.down });
     loraTensors.set(loraKey(p, 'up'), { shape: [m.outFeatures, m.rank], data: m.up });
+    if (m.magnitude) loraTensors.set(loraKey(p, 'magnitude'), { shape: [m.outFeatures], data: m.magnitude });
   }
   const optTensors = new Map<string, TensorToWrite>();
   for (const [name, m] of input.optimizer.expAvg) optTensors.set(`${name}.exp_avg`, { shape: [m.length], data: m });
@@ -155,14 +166,15 @@ export function loadCheckpoint(dir: string): Checkpoint {
   if (state.format !== CHECKPOINT_FORMAT || typeof state.globalStep !== 'number' || !state.rng) throw new CheckpointError(dir, `${STATE_FILE} is not a LoRA Studio training state`);
   if (state.version > CHECKPOINT_VERSION) throw new CheckpointError(dir, `written by a newer LoRA Studio (format version ${state.version}); update LoRA Studio to resume it`);
 
-  const lora = new Map<string, { down: Float32Array; up: Float32Array; downShape: number[]; upShape: number[] }>();
+  const lora = new Map<string, CheckpointModule>();
   const loraFile = readAllFloat32(path.join(dir, LORA_FILE));
   for (const [key, t] of loraFile.tensors) {
-    const m = /^unet\.(.+)\.lora\.(down|up)\.weight$/.exec(key);
+    const m = /^(?:unet\.)?(.+)\.lora\.(down\.weight|up\.weight|magnitude)$/.exec(key);
     if (!m) throw new CheckpointError(dir, `${LORA_FILE}: unexpected tensor ${key}`);
     const entry = lora.get(m[1]) ?? { down: new Float32Array(), up: new Float32Array(), downShape: [], upShape: [] };
-    if (m[2] === 'down') lora.set(m[1], { ...entry, down: t.data, downShape: t.shape });
-    else lora.set(m[1], { ...entry, up: t.data, upShape: t.shape });
+    if (m[2] === 'down.weight') lora.set(m[1], { ...entry, down: t.data, downShape: t.shape });
+    else if (m[2] === 'up.weight') lora.set(m[1], { ...entry, up: t.data, upShape: t.shape });
+    else lora.set(m[1], { ...entry, magnitude: t.data });
   }
 
   const opt = SafetensorsFile.open(path.join(dir, OPTIMIZER_FILE));

@@ -41,11 +41,12 @@ import { planBuckets, fitToBucket, epochBatches, bucketInfoMetadata, type Bucket
 import { processCaption, captionsAreFixed, type CaptionOptions } from './captions.js';
 import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../core/config/sample_prompts.js';
 import { Random, streamSeed, freshSeed } from './random.js';
-import { TrainableLora } from './lora_params.js';
+import { TrainableLora, dropoutMasksFrom } from './lora_params.js';
+import { networkOptions, networkTargets } from './network.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
-import { lossAndGrads, diffusionLoss, type StepInputs, type StepModels } from './train_step.js';
+import { lossAndGrads, diffusionLoss, type StepInputs, type StepModels, type TextEncoderStepInputs } from './train_step.js';
 import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, DiskFullError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
@@ -255,11 +256,12 @@ class TrainingSession {
     const print = fingerprint(c, dataset.examples.length, predictionType);
     if (resume) checkFingerprint(resume, print);
 
-    const targets = sd.unet.loraTargets();
+    const choice = { networkType: c.network_type, trainTextEncoder: c.train_text_encoder, dropout: c.lora_dropout };
+    const targets = networkTargets(sd, choice);
     const alpha = c.lora_alpha ?? c.rank;
     const lora = (this.lora = resume
-      ? TrainableLora.fromWeights(targets, c.rank, alpha, new Map([...resume.lora].map(([p, w]) => [p, { down: w.down, up: w.up }])))
-      : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init'))));
+      ? TrainableLora.fromWeights(targets, c.rank, alpha, resume.lora, networkOptions(sd, choice))
+      : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init')), networkOptions(sd, choice)));
     const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
     if (resume) opt.importState(resume.optimizer, lora.shapes());
     const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
@@ -323,7 +325,9 @@ class TrainingSession {
       fingerprint: print,
     });
     const recent: { seconds: number; samples: number }[] = [];
-    const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma };
+    const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma, textEncoder: sd.textEncoder };
+    // train_text_encoder: the text encoder's parameters follow text_encoder_lr on the same schedule.
+    const lrOf = (lr: number) => (name: string) => (name.startsWith('text_encoder.') && c.text_encoder_lr !== null ? (lr * c.text_encoder_lr) / plan.learningRate : lr);
     const gas = c.gradient_accumulation_steps;
 
     training: while (this.globalStep < plan.maxTrainSteps && epoch < plan.numEpochs) {
@@ -342,8 +346,11 @@ class TrainingSession {
         do {
           const indices = batches[batchInEpoch];
           const inputs = await this.microBatch(dataset, indices, rng);
+          // LoRA dropout: fresh masks for every micro-batch, from a stream keyed by it (so a resumed run draws the same).
+          lora.dropoutMasks = dropoutMasksFrom(new Random(streamSeed(seed, 'dropout', this.globalStep * gas + (batchInEpoch % gas))), c.lora_dropout);
           const step = await lossAndGrads(stepModels, inputs, 1 / gas);
-          tf.dispose([inputs.latents, inputs.noise, inputs.encoderHiddenStates, ...(inputs.addedCond ? [inputs.addedCond.textEmbeds, inputs.addedCond.timeIds] : [])]);
+          lora.dropoutMasks = undefined;
+          tf.dispose([inputs.latents, inputs.noise, 'inputIds' in inputs ? inputs.inputIds : inputs.encoderHiddenStates, ...(inputs.addedCond ? [inputs.addedCond.textEmbeds, inputs.addedCond.timeIds] : [])]);
           trainLoss += step.loss / gas;
           samples += indices.length;
           grads = accumulate(grads, step.grads);
@@ -360,7 +367,7 @@ class TrainingSession {
           throw e;
         }
         const lr = lrAt(c.lr_scheduler, this.globalStep, { baseLr: plan.learningRate, numWarmupSteps: c.lr_warmup_steps, numTrainingSteps: plan.maxTrainSteps });
-        opt.update(lora.params, clipped.grads, lr);
+        opt.update(lora.params, clipped.grads, lrOf(lr));
         tf.dispose([...clipped.grads.values()]);
         await this.guard.checkWeights(this.globalStep + 1, lora.params);
         this.globalStep++;
@@ -435,7 +442,7 @@ class TrainingSession {
   private async planLayout(dataset: Dataset, sd: StableDiffusion): Promise<Layout> {
     const c = this.c;
     if (sd.textEncoder2) {
-      const unsupported = [c.enable_bucket && 'enable_bucket', c.shuffle_caption && 'shuffle_caption', c.validation_split > 0 && 'validation_split'].filter(Boolean);
+      const unsupported = [c.enable_bucket && 'enable_bucket', c.shuffle_caption && 'shuffle_caption', c.validation_split > 0 && 'validation_split', c.train_text_encoder && 'train_text_encoder'].filter(Boolean);
       if (unsupported.length) throw new TrainingError('config', `${unsupported.join(', ')} ${unsupported.length === 1 ? 'is' : 'are'} not supported with SDXL models yet`, `remove ${unsupported.join(', ')} for this model`);
     }
     if (!c.enable_bucket) return {};
@@ -494,6 +501,7 @@ class TrainingSession {
 
   /** The text encoder's output for every caption, once (the encoder is frozen, so it never changes). */
   private async cacheTextEmbeddings(dataset: Dataset): Promise<void> {
+    if (this.c.train_text_encoder) return; // encoded at every step, with the text encoder's LoRA
     const captions = [...new Set([...dataset.examples, ...this.heldOut].flatMap((e) => e.captions))];
     if (this.c.caption_dropout_rate > 0) captions.push('');
     for (let i = 0; i < captions.length; i += 16) {
@@ -554,7 +562,7 @@ class TrainingSession {
   }
 
   /** The inputs of one micro-batch, drawing from the training generator in a fixed order. */
-  private async microBatch(dataset: Dataset, indices: readonly number[], rng: Random): Promise<StepInputs> {
+  private async microBatch(dataset: Dataset, indices: readonly number[], rng: Random): Promise<StepInputs | TextEncoderStepInputs> {
     const c = this.c;
     const sd = this.sd!;
     const examples: Example[] = indices.map((i) => dataset.examples[i]);
@@ -610,11 +618,11 @@ class TrainingSession {
       noise = withOffset;
     }
     const timesteps = rng.randint(0, this.scheduler!.config.num_train_timesteps, b);
-    const encoderHiddenStates = this.embed(captions);
+    const text = c.train_text_encoder ? { inputIds: this.tokenIds(captions) } : { encoderHiddenStates: this.embed(captions) };
     // SDXL: the pooled caption embedding and the image's time ids (train_text_to_image_lora_sdxl.py's unet_added_conditions).
     const addedCond = sd.textEncoder2 ? { textEmbeds: tf.stack(captions.map((t) => this.pooledCache.get(t)!)) as tf.Tensor2D, timeIds: tf.tensor2d(timeIds) } : undefined;
     tf.dispose([mean, std, eps]);
-    return { latents, noise, timesteps, encoderHiddenStates, addedCond };
+    return { latents, noise, timesteps, ...text, addedCond };
   }
 
   private async checkpoint(state: TrainingState): Promise<void> {
@@ -638,6 +646,11 @@ class TrainingSession {
 
   private captionOptions(): CaptionOptions {
     return { dropoutRate: this.c.caption_dropout_rate, shuffle: this.c.shuffle_caption, keepTokens: this.c.keep_tokens };
+  }
+
+  /** The captions' token ids [B, 77] for a step that encodes them itself (train_text_encoder). */
+  private tokenIds(captions: readonly string[]): tf.Tensor2D {
+    return tf.tensor2d(captions.map((t) => this.sd!.tokenizer.encode(t)), undefined, 'int32');
   }
 
   /** Text embeddings [B, 77, D] of captions: cached ones, others (shuffled tags) encoded now and not kept. */
@@ -671,6 +684,7 @@ class TrainingSession {
     this.ev.emit({ type: 'phase', phase: 'validating', step: this.globalStep, detail: `${this.heldOut.length} held-out image${this.heldOut.length === 1 ? '' : 's'}` });
     const rng = new Random(streamSeed(seed, 'validation_loss'));
     const lookup = this.lora!.lookup();
+    const textLora = this.c.train_text_encoder ? this.lora!.lookup(undefined, 'text_encoder') : undefined;
     let total = 0;
     for (const [k, ex] of this.heldOut.entries()) {
       const { mean, std } = this.heldOutLatents[k];
@@ -685,8 +699,8 @@ class TrainingSession {
         const shift = (this.sd!.vae.config.shift_factor as number | null | undefined) ?? null;
         const sample = mean.add(std.mul(eps));
         const latents = (shift === null ? sample.mul(scale) : sample.sub(shift).mul(scale)) as tf.Tensor4D;
-        const ehs = this.embed([caption]);
-        return diffusionLoss(m, { latents, noise, timesteps, encoderHiddenStates: ehs }, lookup);
+        const text = textLora ? { inputIds: this.tokenIds([caption]) } : { encoderHiddenStates: this.embed([caption]) };
+        return diffusionLoss(m, { latents, noise, timesteps, ...text }, lookup, textLora);
       });
       total += (await loss.data())[0];
       tf.dispose([loss, eps, noise]);
@@ -724,6 +738,7 @@ class TrainingSession {
         label,
         samplesDir: path.join(this.c.output_dir, SAMPLES_DIR),
         lora: this.lora!.lookup(),
+        textEncoderLora: this.c.train_text_encoder ? this.lora!.lookup(undefined, 'text_encoder') : undefined,
         keepGoing: () => !this.req.stop,
         onImage: (k) => this.ev.emit({ type: 'phase', phase: 'sampling', step: this.globalStep, detail: `sample ${k + 1} of ${jobs.length}` }),
       });

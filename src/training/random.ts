@@ -75,11 +75,11 @@ export class Random {
   }
 }
 
-export type StreamPurpose = 'training' | 'data_order' | 'caching' | 'init' | 'max_samples' | 'validation_split' | 'validation_loss';
+export type StreamPurpose = 'training' | 'data_order' | 'caching' | 'init' | 'max_samples' | 'validation_split' | 'validation_loss' | 'dropout';
 
 /** Derives an independent stream's seed from the run's seed and a purpose (and an index, e.g. the epoch). */
 export function streamSeed(seed: number, purpose: StreamPurpose, index = 0): bigint {
-  const tag = { training: 1n, data_order: 2n, caching: 3n, init: 4n, max_samples: 5n, validation_split: 6n, validation_loss: 7n }[purpose];
+  const tag = { training: 1n, data_order: 2n, caching: 3n, init: 4n, max_samples: 5n, validation_split: 6n, validation_loss: 7n, dropout: 8n }[purpose];
   // A splitmix64 finaliser over (seed, tag, index): nearby seeds and epochs give unrelated streams.
   let z = (BigInt(seed) * 0x9e3779b97f4a7c15n + tag * 0xbf58476d1ce4e5b9n + BigInt(index) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
   z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;

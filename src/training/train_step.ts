@@ -11,12 +11,16 @@
 // and its backward pass for the LoRA weights only: the frozen UNet, VAE and text encoder are constants to
 // the tape, so tfjs never computes a weight gradient for them (wasm has no Conv2DBackpropFilter).
 // accelerate divides the loss by gradient_accumulation_steps before backward; `lossScale` does that.
+// With a text-encoder LoRA (train_text_encoder, as train_dreambooth_lora.py) the captions' hidden states are
+// computed inside the step from their token ids, so the gradient reaches the text encoder's adapters too.
 import * as tf from '@tensorflow/tfjs';
 import type { AddedCondKwargs, UNet2DConditionModel } from '../core/models/unet_2d_condition.js';
 import type { AutoencoderKL } from '../core/models/autoencoder_kl.js';
 import type { DDPMScheduler } from '../core/schedulers/ddpm.js';
 import type { PredictionType } from '../core/config/run_config.js';
 import type { TrainableLora } from './lora_params.js';
+import type { CLIPTextModel } from '../core/models/clip_text_model.js';
+import type { LoraLookup } from '../core/engine/ops.js';
 import { installCpuKernelFixes } from '../core/engine/cpu_kernel_fixes.js';
 
 // tfjs' cpu gradient of nearest upsampling is wrong for batch > 1; every gradient here goes through it.
@@ -28,6 +32,8 @@ export interface StepModels {
   readonly lora: TrainableLora;
   readonly predictionType: PredictionType;
   readonly snrGamma: number | null;
+  /** Needed when the LoRA trains the text encoder: StepInputs then carry token ids. */
+  readonly textEncoder?: CLIPTextModel;
 }
 
 export interface StepInputs {
@@ -43,6 +49,9 @@ export interface StepInputs {
   readonly addedCond?: AddedCondKwargs;
 }
 
+/** A micro-batch when the text encoder is trained: each caption's token ids [B, 77] (int32) instead of its hidden states. */
+export type TextEncoderStepInputs = Omit<StepInputs, 'encoderHiddenStates'> & { readonly inputIds: tf.Tensor2D };
+
 export interface StepResult {
   /** The loss as the guide logs it (before dividing by the accumulation steps). */
   readonly loss: number;
@@ -50,13 +59,14 @@ export interface StepResult {
   readonly grads: Map<string, tf.Tensor>;
 }
 
-/** The guide's loss for one micro-batch; `lora` gives the adapters to use (the differentiated copies). */
-export function diffusionLoss(m: Omit<StepModels, 'lora'>, x: StepInputs, lora: Parameters<UNet2DConditionModel['forward']>[3]): tf.Scalar {
+/** The guide's loss for one micro-batch; `lora` (and `textLora`) give the adapters to use (the differentiated copies). */
+export function diffusionLoss(m: Omit<StepModels, 'lora'>, x: StepInputs | TextEncoderStepInputs, lora: LoraLookup, textLora?: LoraLookup): tf.Scalar {
   return tf.tidy(() => {
+    const ehs = 'inputIds' in x ? encodeIds(m.textEncoder, x.inputIds, textLora) : x.encoderHiddenStates;
     const ts = tf.tensor1d(x.timesteps, 'int32');
     const noisy = m.scheduler.addNoise(x.latents, x.noise, ts) as tf.Tensor4D;
     const target = m.predictionType === 'epsilon' ? x.noise : m.scheduler.getVelocity(x.latents, x.noise, ts);
-    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.encoderHiddenStates, lora, x.addedCond);
+    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, ehs, lora, x.addedCond);
     const sq = tf.squaredDifference(pred, target);
     if (m.snrGamma == null) return tf.mean(sq) as tf.Scalar;
     const weights = minSnrWeights(m.scheduler, [...x.timesteps], m.snrGamma, m.predictionType);
@@ -76,13 +86,14 @@ export function minSnrWeights(scheduler: DDPMScheduler, timesteps: readonly numb
 }
 
 /** Loss and LoRA gradients of one micro-batch. */
-export async function lossAndGrads(m: StepModels, x: StepInputs, lossScale = 1): Promise<StepResult> {
+export async function lossAndGrads(m: StepModels, x: StepInputs | TextEncoderStepInputs, lossScale = 1): Promise<StepResult> {
   const names = [...m.lora.params.keys()];
   const values = names.map((n) => m.lora.params.get(n)!);
   let lossValue: tf.Scalar | undefined;
   const f = (...params: tf.Tensor[]) => {
-    const lookup = m.lora.lookup(new Map(names.map((n, i) => [n, params[i]])));
-    const loss = diffusionLoss(m, x, lookup);
+    const tensors = new Map(names.map((n, i) => [n, params[i]]));
+    const textLora = m.lora.trains('text_encoder') ? m.lora.lookup(tensors, 'text_encoder') : undefined;
+    const loss = diffusionLoss(m, x, m.lora.lookup(tensors, 'unet'), textLora);
     lossValue = tf.keep(loss.clone());
     return lossScale === 1 ? loss : (loss.mul(lossScale) as tf.Scalar);
   };
@@ -92,6 +103,12 @@ export async function lossAndGrads(m: StepModels, x: StepInputs, lossScale = 1):
   const loss = (await lossValue!.data())[0];
   lossValue!.dispose();
   return { loss, grads: new Map(names.map((n, i) => [n, grads[i]])) };
+}
+
+/** The text encoder's last hidden state for token ids, with its LoRA. */
+function encodeIds(textEncoder: CLIPTextModel | undefined, ids: tf.Tensor2D, lora: LoraLookup | undefined): tf.Tensor3D {
+  if (!textEncoder) throw new Error('internal: a step from token ids needs StepModels.textEncoder');
+  return textEncoder.forward(ids, lora).lastHiddenState;
 }
 
 /**

@@ -47,6 +47,8 @@ export interface SampleOptions {
   readonly label: string;
   readonly samplesDir: string;
   readonly lora: LoraLookup;
+  /** The text encoder's adapters (train_text_encoder). */
+  readonly textEncoderLora?: LoraLookup;
   /** Called between denoising steps; return false to stop early (a stop request). */
   readonly keepGoing?: () => boolean;
   /** Before image k starts. */
@@ -70,6 +72,7 @@ export async function generateSamples(sd: StableDiffusion, o: SampleOptions): Pr
       width: job.width,
       height: job.height,
       lora: o.lora,
+      textEncoderLora: o.textEncoderLora,
       onStep: () => (o.keepGoing ? o.keepGoing() : true),
     });
     const [, height, width] = image.shape;

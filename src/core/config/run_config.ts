@@ -58,6 +58,10 @@ export interface RunConfig {
   // LoRA and loss
   rank: number;
   lora_alpha: number | null;
+  network_type: NetworkType;
+  lora_dropout: number;
+  train_text_encoder: boolean;
+  text_encoder_lr: number | null;
   snr_gamma: number | null;
   noise_offset: number;
   prediction_type: PredictionType | null;
@@ -81,3 +85,7 @@ export interface RunConfig {
   backend: BackendName;
   cache_latents: boolean;
 }
+
+/** The adapter kinds training makes (`network_type`): LoRA on the attention projections, LoCon (kohya's conv set too), DoRA. */
+export const NETWORK_TYPES = ['lora', 'locon', 'dora'] as const;
+export type NetworkType = (typeof NETWORK_TYPES)[number];

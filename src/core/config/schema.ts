@@ -5,7 +5,7 @@
 // This module is pure data plus tiny helpers: no fs, no tfjs, so the language server can bundle it.
 import { KOHYA_LORA_FILE, LORA_FILE, METRICS_FILE, SAMPLES_DIR } from './run_folder.js';
 import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from './generation.js';
-import { BACKENDS, LR_SCHEDULERS, PREDICTION_TYPES, SAVE_FORMATS, type RunConfig } from './run_config.js';
+import { BACKENDS, LR_SCHEDULERS, NETWORK_TYPES, PREDICTION_TYPES, SAVE_FORMATS, type RunConfig } from './run_config.js';
 
 /** `prompts`: a list of texts (kohya prompt lines, parsed by sample_prompts.ts). */
 export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list' | 'prompts';
@@ -493,6 +493,60 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
       "PEFT's `lora_alpha` (kohya's `--network_alpha`).\n\n" +
       'The LoRA update is multiplied by `lora_alpha / rank`: kohya users often train with alpha = rank / 2 or 1 and a higher learning rate. ' +
       'Written into the LoRA files (the kohya file as `.alpha`, the diffusers file in its metadata), so every tool applies the same scale.',
+  },
+  {
+    key: 'network_type',
+    group: 'LoRA and loss',
+    type: 'enum',
+    values: NETWORK_TYPES,
+    default: 'lora',
+    valueDocs: {
+      lora: 'LoRA on the UNet attention projections (to_q, to_k, to_v, to_out.0), as the guide',
+      locon: "LoCon: also the resnets' and up/downsamplers' convolutions (3×3 kernels), proj_in/out and the feed-forward layers (kohya's conv set)",
+      dora: 'DoRA (peft `use_dora`): LoRA on the attention projections plus a trained magnitude per output channel',
+    },
+    summary: 'Which layers the adapter trains, and how: LoRA, LoCon or DoRA.',
+    description:
+      "kohya's `--network_module` / LyCORIS' `algo` and peft's `use_dora`.\n\n" +
+      '`locon` adapts the convolutions too (kohya `networks.lora` with `conv_dim`, the same rank and alpha here): more capacity for styles and textures, bigger files. ' +
+      '`dora` learns a magnitude per output channel beside the LoRA direction (Liu et al., 2024); files carry it as `lora_magnitude_vector` / `dora_scale`.',
+  },
+  {
+    key: 'lora_dropout',
+    group: 'LoRA and loss',
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    summary: "Dropout on each LoRA layer's input while training (peft's lora_dropout).",
+    description:
+      "peft's `lora_dropout` (kohya's `--network_dropout`).\n\n" +
+      'During training each adapter sees its input with this fraction of values zeroed (the rest scaled by 1 / (1 − p)); the base layer sees it unchanged. ' +
+      '0.05–0.1 can reduce overfitting on small datasets. Generation never drops anything.',
+  },
+  {
+    key: 'train_text_encoder',
+    group: 'LoRA and loss',
+    type: 'boolean',
+    default: false,
+    summary: "Also train a LoRA on the text encoder's attention (q/k/v/out_proj).",
+    description:
+      "diffusers' `--train_text_encoder` (train_dreambooth_lora.py); kohya trains it unless `--network_train_unet_only`.\n\n" +
+      'Helps a LoRA bind a new word (a trigger token) to what it learns. The captions are then encoded at every step, not cached; ' +
+      'the files gain `text_encoder.…` (diffusers) and `lora_te_…` (kohya) keys. SD 1.x/2.x only for now.',
+  },
+  {
+    key: 'text_encoder_lr',
+    group: 'LoRA and loss',
+    type: 'number',
+    nullable: true,
+    nullMeans: '`learning_rate`',
+    default: null,
+    exclusiveMinimum: 0,
+    summary: "The text encoder LoRA's learning rate (with train_text_encoder).",
+    description:
+      "kohya's `--text_encoder_lr`.\n\n" +
+      'The text encoder is sensitive: kohya users often give it a half or a tenth of the UNet rate. Follows the same schedule (warmup, decay) as `learning_rate`.',
   },
   {
     key: 'snr_gamma',

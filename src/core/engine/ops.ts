@@ -21,6 +21,8 @@ export interface LoraAdapter {
   readonly scale: number;
   /** DoRA's magnitude m [out]: W' = m ⊙ (W + scale·up·down) / ‖W + scale·up·down‖ (norm per output channel). */
   readonly magnitude?: tf.Tensor1D;
+  /** Training's LoRA dropout: applied to the layer's input before `down` (and before W in DoRA's rescaled term), as peft does. */
+  readonly dropInput?: (x: tf.Tensor) => tf.Tensor;
 }
 
 export interface Ops {

@@ -174,12 +174,20 @@ export class Linear {
 
   forward(x: tf.Tensor, lora?: LoraLookup): tf.Tensor {
     const adapters = lora?.(this.path) ?? [];
-    if (!adapters.some((a) => a.magnitude)) return ops().linear(x, this.weight, this.bias, adapters);
+    if (!adapters.some((a) => a.magnitude || a.dropInput)) return ops().linear(x, this.weight, this.bias, adapters);
     return tf.tidy(() => {
       const x2 = x.reshape([-1, this.inFeatures]);
       // W·x without bias; DoRA rescales it (and the bias is added after, as PEFT does).
       const base = ops().linear(x2, this.weight) as tf.Tensor2D;
-      const y = withDora(base, this.weight, adapters, (a) => tf.matMul(tf.matMul(x2, a.down, false, true), a.up, false, true), (t) => t.reshape([1, -1]));
+      const inputs = adapters.map((a) => (a.dropInput ? a.dropInput(x2) : x2));
+      const y = withDora(
+        base,
+        this.weight,
+        adapters,
+        (a, i) => tf.matMul(tf.matMul(inputs[i], a.down, false, true), a.up, false, true),
+        (t) => t.reshape([1, -1]),
+        (a, i) => (a.dropInput ? ops().linear(inputs[i], this.weight) : base),
+      );
       return (this.bias ? y.add(this.bias) : y).reshape([...x.shape.slice(0, -1), this.outFeatures]);
     });
   }
@@ -189,19 +197,21 @@ export class Linear {
  * base + Σ adapters: plain ones add scale·lora(x); each DoRA one adds (g − 1)·base + g·scale·lora(x) with
  * g = m / ‖W + scale·up·down‖ per output channel — peft/tuners/lora/dora.py (DoraLinearLayer.forward,
  * DoraConv2dLayer.forward), whose weight norm is detached from the gradient. `weightRows` is W as
- * [out, in·k·k] in PyTorch order; `perChannel` shapes a [out] vector to broadcast over `base`.
+ * [out, in·k·k] in PyTorch order; `perChannel` shapes a [out] vector to broadcast over `base`. `baseOf` is W
+ * applied to the adapter's own input (the dropped-out one under LoRA dropout, as peft's DoRA forward).
  */
 function withDora(
   base: tf.Tensor,
   weightRows: tf.Tensor2D,
   adapters: readonly LoraAdapter[],
-  loraOf: (a: LoraAdapter) => tf.Tensor,
+  loraOf: (a: LoraAdapter, index: number) => tf.Tensor,
   perChannel: (t: tf.Tensor1D) => tf.Tensor,
+  baseOf: (a: LoraAdapter, index: number) => tf.Tensor = () => base,
 ): tf.Tensor {
   let y = base;
-  for (const a of adapters) {
+  for (const [i, a] of adapters.entries()) {
     if (a.scale === 0 && !a.magnitude) continue;
-    const delta = loraOf(a).mul(a.scale);
+    const delta = loraOf(a, i).mul(a.scale);
     if (!a.magnitude) {
       y = y.add(delta);
       continue;
@@ -209,7 +219,7 @@ function withDora(
     const merged = weightRows.add(tf.matMul(a.up, a.down).mul(a.scale));
     const norm = detach(merged.square().sum(1).sqrt() as tf.Tensor1D);
     const g = perChannel(a.magnitude.div(norm) as tf.Tensor1D);
-    y = y.add(g.sub(1).mul(base)).add(g.mul(delta));
+    y = y.add(g.sub(1).mul(baseOf(a, i))).add(g.mul(delta));
   }
   return y;
 }
@@ -281,21 +291,55 @@ export class Conv2d {
       const k = this.kernelSize;
       const base = ops().conv2d(x, this.weight, undefined, this.stride, padding);
       const [b, h, w] = base.shape;
-      const loraOf = (a: LoraAdapter): tf.Tensor => {
+      const inputs = adapters.map((a) => (a.dropInput ? (a.dropInput(x) as tf.Tensor4D) : x));
+      const loraOf = (a: LoraAdapter, i: number): tf.Tensor => {
         const rank = a.down.shape[0];
         // down [rank, in·k·k] (PyTorch's in, kh, kw order) → HWIO [k, k, in, rank]
         const kernel = a.down.reshape([rank, this.inChannels, k, k]).transpose([2, 3, 1, 0]) as tf.Tensor4D;
-        const hidden = ops().conv2d(x, kernel, undefined, this.stride, padding);
+        const hidden = loraDownConv(inputs[i], kernel, this.stride, padding);
         return tf.matMul(hidden.reshape([b * h * w, rank]), a.up, false, true).reshape([b, h, w, this.outChannels]);
       };
       // Only DoRA needs W as PyTorch's [out, in·k·k] rows.
       const rows = () => this.weight.transpose([3, 2, 0, 1]).reshape([this.outChannels, -1]) as tf.Tensor2D;
+      const baseOf = (a: LoraAdapter, i: number) => (a.dropInput ? ops().conv2d(inputs[i], this.weight, undefined, this.stride, padding) : base);
       const y = adapters.some((a) => a.magnitude)
-        ? withDora(base, rows(), adapters, loraOf, (t) => t.reshape([1, 1, 1, -1]))
-        : adapters.reduce<tf.Tensor>((acc, a) => acc.add(loraOf(a).mul(a.scale)), base);
+        ? withDora(base, rows(), adapters, loraOf, (t) => t.reshape([1, 1, 1, -1]), baseOf)
+        : adapters.reduce<tf.Tensor>((acc, a, i) => acc.add(loraOf(a, i).mul(a.scale)), base);
       return (this.bias ? y.add(this.bias) : y) as tf.Tensor4D;
     });
   }
+}
+
+/**
+ * LoCon's down convolution, differentiable in its kernel on every backend: tfjs-wasm has no
+ * Conv2DBackpropFilter, so the kernel's gradient is written out as Σ over the k×k taps of (the input
+ * shifted to that tap)ᵀ · dy — one 2-D product per tap; the input's gradient is the transposed convolution.
+ */
+function loraDownConv(x: tf.Tensor4D, kernel: tf.Tensor4D, stride: number, padding: number): tf.Tensor4D {
+  const f = tf.customGrad(((input: tf.Tensor4D, k: tf.Tensor4D, save: tf.GradSaveFunc) => {
+    save([input, k]);
+    return {
+      value: ops().conv2d(input, k, undefined, stride, padding),
+      gradFunc: (dy: tf.Tensor4D, [xs, ks]: tf.Tensor[]) => {
+        const [kh, kw, cin, rank] = ks.shape;
+        const [b, oh, ow] = dy.shape;
+        const dx = tf.conv2dTranspose(dy, ks as tf.Tensor4D, xs.shape as [number, number, number, number], stride, padding);
+        const padded = padding ? tf.pad(xs, [[0, 0], [padding, padding], [padding, padding], [0, 0]]) : xs;
+        const dyRows = dy.reshape([b * oh * ow, rank]);
+        const taps: tf.Tensor[] = [];
+        for (let i = 0; i < kh; i++) {
+          for (let j = 0; j < kw; j++) {
+            const span = [b, (oh - 1) * stride + 1, (ow - 1) * stride + 1, cin];
+            let tap = tf.slice(padded, [0, i, j, 0], span);
+            if (stride > 1) tap = tf.stridedSlice(tap, [0, 0, 0, 0], span, [1, stride, stride, 1]);
+            taps.push(tf.matMul(tap.reshape([b * oh * ow, cin]).transpose(), dyRows));
+          }
+        }
+        return [dx, tf.stack(taps).reshape([kh, kw, cin, rank])];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (input: tf.Tensor4D, k: tf.Tensor4D) => tf.Tensor4D;
+  return f(x, kernel);
 }
 
 /** torch.nn.GroupNorm (affine) over NHWC channels; `silu` fuses the SiLU that diffusers applies next. */
