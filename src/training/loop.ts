@@ -42,7 +42,7 @@ import { processCaption, captionsAreFixed, type CaptionOptions } from './caption
 import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../core/config/sample_prompts.js';
 import { Random, streamSeed, freshSeed } from './random.js';
 import { TrainableLora, dropoutMasksFrom } from './lora_params.js';
-import { networkOptions, networkTargets } from './network.js';
+import { canWriteNetwork, networkOptions, networkTargets } from './network.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
@@ -126,6 +126,9 @@ function fingerprint(c: RunConfig, numExamples: number, predictionType: Predicti
     ...(c.lora_alpha !== null && c.lora_alpha !== c.rank ? { lora_alpha: c.lora_alpha } : {}),
     ...(c.enable_bucket ? { buckets: [c.min_bucket_reso, c.max_bucket_reso, c.bucket_reso_steps] } : {}),
     ...(c.validation_split > 0 ? { validation_split: c.validation_split } : {}),
+    ...(c.network_type !== 'lora' ? { network_type: c.network_type } : {}),
+    ...(c.train_text_encoder ? { train_text_encoder: true } : {}),
+    ...(c.lora_dropout > 0 ? { lora_dropout: c.lora_dropout } : {}),
     ...(c.caption_dropout_rate > 0 || c.shuffle_caption ? { captions: [c.caption_dropout_rate, c.shuffle_caption, c.keep_tokens] } : {}),
   };
 }
@@ -257,6 +260,9 @@ class TrainingSession {
     if (resume) checkFingerprint(resume, print);
 
     const choice = { networkType: c.network_type, trainTextEncoder: c.train_text_encoder, dropout: c.lora_dropout };
+    if (!canWriteNetwork(choice)) {
+      throw new TrainingError('config', `network_type ${c.network_type}${c.train_text_encoder ? ' with train_text_encoder' : ''} trains, but its LoRA files cannot be written yet`, 'use network_type: lora without train_text_encoder for now');
+    }
     const targets = networkTargets(sd, choice);
     const alpha = c.lora_alpha ?? c.rank;
     const lora = (this.lora = resume

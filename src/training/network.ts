@@ -64,3 +64,8 @@ export function networkOptions(sd: NetworkModels, choice: NetworkChoice): Traina
   };
   return { ...(choice.networkType === 'dora' ? { doraWeights: rows } : {}), ...(choice.dropout > 0 ? { dropout: choice.dropout } : {}) };
 }
+
+/** Whether the LoRA file writers take what this choice trains (the UNet attention's plain LoRA, with or without dropout, until they take the rest). */
+export function canWriteNetwork(choice: Pick<NetworkChoice, 'networkType' | 'trainTextEncoder'>): boolean {
+  return choice.networkType === 'lora' && !choice.trainTextEncoder;
+}
