@@ -6,7 +6,7 @@
 // `checkpoint` and `sample` are read from stdin; Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits 0.
 //
 // Exit status: 0 completed or stopped on request, 1 the run failed (error event), 2 the config is invalid.
-import { isCheckpointTemporary } from '../core/config/run_folder.js';
+import { isCheckpointTemporary, setWriteProbe } from '../core/config/run_folder.js';
 import { loadRunConfig, loadRunConfigWithOverrides, type LoadedRunConfig } from '../core/config/load.js';
 import { configFromFlags } from '../core/config/flags.js';
 import { formatProblems, summarizeProblems, hasErrors } from '../core/config/problems.js';
@@ -100,11 +100,22 @@ function redirectConsoleLog(): () => void {
 }
 
 /**
- * For the kill test only: LORA_STUDIO_TEST_PAUSE_CHECKPOINT=<step> makes that step's checkpoint, once its
+ * For the kill tests only: LORA_STUDIO_TEST_PAUSE_CHECKPOINT=<step> makes that step's checkpoint, once its
  * files are written and before it is published, announce itself on stderr and wait a minute, so the test
  * can SIGKILL the process in the middle of a checkpoint write, deterministically.
+ * LORA_STUDIO_TEST_PAUSE_WRITE=<n> pauses the same way at the n-th stage of the run's atomic writes
+ * (run_folder.ts's WriteProbe: half a file written, a file in place, a folder moved aside for deletion).
  */
 function testHooks(): TrainHooks | undefined {
+  const nth = Number(process.env.LORA_STUDIO_TEST_PAUSE_WRITE);
+  if (nth > 0) {
+    let seen = 0;
+    setWriteProbe((stage, file) => {
+      if (++seen !== nth) return;
+      process.stderr.write(`test: paused at write ${nth} (${stage} ${file})\n`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
+    });
+  }
   const step = process.env.LORA_STUDIO_TEST_PAUSE_CHECKPOINT;
   if (!step) return undefined;
   return {

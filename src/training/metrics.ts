@@ -3,6 +3,7 @@
 // the file describes one consistent history however often the run was interrupted.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../core/config/run_folder.js';
 
 export interface MetricsRow {
   readonly step: number;
@@ -30,7 +31,8 @@ export class MetricsWriter {
   ) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const kept = keepUpToStep === undefined ? [] : readMetrics(file).filter((r) => r.step <= keepUpToStep);
-    fs.writeFileSync(file, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+    // Atomic: a run killed here keeps the history it had.
+    writeFileAtomic(file, kept.map((r) => JSON.stringify(r) + '\n').join(''));
     this.fd = fs.openSync(file, 'a');
   }
 

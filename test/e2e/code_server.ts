@@ -95,7 +95,7 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
 
   let browser: Browser | undefined;
   try {
-    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, () => output);
+    await codeServerListening(server, port, () => output);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'],
@@ -140,6 +140,8 @@ export interface WaitOptions {
   /** More to say on failure (a server log). */
   detail?: () => string;
   page?: Page;
+  /** An exception thrown by `check` ends the wait at once (a process that exited) instead of counting as "not yet". */
+  rethrow?: boolean;
 }
 
 /** UI reactions (a quick pick, a tab, a panel): long enough for a loaded 2-core machine. */
@@ -155,7 +157,10 @@ export async function waitUntil<T>(what: string, check: () => T | Promise<T>, op
   let last = opts.progress ? await opts.progress() : '';
   let lastChange = start;
   for (;;) {
-    const v = await Promise.resolve(check()).catch(() => undefined);
+    const v = await Promise.resolve(check()).catch((e: unknown) => {
+      if (opts.rethrow) throw new Error(`${what}: ${(e as Error).message}${opts.detail ? `\n${opts.detail()}` : ''}`);
+      return undefined;
+    });
     if (v) return v as NonNullable<T>;
     const now = Date.now();
     if (opts.progress) {
@@ -266,17 +271,29 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitForHttp(url: string, timeoutMs: number, output: () => string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > end) throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
-    if (/error/i.test(output()) && /EADDRINUSE|Cannot find module/.test(output())) throw new Error('code-server failed to start');
-    await new Promise((r) => setTimeout(r, 250));
+/**
+ * Waits until code-server answers `<url>/healthz`: as long as it is alive and still starting (its CPU time
+ * grows), however slow a loaded machine makes that; it fails at once when the process exits, and after a
+ * minute in which it used no CPU and did not answer (stuck).
+ */
+export async function codeServerListening(server: ChildProcess, port: number, output: () => string): Promise<void> {
+  await waitUntil(
+    `code-server to answer http://127.0.0.1:${port}/healthz`,
+    async () => {
+      if (server.exitCode !== null || server.signalCode !== null) throw new Error(`code-server exited (${server.exitCode ?? server.signalCode}) before listening`);
+      return (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true;
+    },
+    { timeoutMs: 10 * UI_MS, stallMs: 60_000, progress: () => `${cpuTicks(server.pid)} CPU ticks used`, detail: () => output().slice(-3000), rethrow: true },
+  );
+}
+
+/** user + system CPU time of a process in clock ticks (/proc), or '?' where there is no /proc. */
+function cpuTicks(pid: number | undefined): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return String(Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]));
+  } catch {
+    return '?';
   }
 }

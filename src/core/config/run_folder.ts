@@ -91,7 +91,10 @@ export function isCheckpointTemporary(dir: string, step?: number): boolean {
   return !!m && (step === undefined || Number(m[1]) === step);
 }
 
-/** Deletes half-written and half-deleted checkpoint folders left by a killed run. */
+/** writeFileAtomic's temporary (`.<name>.<pid>.tmp`) and the lock's (`.lora-studio.lock.<pid>-<hex>.tmp`). */
+const WRITE_TEMPORARY = /^\..+\.\d+(-[0-9a-f]+)?\.tmp$/;
+
+/** Deletes half-written and half-deleted checkpoint folders and half-written files left by a killed run (call it holding the run's lock). */
 export function removeCheckpointTemporaries(outputDir: string): void {
   let names: string[];
   try {
@@ -99,7 +102,10 @@ export function removeCheckpointTemporaries(outputDir: string): void {
   } catch {
     return;
   }
-  for (const n of names) if (isCheckpointTemporary(n)) fs.rmSync(path.join(outputDir, n), { recursive: true, force: true });
+  for (const n of names) {
+    if (isCheckpointTemporary(n)) fs.rmSync(path.join(outputDir, n), { recursive: true, force: true });
+    else if (WRITE_TEMPORARY.test(n)) fs.rmSync(path.join(outputDir, n), { force: true });
+  }
 }
 
 /**

@@ -1,0 +1,262 @@
+// Property-based fuzzing (fast-check), seeded and bounded so each property takes a few seconds and is the
+// same on every run; each prints how many cases it ran. What must hold for any input:
+//
+//   safetensors reader   a clear SafetensorsError/FileRefusedError naming the file, or a file whose every
+//                        tensor reads back with the values its header promises — never another exception
+//                        (a RangeError is an out-of-range read), never a hang
+//   run-config loader    problems (with ranges inside the text) or a config — never an exception
+//   language server      diagnostics, completion, hover and code actions for any text and position — never
+//                        an exception
+//   LoRA key parsing     a classification, never an exception; every key the writers produce parses back
+//                        to its module and part
+//   protocol framing     any line: a message, a problem sentence, or "not a message" — never an exception;
+//                        what `encode` writes `read` gives back
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import fc from 'fast-check';
+import { encodeSafetensors, SafetensorsFile, SafetensorsError } from '../../src/core/io/safetensors.js';
+import { FileRefusedError } from '../../src/core/io/safe_read.js';
+import { analyzeRunConfigText } from '../../src/core/config/validate.js';
+import { checkAnalysis } from '../../src/core/config/load.js';
+import { RUN_CONFIG_KEYS } from '../../src/core/config/schema.js';
+import { ConfigChecker, toDiagnostic } from '../../src/server/checker.js';
+import { complete } from '../../src/server/completion.js';
+import { hover } from '../../src/server/hover.js';
+import { codeActions } from '../../src/server/code_actions.js';
+import { parseLoraKey, kohyaName, diffusersKeys } from '../../src/core/lora/formats.js';
+import { TRAINER_EVENTS, TRAINER_COMMANDS } from '../../src/protocol/training.js';
+import { WORKER_REQUESTS, WORKER_MESSAGES } from '../../src/protocol/inference.js';
+
+const SEED = 17;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-'));
+
+/** Runs a property with the fixed seed and case count, and prints the count. */
+function check<T>(name: string, arb: fc.Arbitrary<T>, predicate: (v: T) => void, numRuns: number): void {
+  let cases = 0;
+  fc.assert(
+    fc.property(arb, (v) => {
+      cases++;
+      predicate(v);
+    }),
+    { seed: SEED, numRuns, endOnFailure: true },
+  );
+  console.log(`# fuzz ${name}: ${cases} cases passed (seed ${SEED})`);
+}
+
+// ---- safetensors ------------------------------------------------------------------------------------------
+
+const VALID = encodeSafetensors(
+  new Map([
+    ['unet.a.lora.down.weight', { shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) }],
+    ['unet.a.lora.up.weight', { shape: [3, 2], data: new Float32Array([-1, -2, -3, -4, -5, -6]) }],
+    ['b', { shape: [4], data: new Float32Array([0.5, 0.25, 0.125, 0]) }],
+  ]),
+  { format: 'pt', note: 'x' },
+);
+const HEADER_END = 8 + Number(VALID.readBigUInt64LE(0));
+
+/** One damage to the valid file: bytes changed (mostly in the header), cut short, a header length, a whole new header. */
+const damaged: fc.Arbitrary<Buffer> = fc.oneof(
+  fc.array(fc.tuple(fc.nat({ max: HEADER_END + 40 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }).map((edits) => {
+    const b = Buffer.from(VALID);
+    for (const [at, v] of edits) if (at < b.length) b[at] = v;
+    return b;
+  }),
+  fc.nat({ max: VALID.length }).map((n) => VALID.subarray(0, n)),
+  fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.integer({ min: HEADER_END - 16, max: HEADER_END + 16 }).map((n) => BigInt(Math.max(0, n - 8)))).map((len) => {
+    const b = Buffer.from(VALID);
+    b.writeBigUInt64LE(len, 0);
+    return b;
+  }),
+  fc
+    .dictionary(
+      fc.oneof(fc.constantFrom('__metadata__', '__proto__', 'constructor', 'b'), fc.string({ maxLength: 8 })),
+      fc.oneof(
+        fc.record({
+          dtype: fc.oneof(fc.constantFrom('F32', 'F16', 'BF16', 'I64', 'U8', 'BOOL', 'F64', '__proto__', 'toString'), fc.string({ maxLength: 4 })),
+          shape: fc.array(fc.oneof(fc.nat({ max: 8 }), fc.integer(), fc.double(), fc.constant(2 ** 53 + 2)), { maxLength: 4 }),
+          data_offsets: fc.tuple(fc.oneof(fc.nat({ max: 120 }), fc.integer()), fc.oneof(fc.nat({ max: 120 }), fc.integer())),
+        }),
+        fc.jsonValue({ maxDepth: 2 }),
+      ),
+      { maxKeys: 4 },
+    )
+    .chain((header) =>
+      fc.nat({ max: 128 }).map((dataBytes) => {
+        const json = Buffer.from(JSON.stringify(header));
+        const len = Buffer.alloc(8);
+        len.writeBigUInt64LE(BigInt(json.length));
+        return Buffer.concat([len, json, Buffer.alloc(dataBytes, 7)]);
+      }),
+    ),
+);
+
+test('fuzz: the safetensors reader gives a clear error or a sound file for any damage', () => {
+  const file = path.join(tmp, 'x.safetensors');
+  let refused = 0;
+  check(
+    'safetensors reader',
+    damaged,
+    (bytes) => {
+      fs.writeFileSync(file, bytes);
+      let f: SafetensorsFile | undefined;
+      try {
+        f = SafetensorsFile.open(file);
+        for (const [name, info] of f.tensors) {
+          const values = f.readFloat32(name);
+          const count = info.shape.reduce((a, b) => a * b, 1);
+          assert.equal(values.length, count, `${name}: ${values.length} values for shape ${info.shape}`);
+        }
+      } catch (e) {
+        if (!(e instanceof SafetensorsError || e instanceof FileRefusedError)) throw e;
+        assert.ok(e.message.includes(file), `the error names the file: ${e.message}`);
+        refused++;
+      } finally {
+        f?.close();
+      }
+    },
+    1000,
+  );
+  assert.ok(refused > 100, `most damage is refused (${refused} of 1000)`);
+});
+
+// ---- run configs and the language server ---------------------------------------------------------------
+
+const KEYS = RUN_CONFIG_KEYS.map((s) => s.key);
+/** YAML-ish text: real keys with odd values, aliases, anchors, tags, flow collections, stray unicode. */
+const configText: fc.Arbitrary<string> = fc
+  .array(
+    fc.oneof(
+      fc.tuple(fc.constantFrom(...KEYS), fc.oneof(
+        fc.constantFrom('*a', '&a 1', '!!binary AAAA', '[1, [2, [3', '{a: 1', '~', 'null', '.nan', '-.inf', '0x10', '1e400', '18446744073709551617', '"\\u0000"', "'", '|', '>-', 'yes', '<<: *a'),
+        fc.string({ maxLength: 12 }),
+        fc.double().map(String),
+        fc.integer().map(String),
+      )).map(([k, v]) => `${k}: ${v}`),
+      fc.string({ maxLength: 30 }),
+      fc.constantFrom('---', '...', '- item', '  indented: x', '\t tab: 1', '# comment', '? complex key', ': value', '%YAML 1.2', '&anchor', 'a: &x [*x]'),
+    ),
+    { maxLength: 12 },
+  )
+  .map((lines) => lines.join('\n'));
+
+test('fuzz: the run-config loader returns problems or a config for any text', () => {
+  const file = path.join(tmp, 'fuzz.lora.yaml');
+  check(
+    'run-config loader',
+    configText,
+    (text) => {
+      const loaded = checkAnalysis(analyzeRunConfigText(text), file, tmp);
+      assert.ok(Array.isArray(loaded.problems));
+      const lines = text.split('\n').length;
+      for (const p of loaded.problems) {
+        assert.ok(typeof p.message === 'string' && p.message.length > 0);
+        assert.ok(p.range.start.line >= 0 && p.range.end.line <= lines, `range ${JSON.stringify(p.range)} inside ${lines} lines`);
+      }
+      if (loaded.config) assert.ok(!loaded.problems.some((p) => p.severity === 'error'));
+    },
+    250,
+  );
+});
+
+test('fuzz: the language server answers diagnostics, completion, hover and code actions for any text', () => {
+  const checker = new ConfigChecker();
+  const uri = pathToFileURL(path.join(tmp, 'server.lora.yaml')).toString();
+  let version = 0;
+  check(
+    'language server',
+    fc.tuple(configText, fc.nat({ max: 14 }), fc.nat({ max: 40 })),
+    ([text, line, character]) => {
+      const doc = checker.check(uri, ++version, text);
+      const diagnostics = doc.problems.map(toDiagnostic);
+      for (const d of diagnostics) assert.ok(typeof d.message === 'string' && d.message.length > 0);
+      const lines = text.split('\n');
+      const pos = { line, character };
+      complete(doc, lines, pos, { snippets: version % 2 === 0 });
+      hover(doc, pos);
+      codeActions(doc, { start: pos, end: pos });
+      checker.prune([doc]);
+    },
+    200,
+  );
+});
+
+// ---- LoRA keys ---------------------------------------------------------------------------------------------
+
+const modulePath = fc
+  .array(fc.oneof(fc.constantFrom('down_blocks', 'up_blocks', 'mid_block', 'attentions', 'transformer_blocks', 'attn1', 'attn2', 'to_q', 'to_k', 'to_v', 'proj_in'), fc.nat({ max: 3 }).map(String)), { minLength: 2, maxLength: 8 })
+  .map((parts) => parts.join('.'));
+
+test('fuzz: LoRA key parsing classifies any key; the keys the writers produce parse back', () => {
+  check(
+    'LoRA key parsing (any string)',
+    fc.oneof(fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 }), modulePath.map((p) => `lora_unet_${p}`), modulePath.map((p) => `unet.${p}.lora.up.weight`)),
+    (key) => {
+      const r = parseLoraKey(key);
+      assert.ok(r.kind === 'lora' || r.kind === 'unsupported' || r.kind === 'unknown');
+      if (r.kind === 'lora') assert.ok(r.module.length > 0 && ['down', 'up', 'alpha', 'magnitude'].includes(r.part), JSON.stringify(r));
+      if (r.kind === 'unsupported') assert.ok(r.what.length > 0);
+    },
+    3000,
+  );
+  check(
+    'LoRA key parsing (written keys)',
+    modulePath,
+    (p) => {
+      const { down, up } = diffusersKeys(p);
+      for (const [key, part] of [[down, 'down'], [up, 'up'], [`${kohyaName(p)}.lora_down.weight`, 'down'], [`${kohyaName(p)}.lora_up.weight`, 'up']] as const) {
+        const r = parseLoraKey(key);
+        assert.ok(r.kind === 'lora' && r.part === part && r.component === 'unet', `${key}: ${JSON.stringify(r)}`);
+        if (r.naming === 'dotted') assert.equal(r.module, p);
+        else assert.equal(r.module, kohyaName(p).slice('lora_unet_'.length));
+      }
+    },
+    500,
+  );
+});
+
+// ---- protocol framing (jsonl.ts) ---------------------------------------------------------------------------
+
+const PROTOCOLS = { TRAINER_EVENTS, TRAINER_COMMANDS, WORKER_REQUESTS, WORKER_MESSAGES };
+const line: fc.Arbitrary<string> = fc.oneof(
+  fc.string({ maxLength: 60 }),
+  fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+  fc
+    .record({
+      type: fc.oneof(fc.constantFrom('progress', 'stop', 'generate', 'error', 'status', 'started', '__proto__', 'constructor'), fc.string({ maxLength: 8 })),
+      v: fc.oneof(fc.constant(1), fc.jsonValue({ maxDepth: 1 })),
+      id: fc.oneof(fc.string({ maxLength: 6 }), fc.integer()),
+      step: fc.oneof(fc.integer(), fc.double(), fc.constant(2 ** 64 + 1)),
+      extra: fc.jsonValue({ maxDepth: 2 }),
+    }, { requiredKeys: ['type'] })
+    .map((o) => JSON.stringify(o)),
+  fc.string({ maxLength: 20 }).map((s) => `{${s}`),
+);
+
+test('fuzz: the JSON-lines framing answers any line with a message, a problem or "not a message"', () => {
+  for (const [name, p] of Object.entries(PROTOCOLS)) {
+    check(
+      `protocol framing ${name}`,
+      line,
+      (l) => {
+        const r = p.read(l);
+        if (r === undefined) {
+          assert.ok(!l.trim().startsWith('{'), `a line starting with { is read: ${l}`);
+          return;
+        }
+        if (r.ok) {
+          // A message read back is one this side would send: encoding it reads back the same.
+          const { v: _v, ...body } = r.message as Record<string, unknown>;
+          const again = p.read(p.encode(body as never));
+          assert.ok(again?.ok, `re-encoded message refused: ${again && !again.ok ? again.problem : ''}`);
+          assert.deepEqual(again.message, r.message);
+        } else assert.ok(typeof r.problem === 'string' && r.problem.length > 0);
+      },
+      400,
+    );
+  }
+});
