@@ -17,7 +17,7 @@ import { copyBytes, webgpuBackend } from '../core/engine/webgpu/dispatch.js';
 import { adamwFlat, adamwScalars, ADAMW_SCALAR_COUNT, gradNorm } from '../core/engine/webgpu/optimizer.js';
 import { Plan, tensorBuffer, traceStep, type PlanStats } from '../core/engine/webgpu/plan/trace.js';
 import { minSnrWeights, type StepInputs, type StepModels } from './train_step.js';
-import type { AdamWOptions } from './adamw.js';
+import type { AdamWOptions, AdamWState } from './adamw.js';
 
 export interface PlannedStepResult {
   readonly loss: number;
@@ -37,7 +37,13 @@ interface ShapePlan {
   readonly eagerSubmits: number;
 }
 
-const shapeKey = (x: StepInputs) => `${x.latents.shape.join('x')}|${x.encoderHiddenStates.shape.join('x')}`;
+/** The shapes a plan is keyed by (tensors, or just their shapes). */
+export interface StepShape {
+  readonly latents: { readonly shape: readonly number[] };
+  readonly encoderHiddenStates: { readonly shape: readonly number[] };
+}
+
+const shapeKey = (x: StepShape) => `${x.latents.shape.join('x')}|${x.encoderHiddenStates.shape.join('x')}`;
 
 export class PlannedLoraStep {
   private readonly names: string[];
@@ -87,21 +93,42 @@ export class PlannedLoraStep {
       b.endComputePassEncoder();
       b.submitQueue();
     }
+    const sp = this.plans.get(shapeKey(x)) ?? (await this.plan(x));
     this.stepCount++;
-    const key = shapeKey(x);
-    let sp = this.plans.get(key) ?? this.allocateInputs(x);
-    const fresh = !sp.plan;
-    if (fresh) {
-      const trace = await traceStep(() => this.record(sp!));
-      sp = { ...sp, plan: Plan.build(trace), traceMs: trace.eagerMs, eagerSubmits: trace.eagerSubmits };
-      this.plans.set(key, sp);
-    }
     this.last = sp;
     this.writeInputs(device, sp, x, lr);
     const encoder = device.createCommandEncoder();
     this.copyInputs(encoder, sp, x);
     sp.plan.encode(encoder);
     return this.readback(device, encoder);
+  }
+
+  /**
+   * Traces and builds the plan for `x`'s shape (only shapes matter: nothing of `x` is read), refusing one
+   * the device cannot hold (PlanMemoryError). `step` does this itself for a shape it has not seen; the
+   * trainer calls it before the first step to report the plan's memory.
+   */
+  async plan(x: StepShape): Promise<ShapePlan> {
+    const b = webgpuBackend();
+    if (b.commandEncoder) {
+      b.endComputePassEncoder();
+      b.submitQueue();
+    }
+    const inputs = this.allocateInputs(x);
+    try {
+      const trace = await traceStep(() => this.record(inputs));
+      const sp = { ...inputs, plan: await Plan.create(trace), traceMs: trace.eagerMs, eagerSubmits: trace.eagerSubmits };
+      this.plans.set(shapeKey(x), sp);
+      return sp;
+    } catch (e) {
+      tf.dispose([inputs.latents, inputs.noise, inputs.timesteps, inputs.hidden, inputs.snrWeights]);
+      throw e;
+    }
+  }
+
+  /** The stats of the plan for a shape already planned. */
+  statsFor(x: StepShape): PlanStats | undefined {
+    return this.plans.get(shapeKey(x))?.plan.stats;
   }
 
   /**
@@ -118,7 +145,7 @@ export class PlannedLoraStep {
     }
   }
 
-  private allocateInputs(x: StepInputs): ShapePlan {
+  private allocateInputs(x: StepShape): ShapePlan {
     const keep = <T extends tf.Tensor>(t: T): T => {
       tf.keep(t);
       tensorBuffer(t);
@@ -127,10 +154,10 @@ export class PlannedLoraStep {
     const B = x.latents.shape[0];
     return {
       plan: undefined as unknown as Plan,
-      latents: keep(tf.zeros(x.latents.shape)) as tf.Tensor4D,
-      noise: keep(tf.zeros(x.noise.shape)) as tf.Tensor4D,
-      timesteps: keep(tf.zeros([B], 'int32')) as tf.Tensor1D,
-      hidden: keep(tf.zeros(x.encoderHiddenStates.shape)) as tf.Tensor3D,
+      latents: keep(tf.zeros<tf.Rank>([...x.latents.shape]) as tf.Tensor4D),
+      noise: keep(tf.zeros<tf.Rank>([...x.latents.shape]) as tf.Tensor4D),
+      timesteps: keep(tf.zeros<tf.Rank>([B], 'int32')) as tf.Tensor1D,
+      hidden: keep(tf.zeros<tf.Rank>([...x.encoderHiddenStates.shape]) as tf.Tensor3D),
       snrWeights: keep(tf.ones([B])) as tf.Tensor1D,
       traceMs: 0,
       eagerSubmits: 0,
@@ -188,6 +215,38 @@ export class PlannedLoraStep {
     return this.stepCount;
   }
 
+  /** AdamW's state as src/training/adamw.ts exports it (per-parameter moments by name): what checkpoints save. */
+  async exportState(): Promise<AdamWState> {
+    const [m, v] = (await Promise.all([this.m.data(), this.v.data()])) as Float32Array[];
+    const expAvg = new Map<string, Float32Array>();
+    const expAvgSq = new Map<string, Float32Array>();
+    this.names.forEach((name, i) => {
+      const n = this.models.lora.params.get(name)!.size;
+      expAvg.set(name, m.slice(this.offsets[i], this.offsets[i] + n));
+      expAvgSq.set(name, v.slice(this.offsets[i], this.offsets[i] + n));
+    });
+    return { step: this.stepCount, expAvg, expAvgSq };
+  }
+
+  /** Restores a saved state (a checkpoint's, from AdamW or from a planned step). */
+  importState(state: AdamWState): void {
+    const m = new Float32Array(this.flat.size);
+    const v = new Float32Array(this.flat.size);
+    this.names.forEach((name, i) => {
+      const n = this.models.lora.params.get(name)!.size;
+      const em = state.expAvg.get(name);
+      const ev = state.expAvgSq.get(name);
+      if (!em || !ev) throw new Error(`optimizer state has no exp_avg / exp_avg_sq for ${name}`);
+      if (em.length !== n || ev.length !== n) throw new Error(`optimizer state for ${name} has ${em.length} values, the parameter ${n}`);
+      m.set(em, this.offsets[i]);
+      v.set(ev, this.offsets[i]);
+    });
+    const q = webgpuBackend().device.queue;
+    q.writeBuffer(tensorBuffer(this.m), 0, m);
+    q.writeBuffer(tensorBuffer(this.v), 0, v);
+    this.stepCount = state.step;
+  }
+
   dispose(): void {
     for (const sp of this.plans.values()) {
       sp.plan.dispose();
@@ -211,4 +270,38 @@ function plannedLoss(m: StepModels, x: ShapePlan, lora: Parameters<StepModels['u
     if (m.snrGamma == null) return tf.mean(sq) as tf.Scalar;
     return tf.mean(tf.mean(sq, [1, 2, 3]).mul(x.snrWeights)) as tf.Scalar;
   });
+}
+
+/** Set to 1 to train with the eager step on webgpu too (the reference the planned step is tested against). */
+export const EAGER_STEP_ENV = 'LORA_STUDIO_EAGER_STEP';
+
+/** Why a run on the webgpu backend takes the eager step (undefined: it takes the planned one). */
+export function eagerStepReason(o: { gradientAccumulationSteps: number; sdxl: boolean; textEncoder?: boolean }): string | undefined {
+  if (process.env[EAGER_STEP_ENV] === '1') return `${EAGER_STEP_ENV}=1`;
+  if (o.gradientAccumulationSteps > 1) return 'gradient_accumulation_steps > 1 is not planned yet';
+  if (o.sdxl) return 'SDXL models are not planned yet';
+  if (o.textEncoder) return 'text-encoder training is not planned yet';
+  return undefined;
+}
+
+/**
+ * The trainer's planned step on webgpu: made, and planned for the run's base shape (train_batch_size
+ * images at `resolution`; another bucket's shape is planned when it first comes), before the first step,
+ * so that the plan's memory is known (and refused when the device cannot hold it) before training starts.
+ */
+export async function startPlannedStep(
+  models: StepModels,
+  o: { adam: AdamWOptions; maxGradNorm: number; batchSize: number; latentSize: number; tokens: number; resume?: AdamWState },
+): Promise<{ step: PlannedLoraStep; stats: PlanStats }> {
+  const step = new PlannedLoraStep(models, o.adam, o.maxGradNorm);
+  try {
+    if (o.resume) step.importState(o.resume);
+    const cfg = models.unet.config as { in_channels: number; cross_attention_dim: number };
+    const shape = { latents: { shape: [o.batchSize, o.latentSize, o.latentSize, cfg.in_channels] }, encoderHiddenStates: { shape: [o.batchSize, o.tokens, cfg.cross_attention_dim] } };
+    const { plan } = await step.plan(shape);
+    return { step, stats: plan.stats };
+  } catch (e) {
+    step.dispose();
+    throw e;
+  }
 }

@@ -3,7 +3,8 @@
 //   gradNorm:  result[1] = ‖g‖₂ over the whole flat gradient (one workgroup; the LoRA has < 10⁷ values)
 //   adamw:     torch.nn.utils.clip_grad_norm_ (coef = min(max_norm / (‖g‖ + 1e-6), 1)) then torch.optim.AdamW,
 //              in place on the flat parameters and moments, in the order of operations src/training/adamw.ts
-//              uses (so eager and planned steps agree to f32 rounding)
+//              uses (so eager and planned steps agree to f32 rounding); no update at all when the loss or
+//              ‖g‖ is not finite (result[0] is the loss)
 //
 // The per-step numbers (step size, bias correction, decay) come from a small buffer the host writes before
 // each replay, so one recorded command list serves every step.
@@ -50,9 +51,13 @@ export function adamwFlat(grads: tf.Tensor1D, result: tf.Tensor1D, normIndex: nu
 @group(0) @binding(3) var<storage, read_write> P: array<f32>;
 @group(0) @binding(4) var<storage, read_write> M: array<f32>;
 @group(0) @binding(5) var<storage, read_write> V: array<f32>;
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 @compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= ${n}u) { return; }
+  // A non-finite loss or norm (R[0], R[normIndex]) leaves the weights and moments as they were: the trainer
+  // stops at such a step, and what it saves must be the last good step's weights.
+  if (!finite(R[0]) || !finite(R[${normIndex}u])) { return; }
   let coef = min(S[${S.maxNorm}] / (R[${normIndex}u] + 1e-6), 1.0);
   let g = G[i] * coef;
   let b1 = S[${S.beta1}];

@@ -75,6 +75,8 @@ export interface PlanMemory {
   readonly persistentBytes: number;
   /** activation + constant + persistent: what the device must hold while the step runs. */
   readonly peakBytes: number;
+  /** The largest buffer the plan allocates (it must fit the device's maxBufferSize and maxStorageBufferBindingSize). */
+  readonly largestBufferBytes: number;
 }
 
 export interface PlanStats {
@@ -108,6 +110,16 @@ type RecordingBackend = Omit<BackendInternals, 'tensorMap'> & {
 };
 
 export class PlanError extends Error {}
+
+/** A plan the device cannot hold: `memory` says what it needs. */
+export class PlanMemoryError extends PlanError {
+  constructor(readonly memory: PlanMemory, why: string) {
+    super(`out of memory: the planned training step needs ${formatGiB(memory.peakBytes)} on the GPU (${formatGiB(memory.activationBytes)} of activations, ${formatGiB(memory.persistentBytes)} of weights and state), and ${why}`);
+    this.name = 'PlanMemoryError';
+  }
+}
+
+const formatGiB = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 3 : 2)} GiB`;
 
 // ─────────── virtual buffers: a plan's arithmetic at shapes the device could not hold ───────────
 
@@ -437,9 +449,31 @@ export class Plan {
       live, used: (id: number) => first[id] >= 0, assignment, sizes, usages,
       stats: {
         dispatches, copies, deadDispatches, pipelines: pipelines.size, values: values.length, physicalBuffers: sizes.length + constants.size,
-        memory: { activationBytes, unplannedActivationBytes: unplanned, constantBytes, persistentBytes, peakBytes: activationBytes + constantBytes + persistentBytes },
+        memory: {
+          activationBytes, unplannedActivationBytes: unplanned, constantBytes, persistentBytes, peakBytes: activationBytes + constantBytes + persistentBytes,
+          largestBufferBytes: Math.max(0, ...sizes, ...constants.values()),
+        },
       },
     };
+  }
+
+  /**
+   * build, refusing a plan the device cannot hold: a buffer over the device's limits, or an allocation the
+   * device reports out of memory (WebGPU says nothing of a device's total memory; the allocation does).
+   */
+  static async create(trace: Trace): Promise<Plan> {
+    const device = webgpuBackend().device;
+    const stats = Plan.analyse(trace).stats;
+    const limit = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
+    if (stats.memory.largestBufferBytes > limit) throw new PlanMemoryError(stats.memory, `its largest buffer, ${stats.memory.largestBufferBytes} bytes, is over this device's limit of ${limit} bytes per buffer`);
+    device.pushErrorScope('out-of-memory');
+    const plan = Plan.build(trace);
+    const error = await device.popErrorScope();
+    if (error) {
+      plan.dispose();
+      throw new PlanMemoryError(stats.memory, `the device ran out of memory allocating it (${error.message})`);
+    }
+    return plan;
   }
 
   /** Allocates the plan's buffers, makes its bind groups, and frees the recording's buffers. */
