@@ -25,6 +25,8 @@ export const StartedEvent = message('started', {
   batchSize: Type.Integer(),
   gradientAccumulationSteps: Type.Integer(),
   loraParameters: Type.Integer(),
+  /** webgpu's planned step: the GPU memory its plan holds (weights, activations, LoRA state), known before the first step. */
+  plannedPeakBytes: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Examples held out for the validation loss (validation_split); 0 or absent: none. */
   numValidationExamples: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Aspect-ratio buckets (enable_bucket): each bucket's size in pixels and how many training images fall in it. */

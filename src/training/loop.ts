@@ -32,6 +32,7 @@ import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata, baseModelVers
 import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
+import { formatBytes } from '../protocol/format.js';
 import { resolveModelDir, openRunDataset, pushRun, recordableConfig } from './hub.js';
 import sharp from 'sharp';
 import { decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
@@ -48,6 +49,8 @@ import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
 import { lossAndGrads, diffusionLoss, type StepInputs, type StepModels, type TextEncoderStepInputs } from './train_step.js';
 import { saveCheckpoint, loadCheckpoint, resolveResume, pruneCheckpoints, CheckpointError, DiskFullError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type Checkpoint, type TrainingState } from './checkpoints.js';
+import { eagerStepReason, startPlannedStep, type PlannedLoraStep } from './planned_step.js';
+import { PlanMemoryError, type PlanStats } from '../core/engine/webgpu/plan/trace.js';
 import { MetricsWriter } from './metrics.js';
 import { ControlRequests, type EventSink } from './events.js';
 import { generateSamples, type SampleJob } from './validation.js';
@@ -186,6 +189,8 @@ class TrainingSession {
   private scheduler?: DDPMScheduler;
   private lora?: TrainableLora;
   private opt?: AdamW;
+  /** webgpu: the planned step, which holds the optimizer state instead of `opt` (src/training/planned_step.ts). */
+  private planned?: PlannedLoraStep;
   private metrics?: MetricsWriter;
   private readonly textCache = new Map<string, tf.Tensor2D>();
   /** SDXL: each caption's pooled embedding (the second text encoder's text_embeds). */
@@ -270,6 +275,8 @@ class TrainingSession {
       : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init')), networkOptions(sd, choice)));
     const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
     if (resume) opt.importState(resume.optimizer, lora.shapes());
+    const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma, textEncoder: sd.textEncoder };
+    const planned = backend.name === 'webgpu' ? await this.startPlanned(stepModels, opt, resume) : undefined;
     const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
     this.globalStep = resume?.step ?? 0;
     const startStep = this.globalStep;
@@ -295,6 +302,7 @@ class TrainingSession {
       batchSize: c.train_batch_size,
       gradientAccumulationSteps: c.gradient_accumulation_steps,
       loraParameters: lora.parameterCount,
+      plannedPeakBytes: planned?.stats.memory.peakBytes,
       numValidationExamples: this.heldOut.length || undefined,
       buckets: this.layout.plan?.counts.map((b) => ({ ...b })),
       time: new Date().toISOString(),
@@ -331,7 +339,6 @@ class TrainingSession {
       fingerprint: print,
     });
     const recent: { seconds: number; samples: number }[] = [];
-    const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma, textEncoder: sd.textEncoder };
     // train_text_encoder: the text encoder's parameters follow text_encoder_lr on the same schedule.
     const lrOf = (lr: number) => (name: string) => (name.startsWith('text_encoder.') && c.text_encoder_lr !== null ? (lr * c.text_encoder_lr) / plan.learningRate : lr);
     const gas = c.gradient_accumulation_steps;
@@ -349,31 +356,38 @@ class TrainingSession {
         let grads: Map<string, tf.Tensor> | undefined;
         let trainLoss = 0;
         let samples = 0;
+        const lr = lrAt(c.lr_scheduler, this.globalStep, { baseLr: plan.learningRate, numWarmupSteps: c.lr_warmup_steps, numTrainingSteps: plan.maxTrainSteps });
+        let planResult: { loss: number; gradNorm: number } | undefined;
         do {
           const indices = batches[batchInEpoch];
           const inputs = await this.microBatch(dataset, indices, rng);
-          // LoRA dropout: fresh masks for every micro-batch, from a stream keyed by it (so a resumed run draws the same).
-          lora.dropoutMasks = dropoutMasksFrom(new Random(streamSeed(seed, 'dropout', this.globalStep * gas + (batchInEpoch % gas))), c.lora_dropout);
-          const step = await lossAndGrads(stepModels, inputs, 1 / gas);
-          lora.dropoutMasks = undefined;
+          if (planned) {
+            // The planned step (webgpu, gas 1) is the whole update: loss, clipping, AdamW (skipped when not finite).
+            planResult = await planned.step.step(inputs as StepInputs, lr);
+            trainLoss = planResult.loss;
+          } else {
+            // LoRA dropout: fresh masks for every micro-batch, from a stream keyed by it (so a resumed run draws the same).
+            lora.dropoutMasks = dropoutMasksFrom(new Random(streamSeed(seed, 'dropout', this.globalStep * gas + (batchInEpoch % gas))), c.lora_dropout);
+            const step = await lossAndGrads(stepModels, inputs, 1 / gas);
+            lora.dropoutMasks = undefined;
+            trainLoss += step.loss / gas;
+            grads = accumulate(grads, step.grads);
+          }
           tf.dispose([inputs.latents, inputs.noise, 'inputIds' in inputs ? inputs.inputIds : inputs.encoderHiddenStates, ...(inputs.addedCond ? [inputs.addedCond.textEmbeds, inputs.addedCond.timeIds] : [])]);
-          trainLoss += step.loss / gas;
           samples += indices.length;
-          grads = accumulate(grads, step.grads);
           batchInEpoch++;
           await yieldToEventLoop();
         } while (batchInEpoch % gas !== 0 && batchInEpoch < plan.batchesPerEpoch);
 
-        const clipped = await clipGradNorm(grads!, c.max_grad_norm);
-        tf.dispose([...grads!.values()]);
+        const clipped = planResult ? { totalNorm: planResult.gradNorm, grads: new Map<string, tf.Tensor>() } : await clipGradNorm(grads!, c.max_grad_norm);
+        if (grads) tf.dispose([...grads.values()]);
         try {
           this.guard.checkStep(this.globalStep + 1, trainLoss, clipped.totalNorm);
         } catch (e) {
           tf.dispose([...clipped.grads.values()]);
           throw e;
         }
-        const lr = lrAt(c.lr_scheduler, this.globalStep, { baseLr: plan.learningRate, numWarmupSteps: c.lr_warmup_steps, numTrainingSteps: plan.maxTrainSteps });
-        opt.update(lora.params, clipped.grads, lrOf(lr));
+        if (!planned) opt.update(lora.params, clipped.grads, lrOf(lr));
         tf.dispose([...clipped.grads.values()]);
         await this.guard.checkWeights(this.globalStep + 1, lora.params);
         this.globalStep++;
@@ -486,6 +500,32 @@ class TrainingSession {
     }
     const resized = resizeShortestSide(img, c.resolution);
     return c.center_crop || !rng ? centerCrop(resized, c.resolution) : randomCrop(resized, c.resolution, rng);
+  }
+
+  /** The planned step for a webgpu run, planned before `started` (undefined, and a log line why, when the eager step runs). */
+  private async startPlanned(models: StepModels, opt: AdamW, resume: Checkpoint | undefined): Promise<{ step: PlannedLoraStep; stats: PlanStats } | undefined> {
+    const c = this.c;
+    const sd = this.sd!;
+    const why = eagerStepReason({ gradientAccumulationSteps: c.gradient_accumulation_steps, sdxl: !!sd.textEncoder2, textEncoder: c.train_text_encoder, dropout: c.lora_dropout > 0, network: c.network_type });
+    if (why) {
+      this.ev.log(`webgpu: the eager training step runs (${why})`);
+      return undefined;
+    }
+    const adam = opt.options;
+    const latentSize = Math.floor(c.resolution / sd.vaeScaleFactor);
+    const tokens = sd.tokenizer.encode('').length;
+    try {
+      const r = await startPlannedStep(models, { adam, maxGradNorm: c.max_grad_norm, batchSize: c.train_batch_size, latentSize, tokens, resume: resume?.optimizer });
+      this.planned = r.step;
+      const m = r.stats.memory;
+      this.ev.log(`webgpu: planned training step, ${r.stats.dispatches} dispatches in 1 submit, ${formatBytes(m.peakBytes)} on the GPU (${formatBytes(m.activationBytes)} activations, ${formatBytes(m.persistentBytes)} weights and state)`);
+      return r;
+    } catch (e) {
+      if (e instanceof PlanMemoryError) {
+        throw new TrainingError('out_of_memory', e.message, 'lower train_batch_size (gradient_accumulation_steps keeps the effective batch) or resolution; gradient_checkpointing is not in the planned step yet');
+      }
+      throw e;
+    }
   }
 
   private async initBackend(): Promise<BackendInfo> {
@@ -634,7 +674,7 @@ class TrainingSession {
   private async checkpoint(state: TrainingState): Promise<void> {
     const c = this.c;
     const lora = await this.lora!.toModules();
-    const optimizer = await this.opt!.exportState();
+    const optimizer = await (this.planned ?? this.opt!).exportState();
     this.guard.checkCheckpoint(state.globalStep, lora, optimizer);
     const dir = saveCheckpoint(c.output_dir, {
       lora,
@@ -851,6 +891,7 @@ class TrainingSession {
     this.heldOutLatents = [];
     this.lora?.dispose();
     this.opt?.dispose();
+    this.planned?.dispose();
     this.scheduler?.dispose();
     if (this.sd) disposeStableDiffusion(this.sd);
     this.lock?.release();

@@ -276,11 +276,13 @@ function plannedLoss(m: StepModels, x: ShapePlan, lora: Parameters<StepModels['u
 export const EAGER_STEP_ENV = 'LORA_STUDIO_EAGER_STEP';
 
 /** Why a run on the webgpu backend takes the eager step (undefined: it takes the planned one). */
-export function eagerStepReason(o: { gradientAccumulationSteps: number; sdxl: boolean; textEncoder?: boolean }): string | undefined {
+export function eagerStepReason(o: { gradientAccumulationSteps: number; sdxl: boolean; textEncoder: boolean; dropout: boolean; network: string }): string | undefined {
   if (process.env[EAGER_STEP_ENV] === '1') return `${EAGER_STEP_ENV}=1`;
   if (o.gradientAccumulationSteps > 1) return 'gradient_accumulation_steps > 1 is not planned yet';
   if (o.sdxl) return 'SDXL models are not planned yet';
-  if (o.textEncoder) return 'text-encoder training is not planned yet';
+  if (o.textEncoder) return 'train_text_encoder is not planned yet';
+  if (o.dropout) return 'lora_dropout is not planned yet';
+  if (o.network !== 'lora') return `network_type ${o.network} is not planned yet`;
   return undefined;
 }
 

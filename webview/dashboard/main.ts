@@ -148,7 +148,8 @@ function drawProgress(): void {
   const p = progressSummary(state);
   announce(p);
   const started = state.history.started;
-  deviceEl.textContent = started ? `Device: ${formatDevice(started)}${p.memoryBytes === undefined ? '' : ` · tensor memory ${formatBytes(p.memoryBytes)}`}` : '';
+  const planned = started?.plannedPeakBytes === undefined ? '' : ` · planned step ${formatBytes(started.plannedPeakBytes)}`;
+  deviceEl.textContent = started ? `Device: ${formatDevice(started)}${planned}${p.memoryBytes === undefined ? '' : ` · tensor memory ${formatBytes(p.memoryBytes)}`}` : '';
   deviceEl.classList.toggle('warning', !!started?.softwareAdapter);
   const t = p.samplesPerSecond === undefined ? undefined : formatThroughput(p.samplesPerSecond, p.samplesPerStep);
   barFill.style.width = `${(p.fraction * 100).toFixed(1)}%`;
