@@ -173,6 +173,10 @@ export function tinyTable(results: readonly TinyStepResult[], torch: TorchRefere
     lines.push(r.error ? `  ${name.padEnd(20)} ${r.error.slice(0, 100)}` : `  ${name.padEnd(20)} ${String(r.wall_ms_per_step).padStart(12)}   ${String(r.cpu_ms_per_step).padStart(11)}   ${ratio(r.cpu_ms_per_step).padStart(8)}`);
   }
   if (torch) lines.push(`  ${`PyTorch ${torch.torch} ${torch.threads}T`.padEnd(20)} ${String(torch.wall_ms).padStart(12)}   ${String(torch.cpu_ms).padStart(11)}   (${torch.measured})`);
+  // Issue 11's figure, on its own line: the planned executor next to wasm, same run.
+  const planned = results.find((r) => r.path === 'webgpu-planned' && !r.error);
+  const wasm = results.find((r) => r.path === 'wasm' && !r.error);
+  if (planned) lines.push(`tiny-shapes step, planned on lavapipe: ${planned.wall_ms_per_step} ms/step wall, ${planned.cpu_ms_per_step} CPU${wasm ? ` (wasm: ${wasm.wall_ms_per_step} wall, ${wasm.cpu_ms_per_step} CPU)` : ''}`);
   if (demo) lines.push(`README: the whole demo needs ${demo}`);
   return lines.join('\n');
 }
