@@ -1,5 +1,6 @@
 // `lora-studio <command>`: the engine's command line. The VS Code extension runs the same program as a
 // child process, so everything the editor can do can be scripted, run over SSH or on a remote machine.
+import { runConvertCommand } from './convert.js';
 import { runGenerateCommand } from './generate.js';
 import { runInspectCommand } from './inspect.js';
 import { runPushCommand } from './push.js';
@@ -19,6 +20,9 @@ commands:
                           generate images (several prompts, seeds, LoRA scales: the model loaded once)
   inspect FILE.safetensors
                           say what a safetensors file is (model component or LoRA, format, rank, …)
+                          and, for a LoRA, which tools load it (diffusers, ComfyUI, A1111, sd-scripts) and why not
+  convert IN.safetensors OUT.safetensors --to diffusers|kohya|peft [--precision fp32|fp16|bf16]
+                          rewrite a LoRA file in another layout
   push OUTPUT_DIR [--hub_model_id=ORG/NAME]
                           upload a finished run and its model card to the Hugging Face Hub
   worker [--backend B]    long-lived inference worker for the notebook (JSON lines on stdin/stdout)
@@ -38,6 +42,8 @@ export async function main(argv: string[]): Promise<number> {
       return runGenerateCommand(rest);
     case 'inspect':
       return runInspectCommand(rest);
+    case 'convert':
+      return runConvertCommand(rest);
     case 'push':
       return runPushCommand(rest);
     case 'worker':

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { validateRunConfigText } from '../core/config/validate.js';
-import { KOHYA_LORA_FILE, LORA_FILE } from '../core/config/run_folder.js';
+import { LORA_FILE, listFinalLoraFiles } from '../core/config/run_folder.js';
 import type { RunState } from '../protocol/dashboard.js';
 import { formatLoss } from '../protocol/format.js';
 import { readRunHistory } from './run_history.js';
@@ -35,7 +35,7 @@ export function summarizeRun(outputDir: string, live?: RunState, totalSteps?: nu
   const h = readRunHistory(outputDir);
   const losses = h.points.map((p) => p.loss).filter(Number.isFinite);
   const loras: RunSummary['loras'] = [];
-  for (const f of [LORA_FILE, KOHYA_LORA_FILE]) if (fs.existsSync(path.join(outputDir, f))) loras.push({ label: f, file: path.join(outputDir, f) });
+  for (const f of listFinalLoraFiles(outputDir)) loras.push({ label: path.basename(f), file: f });
   for (const c of [...h.checkpoints].reverse()) {
     const f = path.join(c.path, LORA_FILE);
     if (fs.existsSync(f)) loras.push({ label: `${path.basename(c.path)}/${LORA_FILE}`, file: f });

@@ -28,8 +28,9 @@ import type { RunConfig, PredictionType } from '../core/config/run_config.js';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
 import { loadStableDiffusion, encodePrompts, disposeEmbeddings, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { DDPMScheduler } from '../core/schedulers/ddpm.js';
-import { writeDiffusersLora, writeKohyaLora, loraTrainingMetadata, baseModelVersion } from '../core/lora/lora_file.js';
-import { ATTENTION_PROJECTIONS } from '../core/lora/formats.js';
+import { unetLora, writeLoraFile } from '../core/lora/lora_writer.js';
+import { baseModelVersion, loraTrainingMetadata, type DatasetDirInfo } from '../core/lora/metadata.js';
+import { ATTENTION_PROJECTIONS, ldmUnetPaths } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
 import { formatBytes } from '../protocol/format.js';
@@ -56,7 +57,7 @@ import { ControlRequests, type EventSink } from './events.js';
 import { generateSamples, type SampleJob } from './validation.js';
 import { acquireRunLock, RunLockedError, type RunLock } from '../core/config/run_lock.js';
 import { FiniteGuard, NonFiniteError, NON_FINITE_HINT, checkResumedWeights } from './finite_guard.js';
-import { FINAL_SAMPLES, LORA_FILE, KOHYA_LORA_FILE, METRICS_FILE, SAMPLES_DIR, removeCheckpointTemporaries, sampleLabel } from '../core/config/run_folder.js';
+import { FINAL_SAMPLES, LORA_FILE, METRICS_FILE, SAMPLES_DIR, kohyaLoraFile, removeCheckpointTemporaries, runOutputName, sampleLabel } from '../core/config/run_folder.js';
 
 
 export interface TrainHooks {
@@ -200,6 +201,8 @@ class TrainingSession {
   private layout: Layout = {};
   private samplePrompts: SamplePrompt[] = [];
   private heldOut: Example[] = [];
+  /** The training images' folder as the LoRA's metadata records it (base name, count, captions). */
+  private datasetDir?: DatasetDirInfo;
   private heldOutLatents: { mean: tf.Tensor4D; std: tf.Tensor4D }[] = [];
   private lastCheckpoint?: string;
   private lock?: RunLock;
@@ -250,6 +253,11 @@ class TrainingSession {
     const modelDir = await resolveModelDir(c, this.ev, this.req, fail);
     const opened = await openRunDataset(c, seed, this.ev, this.req, fail);
     const dataset = this.splitValidation(opened, seed);
+    this.datasetDir = {
+      name: path.basename(c.dataset_name ?? c.train_data_dir ?? 'dataset'),
+      imageCount: dataset.examples.length,
+      captions: dataset.examples.flatMap((e) => e.captions),
+    };
     this.ev.log(`dataset: ${dataset.examples.length} images (${dataset.layout}) from ${c.dataset_name ?? c.train_data_dir}${this.heldOut.length ? `, ${this.heldOut.length} held out for the validation loss` : ''}`);
 
     const sd = this.loadModel(modelDir);
@@ -818,20 +826,22 @@ class TrainingSession {
     const c = this.c;
     const modules = await this.lora!.toModules();
     this.guard.checkModules(this.globalStep, 'the LoRA weight', modules);
-    const metadata: Record<string, string> = {
+    const outputName = runOutputName(c.output_dir, c.output_name);
+    const metadata: Record<string, string> = c.no_metadata ? {} : {
       ...loraTrainingMetadata({
         rank: c.rank,
         alpha: this.lora!.alpha,
         baseModel: path.basename(c.pretrained_model_name_or_path),
         baseModelVersion: baseModelVersion(this.sd!.unet.config, predictionType === 'v_prediction'),
         vPrediction: predictionType === 'v_prediction',
-        outputName: path.basename(c.output_dir),
+        outputName,
         steps: this.globalStep,
         epochs: plan.numEpochs,
         learningRate: plan.learningRate,
         resolution: c.resolution,
         numTrainImages: plan.numExamples,
         seed,
+        datasetDirs: this.datasetDir ? [this.datasetDir] : undefined,
         startedAt: new Date(started),
         finishedAt: new Date(),
         targetModules: ATTENTION_PROJECTIONS,
@@ -853,13 +863,14 @@ class TrainingSession {
       'lora_studio.step': String(this.globalStep),
     };
     const lora = path.join(c.output_dir, LORA_FILE);
+    const trained = unetLora(modules, this.sd!.textEncoder2 ? ldmUnetPaths(this.sd!.unet.loraLayers().map((l) => l.path)) : undefined);
     // The diffusers-keyed file is no kohya network: A1111 would list a file claiming networks.lora as one and apply nothing.
     const { ss_network_module: _kohyaOnly, ...diffusersMetadata } = metadata;
-    writeDiffusersLora(lora, modules, diffusersMetadata);
+    writeLoraFile(lora, 'diffusers', trained, { metadata: diffusersMetadata, precision: c.save_precision });
     let kohya: string | undefined;
     if (c.save_formats.includes('kohya')) {
-      kohya = path.join(c.output_dir, KOHYA_LORA_FILE);
-      writeKohyaLora(kohya, modules, metadata);
+      kohya = kohyaLoraFile(c.output_dir, c.output_name);
+      writeLoraFile(kohya, 'kohya', trained, { metadata, precision: c.save_precision });
     }
     this.ev.log(`wrote ${lora}${kohya ? ` and ${kohya}` : ''}`);
     await this.sample(seed, FINAL_SAMPLES, false);

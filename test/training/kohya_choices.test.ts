@@ -75,7 +75,8 @@ test('buckets, validation split, sample prompts, caption dropout/shuffle and lor
   assert.deepEqual([meta.width, meta.height], [48, 80]);
 
   // alpha: the kohya file stores it; the diffusers file folds alpha / rank = 0.5 into lora.up.
-  const kohya = SafetensorsFile.open(path.join(out, 'pytorch_lora_weights_kohya.safetensors'));
+  // The kohya copy is named after the output folder (output_name's default, as sd-scripts' --output_name).
+  const kohya = SafetensorsFile.open(path.join(out, 'run.safetensors'));
   const diffusers = SafetensorsFile.open(path.join(out, 'pytorch_lora_weights.safetensors'));
   const alphaKey = kohya.names().find((n) => n.endsWith('.alpha'))!;
   assert.equal(kohya.readFloat32(alphaKey)[0], 2);

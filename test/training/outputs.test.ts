@@ -3,6 +3,7 @@
 // the kohya export, header metadata, validation samples, and the failure paths (NaN loss, broken dataset).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,8 +62,37 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   // The diffusers-keyed file claims no kohya network module (A1111 would list it as one and apply nothing);
   // the kohya copy, written by default (no --save_formats needed), does.
   assert.equal(ours.metadata.ss_network_module, undefined);
-  const kohyaFile = SafetensorsFile.open(path.join(out, 'pytorch_lora_weights_kohya.safetensors'));
-  assert.equal(kohyaFile.metadata.ss_network_module, 'networks.lora');
+  // The kohya copy is named after the output folder (output_name's default, as sd-scripts' --output_name).
+  assert.equal(r.outputs?.kohya, path.join(out, 'ok.safetensors'));
+  const kohyaFile = SafetensorsFile.open(path.join(out, 'ok.safetensors'));
+  const km = kohyaFile.metadata;
+  // sd-scripts' minimum set (train_util.SS_METADATA_MINIMUM_KEYS) and the training facts, as train_network.py spells them.
+  assert.equal(km.ss_network_module, 'networks.lora');
+  assert.equal(km.ss_network_dim, '4');
+  assert.equal(km.ss_network_alpha, '4');
+  assert.deepEqual(JSON.parse(km.ss_network_args), {});
+  assert.equal(km.ss_output_name, 'ok');
+  assert.equal(km.ss_steps, '2');
+  assert.equal(km.ss_resolution, '(64, 64)');
+  assert.equal(km.ss_clip_skip, 'None', 'sd-scripts writes str(None) when --clip_skip is not given');
+  assert.equal(km.ss_sd_model_name, 'model');
+  // ss_dataset_dirs / ss_tag_frequency keyed by the dataset folder's base name: the fixture's two captions,
+  // each one comma-free tag, counted once.
+  assert.deepEqual(JSON.parse(km.ss_dataset_dirs), { dataset: { n_repeats: 1, img_count: 2 } });
+  assert.deepEqual(JSON.parse(km.ss_tag_frequency), { dataset: { 'a red circle': 1, 'a blue square': 1 } });
+  // ModelSpec 1.0.1 (sd-scripts' sai_model_spec.build_metadata); no architecture for a UNet of no known family.
+  assert.equal(km['modelspec.sai_model_spec'], '1.0.1');
+  assert.equal(km['modelspec.title'], 'ok');
+  assert.equal(km['modelspec.resolution'], '64x64');
+  assert.equal(km['modelspec.prediction_type'], 'epsilon');
+  assert.match(km['modelspec.date'], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.equal(km['modelspec.architecture'], undefined);
+  // sshs_model_hash: sha256 of the bytes after the header (sd-scripts' addnet_hash_safetensors), recomputed
+  // here from the file itself; the file is under 1 MiB, so the legacy hash is of no bytes: sha256(b"")[:8].
+  const bytes = fs.readFileSync(kohyaFile.path);
+  const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
+  assert.equal(km.sshs_model_hash, crypto.createHash('sha256').update(bytes.subarray(dataStart)).digest('hex'));
+  assert.equal(km.sshs_legacy_hash, 'e3b0c442');
   // No header value of a file users share names a local absolute path: not the output folder, the
   // dataset, the base model, the temp dir or the home folder (base names only).
   const local = [out, MODEL_DIR, path.dirname(MODEL_DIR), REPO, os.tmpdir(), os.homedir()].filter((p) => p.length > 1);
@@ -89,7 +119,7 @@ test('the LoRA file has the fixture layout, loads through the engine and changes
   const withLora = unet.forward(sample, t, ehs, set.lookup);
   assert.ok((await maxAbsDiff(base, withLora)) > 1e-4, 'the trained LoRA changes the UNet output');
   // The kohya export means the same thing.
-  const kohya = readLoraFile(path.join(out, 'pytorch_lora_weights_kohya.safetensors'), targets);
+  const kohya = readLoraFile(path.join(out, 'ok.safetensors'), targets);
   assert.equal(kohya.format, 'kohya');
   const set2 = new LoraSet();
   set2.add(kohya, 1);

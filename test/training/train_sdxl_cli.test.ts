@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { REPO } from '../helpers/fixtures.js';
-import { KOHYA_LORA_FILE, LORA_FILE } from '../../src/core/config/run_folder.js';
+import { LORA_FILE, kohyaLoraFile } from '../../src/core/config/run_folder.js';
 import { SafetensorsFile } from '../../src/core/io/safetensors.js';
 import { loraTargetsFromUnetWeights, parseLoraKey, ldmUnetPaths } from '../../src/core/lora/formats.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
@@ -42,7 +42,7 @@ test('lora-studio train on tiny-sdxl, then generate with each LoRA file it wrote
   const trained = cli(['train', config, '--quiet']);
   assert.equal(trained.status, 0, trained.stderr.slice(-2000));
   const diffusersFile = path.join(out, LORA_FILE);
-  const kohyaFile = path.join(out, KOHYA_LORA_FILE);
+  const kohyaFile = kohyaLoraFile(out);
 
   // diffusers layout: the modules and shapes diffusers writes for this model. diffusers writes peft's
   // lora_A/lora_B; the trainer writes diffusers' older lora.down/lora.up names, which every diffusers

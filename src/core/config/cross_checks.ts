@@ -199,6 +199,19 @@ export function crossChecks(input: CrossCheckInput): Problem[] {
       );
     }
   }
+  if (usable('output_name') && c.output_name !== null && (/[\\/]/.test(c.output_name) || c.output_name === '.' || c.output_name === '..' || /\.safetensors$/i.test(c.output_name))) {
+    const r = at(input, 'output_name');
+    out.push(
+      problem({
+        key: 'output_name',
+        code: 'type',
+        severity: 'error',
+        range: r,
+        line: lineOf(input, r),
+        message: `${n('output_name')} is the LoRA file's name, without folders or .safetensors (it is written into ${n('output_dir')}), got ${JSON.stringify(c.output_name)}`,
+      }),
+    );
+  }
   if (c.scale_lr && usable('scale_lr') && !input.invalid.has('learning_rate')) {
     const lr = c.learning_rate * c.train_batch_size * c.gradient_accumulation_steps;
     const r = at(input, 'scale_lr');

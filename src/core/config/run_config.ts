@@ -15,6 +15,9 @@ export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
 export type PredictionType = (typeof PREDICTION_TYPES)[number];
 export const SAVE_FORMATS = ['diffusers', 'kohya'] as const;
 export type SaveFormat = (typeof SAVE_FORMATS)[number];
+/** `save_precision` (and `convert --precision`): the dtype of every tensor in a written LoRA file. */
+export const SAVE_PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
+export type SavePrecision = (typeof SAVE_PRECISIONS)[number];
 
 export interface RunConfig {
   // model and data
@@ -78,6 +81,9 @@ export interface RunConfig {
   sample_every_n_steps: number | null;
   sample_sampler: InferenceScheduler | null;
   save_formats: SaveFormat[];
+  output_name: string | null;
+  save_precision: SavePrecision;
+  no_metadata: boolean;
   push_to_hub: boolean;
   hub_model_id: string | null;
   hub_token: string | null;

@@ -1,7 +1,8 @@
 // A run's folder (`output_dir`): the one place that spells what a run writes there and how —
 //
 //   pytorch_lora_weights.safetensors        the trained LoRA, diffusers layout (diffusers' save_lora_weights name)
-//   pytorch_lora_weights_kohya.safetensors  the same weights in kohya/A1111 layout (save_formats: kohya, on by default)
+//   <output_name>.safetensors               the same weights in kohya/A1111 layout (save_formats: kohya, on by default;
+//                                           output_name defaults to the output folder's name, as sd-scripts' --output_name)
 //   metrics.jsonl                           one JSON object per optimizer step
 //   samples/                                validation images (`step-000100-<i>.png`, `final-<i>.png`)
 //   checkpoint-<step>/                      everything a resume needs (see src/training/checkpoints.ts)
@@ -14,7 +15,35 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const LORA_FILE = 'pytorch_lora_weights.safetensors';
-export const KOHYA_LORA_FILE = 'pytorch_lora_weights_kohya.safetensors';
+/** The kohya copy's name in docs and messages (the real one is `kohyaLoraFile`'s). */
+export const KOHYA_LORA_FILE_PATTERN = '<output_name>.safetensors';
+
+/** A run's output name: `output_name`, else the output folder's name (what A1111 and ComfyUI list the LoRA as). */
+export function runOutputName(outputDir: string, outputName?: string | null): string {
+  return outputName ?? path.basename(path.resolve(outputDir));
+}
+
+/** The kohya/A1111 copy of a run's LoRA: `<output_dir>/<output_name>.safetensors`. */
+export function kohyaLoraFile(outputDir: string, outputName?: string | null): string {
+  const name = runOutputName(outputDir, outputName);
+  // A name equal to the diffusers file's would overwrite it.
+  return path.join(outputDir, `${name}.safetensors` === LORA_FILE ? `${name}_kohya.safetensors` : `${name}.safetensors`);
+}
+
+/**
+ * The finished LoRA files in a run's folder: the diffusers file first, then every other top-level
+ * `.safetensors` (the kohya copy, whatever output_name it was given), by name. None when the folder is missing.
+ */
+export function listFinalLoraFiles(outputDir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(outputDir);
+  } catch {
+    return [];
+  }
+  const files = names.filter((n) => n.endsWith('.safetensors') && !n.startsWith('.') && isFile(path.join(outputDir, n))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...files.filter((n) => n === LORA_FILE), ...files.filter((n) => n !== LORA_FILE)].map((n) => path.join(outputDir, n));
+}
 export const METRICS_FILE = 'metrics.jsonl';
 export const SAMPLES_DIR = 'samples';
 export const GENERATED_DIR = 'generated';
@@ -182,6 +211,14 @@ function fsyncDir(dir: string): void {
     /* directories cannot be opened for fsync on this platform */
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
   }
 }
 

@@ -3,9 +3,9 @@
 // completion, hover, quick fixes), the JSON Schema shipped for other YAML tools and the docs all read it.
 // Descriptions start with what diffusers' train_text_to_image_lora.py --help says, then our advice.
 // This module is pure data plus tiny helpers: no fs, no tfjs, so the language server can bundle it.
-import { KOHYA_LORA_FILE, LORA_FILE, METRICS_FILE, SAMPLES_DIR } from './run_folder.js';
+import { KOHYA_LORA_FILE_PATTERN, LORA_FILE, METRICS_FILE, SAMPLES_DIR } from './run_folder.js';
 import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from './generation.js';
-import { BACKENDS, LR_SCHEDULERS, NETWORK_TYPES, PREDICTION_TYPES, SAVE_FORMATS, type RunConfig } from './run_config.js';
+import { BACKENDS, LR_SCHEDULERS, NETWORK_TYPES, PREDICTION_TYPES, SAVE_FORMATS, SAVE_PRECISIONS, type RunConfig } from './run_config.js';
 
 /** `prompts`: a list of texts (kohya prompt lines, parsed by sample_prompts.ts). */
 export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list' | 'prompts';
@@ -722,12 +722,48 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     default: ['diffusers', 'kohya'],
     valueDocs: {
       diffusers: `\`${LORA_FILE}\` with diffusers keys (\`load_lora_weights\`)`,
-      kohya: `also \`${KOHYA_LORA_FILE}\` with kohya/A1111 keys and alpha (what ComfyUI, A1111/Forge and sd-scripts load)`,
+      kohya: `also \`${KOHYA_LORA_FILE_PATTERN}\` with kohya/A1111 keys and alpha (what ComfyUI, A1111/Forge and sd-scripts load)`,
     },
     summary: 'Which LoRA file formats to write (both by default: diffusers loads the first, ComfyUI, A1111 and sd-scripts the second).',
     description:
-      `LoRA Studio only. \`diffusers\` writes \`${LORA_FILE}\` as diffusers does; \`kohya\` adds a copy with kohya/A1111 key names ` +
-      '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI and the AUTOMATIC1111 web UI.',
+      `LoRA Studio only. \`diffusers\` writes \`${LORA_FILE}\` as diffusers does; \`kohya\` adds \`${KOHYA_LORA_FILE_PATTERN}\`, a copy with kohya/A1111 key names ` +
+      '(`lora_unet_…lora_down.weight`, `.alpha`) for ComfyUI, the AUTOMATIC1111 web UI, Forge and sd-scripts.',
+  },
+  {
+    key: 'output_name',
+    group: 'outputs',
+    type: 'string',
+    nullable: true,
+    nullMeans: "output_dir's folder name",
+    default: null,
+    nonEmpty: true,
+    summary: 'The name of the kohya/A1111 LoRA file (what A1111 and ComfyUI list it as).',
+    description:
+      "kohya's `--output_name`: base name of trained model file.\n\n" +
+      `The kohya copy is written as \`${KOHYA_LORA_FILE_PATTERN}\` in output_dir, and the name is recorded as \`ss_output_name\` and \`modelspec.title\`. ` +
+      'A plain file name, without `.safetensors` and without folders.',
+  },
+  {
+    key: 'save_precision',
+    group: 'outputs',
+    type: 'enum',
+    values: SAVE_PRECISIONS,
+    default: 'fp32',
+    valueDocs: { fp32: '32-bit floats, exactly what was trained', fp16: 'half the size; what most shared LoRAs use', bf16: 'half the size, fp32\'s range' },
+    summary: 'The precision of the LoRA files (fp16 files are half the size).',
+    description:
+      "kohya's `--save_precision`: precision in saving. Applies to both LoRA files; checkpoints stay fp32 so a resume is exact.",
+  },
+  {
+    key: 'no_metadata',
+    group: 'outputs',
+    type: 'boolean',
+    default: false,
+    summary: 'Write no training metadata into the LoRA files.',
+    description:
+      "kohya's `--no_metadata`: do not save metadata in output model.\n\n" +
+      'By default the files carry what sd-scripts records (ss_* keys: rank, alpha, base model family, steps, tag counts, …), ' +
+      'ModelSpec keys and the run config, with folder names only, never local paths.',
   },
   {
     key: 'push_to_hub',

@@ -15,6 +15,7 @@ import {
   type LoraComponent,
   type LoraFormat,
 } from '../lora/formats.js';
+import { toolSupport, type ToolVerdict } from '../lora/tool_support.js';
 
 export type FileKind = 'lora' | 'unet' | 'vae' | 'text_encoder' | 'checkpoint' | 'unknown';
 
@@ -34,6 +35,8 @@ export interface LoraDescription {
   readonly unsupported: string[];
   /** Keys that are neither LoRA weights nor known adapter parts. */
   readonly unknownKeys: string[];
+  /** Which tools load the file, and why not, key by key (lora/tool_support.ts). */
+  readonly tools: ToolVerdict[];
 }
 
 export interface Description {
@@ -125,7 +128,7 @@ function describeLora(f: SafetensorsFile): LoraDescription | undefined {
     modules.push({ path: m.path, component: m.component, rank, alpha });
   }
   modules.sort((a, b) => (a.component === b.component ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.component === 'unet' ? -1 : 1));
-  return { format: formats.size === 1 ? [...formats][0] : formats.size ? 'mixed' : 'diffusers', modules, unsupported: [...unsupported], unknownKeys };
+  return { format: formats.size === 1 ? [...formats][0] : formats.size ? 'mixed' : 'diffusers', modules, unsupported: [...unsupported], unknownKeys, tools: toolSupport(names) };
 }
 
 function loraSummary(l: LoraDescription): string {
@@ -291,6 +294,12 @@ export function formatDescription(d: Description): string {
     }
     if (l.unsupported.length) lines.push(`  also holds adapters LoRA Studio cannot apply: ${l.unsupported.join(', ')}`);
     if (l.unknownKeys.length) lines.push(`  unrecognised keys: ${l.unknownKeys.slice(0, 5).join(', ')}${l.unknownKeys.length > 5 ? `, … (${l.unknownKeys.length})` : ''}`);
+    const loads = l.tools.filter((t) => t.loads).map((t) => t.tool);
+    lines.push(`  loads in: ${loads.length ? loads.join(', ') : 'none of diffusers, ComfyUI, A1111, sd-scripts'}`);
+    for (const t of l.tools.filter((v) => !v.loads)) {
+      lines.push(`  not in ${t.tool}: ${t.rejected} of ${d.tensors} keys unused`);
+      for (const r of t.reasons) lines.push(`    ${r.count}× ${r.reason} (e.g. ${r.key})`);
+    }
     if (unet.length) {
       lines.push('  UNet modules:');
       for (const line of compactModuleList(unet.map((m) => m.path))) lines.push(`    ${line}`);

@@ -251,14 +251,24 @@ export function readAllFloat32(file: string): { metadata: Record<string, string>
 }
 
 export interface TensorToWrite {
-  readonly dtype?: 'F32' | 'F16' | 'I32' | 'I64';
+  readonly dtype?: 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
   readonly shape: readonly number[];
   readonly data: Float32Array | Int32Array | ArrayLike<number>;
 }
 
-/** Serializes tensors (sorted by name, as the reference implementation does) with optional metadata. */
+/**
+ * The order the reference writer (safetensors' Rust `prepare`) lays tensors out in: by dtype, largest
+ * first in its `Dtype` enum order (F64, F32, … BF16, F16, …), then by name. Files hashed by their data
+ * section (sd-scripts' `sshs_model_hash`) only hash alike when the bytes are laid out alike.
+ */
+const DTYPE_ORDER: Record<string, number> = { BOOL: 0, U8: 1, I8: 2, I16: 5, F16: 7, BF16: 8, I32: 9, F32: 11, F64: 12, I64: 13 };
+
+/** Serializes tensors (in the reference implementation's order) with optional metadata. */
 export function encodeSafetensors(tensors: Record<string, TensorToWrite> | Map<string, TensorToWrite>, metadata?: Record<string, string>): Buffer {
-  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const rank = (t: TensorToWrite) => DTYPE_ORDER[t.dtype ?? 'F32'];
+  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(
+    ([a, ta], [b, tb]) => rank(tb) - rank(ta) || (a < b ? -1 : a > b ? 1 : 0),
+  );
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   const chunks: Buffer[] = [];
@@ -272,6 +282,7 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite> | Map<s
       const v = t.data[i];
       if (dtype === 'F32') bytes.writeFloatLE(v, i * 4);
       else if (dtype === 'F16') bytes.writeUInt16LE(float32ToFloat16Bits(v), i * 2);
+      else if (dtype === 'BF16') bytes.writeUInt16LE(float32ToBfloat16Bits(v), i * 2);
       else if (dtype === 'I32') bytes.writeInt32LE(v, i * 4);
       else bytes.writeBigInt64LE(BigInt(Math.trunc(v)), i * 8);
     }
@@ -301,6 +312,13 @@ export function refusePickle(file: string): void {
         "save_file(torch.load(path, weights_only=True), 'model.safetensors')`, or download the repository's .safetensors files.",
     );
   }
+}
+
+/** bf16 is the top half of an f32, rounded to nearest even (as torch's `.to(torch.bfloat16)`); NaN stays NaN. */
+function float32ToBfloat16Bits(v: number): number {
+  const x = new Uint32Array(new Float32Array([v]).buffer)[0];
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 function float32ToFloat16Bits(v: number): number {

@@ -28,6 +28,8 @@ export interface LoraTarget {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly kernelSize?: number;
+  /** A torch Conv2d (any kernel size), not a Linear. */
+  readonly conv?: boolean;
 }
 
 /** The projections of every attention that LoRA Studio trains and applies adapters to (as diffusers' guide does). */
@@ -331,7 +333,18 @@ export function ldmUnetPaths(paths: readonly string[]): Map<string, string> {
     upBlockTypes: Array.from({ length: upBlocks }, (_, b) => (paths.some((p) => p.startsWith(`up_blocks.${b}.attentions.`)) ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
   };
   const out = new Map<string, string>();
-  // unetLdmKey names parameters: ask for each module's weight and drop the suffix again.
-  for (const p of paths) out.set(p, unetLdmKey(`${p}.weight`, layout).replace(/\.weight$/, ''));
+  // unetLdmKey names parameters: ask for each module's weight and drop the suffix again. Paths already in
+  // SGM/LDM form (a file read without its model) are their own LDM names.
+  for (const p of paths) {
+    if (usesLdmBlockNames(p)) {
+      out.set(p, p);
+      continue;
+    }
+    try {
+      out.set(p, unetLdmKey(`${p}.weight`, layout).replace(/\.weight$/, ''));
+    } catch {
+      // A module the LDM layout has no name for (not a UNet module): it has only its diffusers name.
+    }
+  }
   return out;
 }

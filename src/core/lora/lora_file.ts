@@ -3,17 +3,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { READ_LIMITS, readRegularText } from '../io/safe_read.js';
-import { SafetensorsFile, nonFinite, writeSafetensors, type TensorInfo, type TensorToWrite } from '../io/safetensors.js';
+import { SafetensorsFile, nonFinite, type TensorInfo } from '../io/safetensors.js';
+import { unetLora, writeLoraFile, type LoraModuleToWrite } from './lora_writer.js';
+import type { SavePrecision } from '../config/run_config.js';
 import {
   adapterConfigFromHeader,
   alphaFromAdapterConfig,
-  diffusersKeys,
   guessPathFromKohya,
   kohyaName,
   ldmUnetPaths,
   parseLoraKey,
   usesLdmBlockNames,
-  ATTENTION_PROJECTIONS,
   type AdapterConfig,
   type LoraComponent,
   type LoraFormat,
@@ -33,12 +33,13 @@ export interface LoraModule {
   readonly kernelSize?: number;
   /** alpha / rank is the module's scale; alpha = rank (scale 1) when the file stores none. */
   readonly alpha: number;
+  /** The layer is a torch Conv2d (a file stores its weights 4-D, also at k = 1). */
+  readonly conv?: boolean;
   /** DoRA's magnitude vector [out] (PEFT lora_magnitude_vector, LyCORIS dora_scale). */
   readonly magnitude?: Float32Array;
 }
 
-/** A module to write; alpha defaults to rank. */
-export type LoraModuleToWrite = Omit<LoraModule, 'alpha'> & { readonly alpha?: number };
+export type { LoraModuleToWrite } from './lora_writer.js';
 
 /** The layers of each model component a LoRA may attach to (the UNet's, the text encoders'). */
 export interface LoraModelTargets {
@@ -269,6 +270,7 @@ function readModule(
     inFeatures: t.inFeatures,
     outFeatures: t.outFeatures,
     ...(k !== 1 ? { kernelSize: k } : {}),
+    ...(t.conv ? { conv: true } : {}),
     alpha: alpha ?? rank,
     ...(magnitude ? { magnitude } : {}),
   };
@@ -286,121 +288,12 @@ function finite(key: string, values: Float32Array, fail: (key: string | undefine
   return values;
 }
 
-function checkModule(modulePath: string, m: LoraModuleToWrite): void {
-  if (m.down.length !== m.rank * m.inFeatures || m.up.length !== m.outFeatures * m.rank) {
-    throw new Error(
-      `LoRA module "${modulePath}": down has ${m.down.length} values and up ${m.up.length}, but rank ${m.rank}, in ${m.inFeatures}, out ${m.outFeatures} need ${m.rank * m.inFeatures} and ${m.outFeatures * m.rank}`,
-    );
-  }
+/** A UNet-only diffusers file (`pytorch_lora_weights.safetensors`, as `save_lora_weights`); see writeLoraFile. */
+export function writeDiffusersLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, precision: SavePrecision = 'fp32'): void {
+  writeLoraFile(file, 'diffusers', unetLora(modules), { metadata, precision });
 }
 
-/**
- * Writes `pytorch_lora_weights.safetensors` as diffusers' `save_lora_weights` does (`unet.<module>.lora.down.weight`
- * [r, in], `.lora.up.weight` [out, r], header `{"format": "pt"}` plus `metadata`), atomically.
- * The layout has no alpha (loaders assume alpha = rank), so a module with alpha ≠ rank is written with
- * alpha / rank folded into its up weight: the file then means the same in every loader.
- */
-export function writeDiffusersLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, dtype: 'F32' | 'F16' = 'F32'): void {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [modulePath, m] of modules) {
-    checkModule(modulePath, m);
-    const scale = (m.alpha ?? m.rank) / m.rank;
-    const keys = diffusersKeys(modulePath);
-    tensors.set(keys.down, { dtype, shape: [m.rank, m.inFeatures], data: m.down });
-    tensors.set(keys.up, { dtype, shape: [m.outFeatures, m.rank], data: scale === 1 ? m.up : m.up.map((v) => v * scale) });
-  }
-  writeSafetensors(file, tensors, { format: 'pt', ...metadata });
-}
-
-/**
- * Writes a kohya/A1111 LoRA (`lora_unet_<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`), the layout
- * A1111, sd-scripts and most LoRA sites expect, atomically.
- */
-export function writeKohyaLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, dtype: 'F32' | 'F16' = 'F32'): void {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [modulePath, m] of modules) {
-    checkModule(modulePath, m);
-    const name = kohyaName(modulePath);
-    tensors.set(`${name}.lora_down.weight`, { dtype, shape: [m.rank, m.inFeatures], data: m.down });
-    tensors.set(`${name}.lora_up.weight`, { dtype, shape: [m.outFeatures, m.rank], data: m.up });
-    tensors.set(`${name}.alpha`, { dtype, shape: [], data: [m.alpha ?? m.rank] });
-  }
-  writeSafetensors(file, tensors, metadata);
-}
-
-/**
- * sd-scripts' model family name for a base model, from its UNet config, as sd-scripts'
- * `get_model_version_str_for_sd1_sd2` spells it: `sd_v1` (SD 1.x: CLIP ViT-L text features, 768 wide),
- * `sd_v2` (SD 2.x: OpenCLIP ViT-H, 1024 wide), `_v` appended for v-prediction. Undefined for any other
- * UNet (the tiny test models): no family is better than a wrong one, which makes A1111 hide the LoRA.
- */
-export function baseModelVersion(unetConfig: { readonly cross_attention_dim?: unknown }, vPrediction: boolean): string | undefined {
-  const family = { 768: 'sd_v1', 1024: 'sd_v2' }[Number(unetConfig.cross_attention_dim)];
-  return family && family + (vPrediction ? '_v' : '');
-}
-
-/** What LoRA Studio records about a training run in a LoRA file's header. All fields optional but rank/alpha. */
-export interface TrainingInfo {
-  readonly rank: number;
-  readonly alpha: number;
-  /** The base model's name (folder name or hub id). */
-  readonly baseModel?: string;
-  /** sd-scripts' model family name: `sd_v1`, `sd_v2`, … (A1111 hides LoRAs of another family). */
-  readonly baseModelVersion?: string;
-  readonly vPrediction?: boolean;
-  readonly outputName?: string;
-  readonly steps?: number;
-  readonly epochs?: number;
-  readonly learningRate?: number;
-  readonly resolution?: number;
-  readonly numTrainImages?: number;
-  readonly seed?: number;
-  readonly startedAt?: Date;
-  readonly finishedAt?: Date;
-  readonly targetModules?: readonly string[];
-  /** The run config, stored as JSON so a LoRA says how it was made. */
-  readonly runConfig?: unknown;
-  readonly version?: string;
-}
-
-/**
- * Header metadata for a trained LoRA. Values are strings (the safetensors rule).
- *
- * - `ss_*`: the keys kohya's sd-scripts writes, which A1111 (and civitai) read to show a LoRA's training
- *   details and to tell SD1 from SD2 LoRAs (`ss_base_model_version`, `ss_v2`). Only a modest subset:
- *   ss_network_module, ss_network_dim (rank), ss_network_alpha, ss_base_model_version, ss_v2,
- *   ss_v_parameterization, ss_sd_model_name, ss_output_name, ss_steps, ss_epoch, ss_learning_rate,
- *   ss_resolution ("(512, 512)"), ss_num_train_images, ss_seed, ss_training_started_at /
- *   ss_training_finished_at (Unix seconds).
- * - `lora_studio.*`: ours — version, target_modules (comma-separated), run_config (JSON).
- *
- * Readers never take alpha from ss_network_alpha: in a diffusers-layout file alpha is already folded into
- * the weights, and kohya files carry their `.alpha` tensors.
- */
-export function loraTrainingMetadata(info: TrainingInfo): Record<string, string> {
-  const m: Record<string, string> = {
-    ss_network_module: 'networks.lora',
-    ss_network_dim: String(info.rank),
-    ss_network_alpha: String(info.alpha),
-  };
-  const set = (k: string, v: string | number | boolean | undefined) => {
-    if (v !== undefined) m[k] = typeof v === 'boolean' ? (v ? 'True' : 'False') : String(v);
-  };
-  set('ss_base_model_version', info.baseModelVersion);
-  if (info.baseModelVersion !== undefined) set('ss_v2', info.baseModelVersion.startsWith('sd_v2'));
-  set('ss_v_parameterization', info.vPrediction);
-  set('ss_sd_model_name', info.baseModel);
-  set('ss_output_name', info.outputName);
-  set('ss_steps', info.steps);
-  set('ss_epoch', info.epochs);
-  set('ss_learning_rate', info.learningRate);
-  if (info.resolution !== undefined) set('ss_resolution', `(${info.resolution}, ${info.resolution})`);
-  set('ss_num_train_images', info.numTrainImages);
-  set('ss_seed', info.seed);
-  if (info.startedAt) set('ss_training_started_at', info.startedAt.getTime() / 1000);
-  if (info.finishedAt) set('ss_training_finished_at', info.finishedAt.getTime() / 1000);
-  set('lora_studio.version', info.version);
-  set('lora_studio.target_modules', (info.targetModules ?? ATTENTION_PROJECTIONS).join(','));
-  if (info.runConfig !== undefined) set('lora_studio.run_config', JSON.stringify(info.runConfig));
-  return m;
+/** A UNet-only kohya/A1111 file (`lora_unet_<module>.lora_down.weight`, `.lora_up.weight`, `.alpha`); see writeLoraFile. */
+export function writeKohyaLora(file: string, modules: ReadonlyMap<string, LoraModuleToWrite>, metadata: Record<string, string> = {}, precision: SavePrecision = 'fp32'): void {
+  writeLoraFile(file, 'kohya', unetLora(modules), { metadata, precision });
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { readLoraFile, type LoraModelTargets } from '../lora/lora_file.js';
 import type { LoraTarget } from '../lora/formats.js';
 import { LoraSet } from '../lora/lora_set.js';
-import type { LoraLayer } from '../models/layers.js';
+import { Conv2d, type LoraLayer } from '../models/layers.js';
 import type { StableDiffusion } from './stable_diffusion.js';
 
 /** A LoRA file and its scale, as `parseLoraArg` reads `FILE[:SCALE]`. */
@@ -12,7 +12,7 @@ export interface LoraSpec {
   readonly scale: number;
 }
 
-const targetOf = (l: LoraLayer): LoraTarget => ({ path: l.path, inFeatures: l.inFeatures, outFeatures: l.outFeatures, kernelSize: l.kernelSize });
+const targetOf = (l: LoraLayer): LoraTarget => ({ path: l.path, inFeatures: l.inFeatures, outFeatures: l.outFeatures, kernelSize: l.kernelSize, ...(l instanceof Conv2d ? { conv: true } : {}) });
 
 /** Every layer of the pipeline a LoRA file may change: all of the UNet's Linear/Conv2d layers and the text encoder's Linears. */
 export function loraTargetsOf(sd: StableDiffusion): LoraModelTargets {
