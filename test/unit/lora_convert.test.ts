@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../../src/core/io/safetensors.js';
 import { describeSafetensors, formatDescription } from '../../src/core/io/inspect.js';
-import { loraTargetsFromUnetWeights, kohyaName } from '../../src/core/lora/formats.js';
+import { ldmUnetPaths, loraTargetsFromUnetWeights, kohyaName } from '../../src/core/lora/formats.js';
+import { unetLora, writeLoraFile } from '../../src/core/lora/lora_writer.js';
+import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
 import { readLoraFile, LoraFileError, type LoraModule } from '../../src/core/lora/lora_file.js';
 import { convertLoraFile } from '../../src/core/lora/convert.js';
 import { toolSupport } from '../../src/core/lora/tool_support.js';
@@ -135,4 +137,21 @@ test("inspect: which tools load a file, and why not, key by key", () => {
   assert.deepEqual([v.get('ComfyUI')!.loads, v.get('A1111')!.loads, v.get('sd-scripts')!.loads], [true, true, false]);
   assert.match(v.get('sd-scripts')!.reasons[0].reason, /no DoRA/);
   assert.equal(toolSupport([`${name}.hada_w1_a`]).find((t) => t.tool === 'diffusers')!.loads, false);
+});
+
+test('an SDXL kohya file with SGM names reads against the UNet header targets alone (attention projections only)', () => {
+  // sd-scripts names SDXL modules the SGM way; the layout (layers per block) is then inferred from the
+  // attention paths, and must give the same SGM names as the full module list does.
+  const dir = path.join(FIXTURES, '..', 'tiny-sdxl', 'model', 'unet');
+  const targets = loraTargetsFromUnetWeights([path.join(dir, 'diffusion_pytorch_model.safetensors')]);
+  const unet = UNet2DConditionModel.fromPretrained(dir);
+  const sgm = ldmUnetPaths(unet.loraLayers().map((l) => l.path));
+  unet.dispose();
+  assert.deepEqual([...ldmUnetPaths(targets.map((t) => t.path))], targets.map((t) => [t.path, sgm.get(t.path)]));
+  const modules = new Map(targets.map((t) => [t.path, { down: new Float32Array(2 * t.inFeatures).fill(0.5), up: new Float32Array(t.outFeatures * 2).fill(0.25), rank: 2, inFeatures: t.inFeatures, outFeatures: t.outFeatures, alpha: 1 }]));
+  const file = path.join(tmp, 'sdxl-sgm.safetensors');
+  writeLoraFile(file, 'kohya', unetLora(modules, sgm));
+  const back = readLoraFile(file, targets);
+  assert.deepEqual([...back.modules.keys()].sort(), targets.map((t) => t.path).sort());
+  assert.ok([...back.modules.values()].every((m) => m.alpha === 1 && m.rank === 2));
 });

@@ -328,8 +328,17 @@ export function ldmUnetPaths(paths: readonly string[]): Map<string, string> {
   };
   const downBlocks = countOf(/^down_blocks\.(\d+)\./);
   const upBlocks = countOf(/^up_blocks\.(\d+)\./);
+  // Layers per down block from its resnets; a block whose resnets are not among the paths (only attention
+  // projections given, as loraTargetsFromUnetWeights reads them) has as many as the others (diffusers'
+  // layers_per_block is one number in every Stable Diffusion config): the most any block shows.
+  const resnets = Array.from({ length: downBlocks }, (_, b) => countOf(new RegExp(`^down_blocks\\.${b}\\.resnets\\.(\\d+)\\.`)));
+  const seen = Math.max(
+    ...resnets,
+    ...Array.from({ length: downBlocks }, (_, b) => countOf(new RegExp(`^down_blocks\\.${b}\\.attentions\\.(\\d+)\\.`))),
+    ...Array.from({ length: upBlocks }, (_, b) => countOf(new RegExp(`^up_blocks\\.${b}\\.(?:resnets|attentions)\\.(\\d+)\\.`)) - 1),
+  );
   const layout: UNetLdmLayout = {
-    layersPerBlock: Array.from({ length: downBlocks }, (_, b) => countOf(new RegExp(`^down_blocks\\.${b}\\.resnets\\.(\\d+)\\.`))),
+    layersPerBlock: resnets.map((n) => n || seen),
     upBlockTypes: Array.from({ length: upBlocks }, (_, b) => (paths.some((p) => p.startsWith(`up_blocks.${b}.attentions.`)) ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
   };
   const out = new Map<string, string>();
