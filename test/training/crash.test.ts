@@ -22,7 +22,7 @@ import { train } from '../../src/training/loop.js';
 import { MemoryEventSink } from '../../src/training/events.js';
 import { loadCheckpoint, saveCheckpoint, DiskFullError } from '../../src/training/checkpoints.js';
 import { checkResumedWeights } from '../../src/training/finite_guard.js';
-import { listCheckpoints, setWriteProbe, LORA_FILE, KOHYA_LORA_FILE, CHECKPOINT_FILES } from '../../src/core/config/run_folder.js';
+import { listCheckpoints, listFinalLoraFiles, setWriteProbe, LORA_FILE, CHECKPOINT_FILES } from '../../src/core/config/run_folder.js';
 import { readAllFloat32 } from '../../src/core/io/safetensors.js';
 import { readLoraFile } from '../../src/core/lora/lora_file.js';
 import { loraTargetsFromUnetWeights } from '../../src/core/lora/formats.js';
@@ -141,7 +141,7 @@ function checkFolder(out: string, targets: ReturnType<typeof loraTargetsFromUnet
     readLoraFile(path.join(c.path, CHECKPOINT_FILES.lora), targets);
     steps.push(c.step);
   }
-  for (const f of [LORA_FILE, KOHYA_LORA_FILE]) if (fs.existsSync(path.join(out, f))) readLoraFile(path.join(out, f), targets);
+  for (const f of listFinalLoraFiles(out)) readLoraFile(f, targets);
   // metrics.jsonl: one row per step, in order, up to the newest step done.
   const rows = readMetrics(path.join(out, 'metrics.jsonl')).map((r) => r.step);
   assert.deepEqual(rows, Array.from({ length: rows.length }, (_, i) => i + 1), `${where}: metrics.jsonl rows ${rows}`);
