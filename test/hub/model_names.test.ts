@@ -22,10 +22,10 @@ const UNET = 'unet/diffusion_pytorch_model.safetensors';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hub-names-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function until(what: string, check: () => boolean, limitMs = 120_000): Promise<void> {
+async function until(what: string, check: () => boolean, seen?: () => string, limitMs = 120_000): Promise<void> {
   const t0 = Date.now();
   while (!check()) {
-    if (Date.now() - t0 > limitMs) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - t0 > limitMs) throw new Error(`timed out waiting for ${what}${seen ? `; last messages: ${seen()}` : ''}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -68,7 +68,7 @@ test('the notebook worker takes a Hub id: download (cancellable, resumed), the s
   try {
     // Cancelled while the stalled UNet file arrives: the request ends, the partial file stays.
     request('a');
-    await until('the UNet download to start', () => sent.some((m) => m.type === 'model_downloading' && m.file === UNET && m.bytes > 0));
+    await until('the UNet download to start', () => sent.some((m) => m.type === 'model_downloading' && m.file === UNET && m.bytes > 0), () => JSON.stringify(sent.slice(-3)));
     worker.handleLine(WORKER_REQUESTS.encode({ type: 'cancel', id: 'a' }));
     await worker.idle();
     assert.equal(final('a').type, 'cancelled');

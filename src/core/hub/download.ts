@@ -130,29 +130,42 @@ export async function snapshotDownload(o: SnapshotOptions): Promise<Snapshot> {
   const totalBytes = wanted.reduce((s, f) => s + f.size, 0);
   const progress: DownloadProgress = { repo: o.id, file: '', bytes: 0, totalBytes, filesDone: 0, totalFiles: wanted.length };
   const downloaded: string[] = [];
+  // At most one report per 100 ms, and the last bytes before a pause (a stalled connection) are reported
+  // when the interval ends, not held back until the next chunk arrives.
   let lastReport = 0;
+  let trailing: NodeJS.Timeout | undefined;
   const report = (force: boolean) => {
     const now = Date.now();
-    if (!force && now - lastReport < 100) return;
+    const wait = 100 - (now - lastReport);
+    if (!force && wait > 0) {
+      trailing ??= setTimeout(() => report(true), wait).unref();
+      return;
+    }
+    clearTimeout(trailing);
+    trailing = undefined;
     lastReport = now;
     o.onProgress?.({ ...progress });
   };
-  for (const f of wanted) {
-    progress.file = f.path;
-    const pointer = path.join(snapshotDir, ...f.path.split('/'));
-    const blob = path.join(repoDir, 'blobs', f.etag);
-    if (!fs.existsSync(pointer) || !sameSize(blob, f.size)) {
-      if (!sameSize(blob, f.size)) {
-        await fetchBlob(o, common, commit, f, blob, (n) => {
-          progress.bytes += n;
-          report(false);
-        });
-        downloaded.push(f.path);
+  try {
+    for (const f of wanted) {
+      progress.file = f.path;
+      const pointer = path.join(snapshotDir, ...f.path.split('/'));
+      const blob = path.join(repoDir, 'blobs', f.etag);
+      if (!fs.existsSync(pointer) || !sameSize(blob, f.size)) {
+        if (!sameSize(blob, f.size)) {
+          await fetchBlob(o, common, commit, f, blob, (n) => {
+            progress.bytes += n;
+            report(false);
+          });
+          downloaded.push(f.path);
+        } else progress.bytes += f.size;
+        link(blob, pointer);
       } else progress.bytes += f.size;
-      link(blob, pointer);
-    } else progress.bytes += f.size;
-    progress.filesDone++;
-    report(true);
+      progress.filesDone++;
+      report(true);
+    }
+  } finally {
+    clearTimeout(trailing);
   }
   if (!isCommitHash(revision)) writeRef(repoDir, revision, commit);
   return { dir: snapshotDir, commit, downloaded, fromCache: false };

@@ -130,6 +130,26 @@ function standsFor(buffer: GPUBuffer): number {
   return virtualSizes.get(buffer) ?? buffer.size;
 }
 
+/** Buffers a trace made for tensors that outlive it (a kept cache, an uploaded constant): the plan holds them. */
+const tracedBuffers = new WeakSet<GPUBuffer>();
+const guardedManagers = new WeakSet<BufferManagerInternals>();
+
+/**
+ * tfjs' own release looks a buffer up in the pools it acquired it from and throws on one it did not make.
+ * Tensors made while a trace or withVirtualBuffers ran can be disposed any time later (a scheduler's tables
+ * at the end of a run): their virtual stand-ins are destroyed, their traced buffers left to the plan that
+ * reads them (and to the garbage collector), and every other buffer goes back to tfjs' pools as before.
+ */
+function guardRelease(bm: BufferManagerInternals): void {
+  if (guardedManagers.has(bm)) return;
+  guardedManagers.add(bm);
+  const release = bm.releaseBuffer;
+  bm.releaseBuffer = (buffer, reuse) => {
+    if (virtualSizes.has(buffer)) buffer.destroy();
+    else if (!tracedBuffers.has(buffer)) release.call(bm, buffer, reuse);
+  };
+}
+
 function virtualBuffer(device: GPUDevice, size: number, usage: number): GPUBuffer {
   const buffer = device.createBuffer({ size: 16, usage, label: 'virtual' });
   virtualSizes.set(buffer, size);
@@ -156,6 +176,7 @@ export async function withVirtualBuffers<T>(fn: () => Promise<T>): Promise<T> {
   } finally {
     bm.acquireBuffer = acquire;
     bm.releaseBuffer = release;
+    guardRelease(bm);
     await b.device.popErrorScope();
   }
 }
@@ -204,6 +225,7 @@ export async function traceStep(fn: () => void): Promise<Trace> {
     // and uniforms are real, as they are snapshotted.
     const buffer = !mappedAtCreation && !(usage & (MAP_WRITE | UNIFORM)) ? virtualBuffer(device, size, usage) : device.createBuffer({ size, usage, mappedAtCreation });
     created.add(buffer);
+    tracedBuffers.add(buffer);
     if (!(usage & MAP_WRITE)) valueOf(buffer);
     return buffer;
   };
@@ -326,6 +348,7 @@ export async function traceStep(fn: () => void): Promise<Trace> {
   } finally {
     bm.acquireBuffer = origAcquire;
     bm.releaseBuffer = origRelease;
+    guardRelease(bm);
     b.uploadToGPU = origUpload;
     b.queue = origQueue;
     delete dev.createBindGroup;
