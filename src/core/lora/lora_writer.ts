@@ -18,25 +18,10 @@ import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { ATTENTION_PROJECTIONS, kohyaName, type LoraComponent } from './formats.js';
 import { additionalNetworksHashes } from './metadata.js';
 import type { SavePrecision } from '../config/run_config.js';
+import type { LoraModule } from './lora_file.js';
 
-/** One module's LoRA to write: y += (alpha / rank) · up · down · x. Row-major f32, PyTorch layout. */
-export interface LoraModuleToWrite {
-  /** [rank, in·k·k] (a k×k conv's [rank, in, k, k] flattened; k = 1 for Linear) */
-  readonly down: Float32Array;
-  /** [out, rank] */
-  readonly up: Float32Array;
-  readonly rank: number;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  /** 1 for Linear and 1×1 convs; 3 for a LoCon 3×3 conv. */
-  readonly kernelSize?: number;
-  /** The layer is a torch Conv2d (any kernel size): weights are stored 4-D. */
-  readonly conv?: boolean;
-  /** Defaults to rank (scale 1). */
-  readonly alpha?: number;
-  /** DoRA's magnitude vector [out]. */
-  readonly magnitude?: Float32Array;
-}
+/** One module's LoRA to write: a read module's fields, with alpha optional (defaults to rank: scale 1). */
+export type LoraModuleToWrite = Omit<LoraModule, 'alpha'> & { readonly alpha?: number };
 
 /** The file layouts LoRA Studio writes (`lora-studio convert --to`). */
 export const LORA_LAYOUTS = ['diffusers', 'kohya', 'peft'] as const;
