@@ -11,6 +11,10 @@
 //                        to its module and part
 //   protocol framing     any line: a message, a problem sentence, or "not a message" — never an exception;
 //                        what `encode` writes `read` gives back
+//   LSP framing          any bytes in any chunks through the server's FrameGuard into vscode-jsonrpc's reader:
+//                        the reader delivers exactly the JSON bodies of the frames the guard counted (never
+//                        a header error of its own, so never a frame the guard did not see), and what a
+//                        client writes is never refused
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -30,9 +34,23 @@ import { codeActions } from '../../src/server/code_actions.js';
 import { parseLoraKey, kohyaName, diffusersKeys } from '../../src/core/lora/formats.js';
 import { TRAINER_EVENTS, TRAINER_COMMANDS } from '../../src/protocol/training.js';
 import { WORKER_REQUESTS, WORKER_MESSAGES } from '../../src/protocol/inference.js';
+import { readFrames } from '../helpers/lsp_frames.js';
 
 const SEED = 17;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-'));
+
+/** Runs an async property with the fixed seed and case count, and prints the count. */
+async function checkAsync<T>(name: string, arb: fc.Arbitrary<T>, predicate: (v: T) => Promise<void>, numRuns: number): Promise<void> {
+  let cases = 0;
+  await fc.assert(
+    fc.asyncProperty(arb, async (v) => {
+      cases++;
+      await predicate(v);
+    }),
+    { seed: SEED, numRuns, endOnFailure: true },
+  );
+  console.log(`# fuzz ${name}: ${cases} cases passed (seed ${SEED})`);
+}
 
 /** Runs a property with the fixed seed and case count, and prints the count. */
 function check<T>(name: string, arb: fc.Arbitrary<T>, predicate: (v: T) => void, numRuns: number): void {
@@ -259,4 +277,89 @@ test('fuzz: the JSON-lines framing answers any line with a message, a problem or
       400,
     );
   }
+});
+
+// ---- the language server's LSP framing (server/frame_guard.ts in front of vscode-jsonrpc) ------------------
+
+/** A part of the byte stream: a frame as a client writes it, or something broken. */
+interface Part {
+  bytes: Buffer;
+  /** A frame a client could write (its body need not be JSON: that is the reader's to report). */
+  clientFrame: boolean;
+}
+const body: fc.Arbitrary<string> = fc.oneof(
+  fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
+  fc.record({ jsonrpc: fc.constant('2.0'), method: fc.string({ unit: 'grapheme', maxLength: 10 }), id: fc.nat() }).map((v) => JSON.stringify(v)),
+  fc.string({ maxLength: 12 }),
+);
+const clientHeaders = [
+  (n: number) => `Content-Length: ${n}`,
+  (n: number) => `content-length:${n}`,
+  (n: number) => `Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: ${n}`,
+  (n: number) => `Content-Length: ${n}\r\nContent-Type: application/json`,
+];
+const clientFrame: fc.Arbitrary<Part> = fc
+  .tuple(fc.nat({ max: clientHeaders.length - 1 }), body)
+  .map(([h, b]) => ({ bytes: Buffer.from(`${clientHeaders[h](Buffer.byteLength(b))}\r\n\r\n${b}`), clientFrame: true }));
+/** Bytes vscode-jsonrpc's reader reads leniently or not at all, glued into a header. */
+const GLUE = ['Content-Length: 38', 'Content-Length: 2\r\n', '\r', '\n', '\r\n', ' ', ':', '+', '-', '0', '9', 'abc', '\u00b5', '\u00ba', '\u00b0', '\t', '\r\n\r\n', 'Content-Length: 999999999999\r\n\r\n'];
+const damagedFrame: fc.Arbitrary<Part> = fc
+  .tuple(clientFrame, fc.array(fc.tuple(fc.nat({ max: 60 }), fc.oneof(fc.constantFrom(...GLUE), fc.constant(''), fc.string({ unit: 'binary', maxLength: 3 }))), { minLength: 1, maxLength: 3 }))
+  .map(([f, edits]) => {
+    let bytes = f.bytes;
+    for (const [at, glue] of edits) {
+      const i = Math.min(at, bytes.indexOf('\r\n\r\n') + 4);
+      // '' deletes the byte at i; anything else is inserted there (latin1: the glue's code points are its bytes).
+      bytes = Buffer.concat([bytes.subarray(0, i), Buffer.from(glue, 'latin1'), bytes.subarray(glue ? i : i + 1)]);
+    }
+    return { bytes, clientFrame: false };
+  });
+const stray: fc.Arbitrary<Part> = fc.oneof(fc.uint8Array({ maxLength: 24 }), fc.constantFrom(...GLUE).map((g) => Buffer.from(g, 'latin1'))).map((b) => ({ bytes: Buffer.from(b), clientFrame: false }));
+const stream = fc.tuple(
+  fc.array(fc.oneof({ weight: 3, arbitrary: clientFrame }, { weight: 2, arbitrary: damagedFrame }, { weight: 1, arbitrary: stray }), { minLength: 1, maxLength: 6 }),
+  fc.array(fc.nat(), { maxLength: 4 }),
+);
+
+test('fuzz: any bytes through the FrameGuard reach vscode-jsonrpc as exactly the frames the guard counted', async () => {
+  let refused = 0;
+  let delivered = 0;
+  await checkAsync(
+    'LSP framing',
+    stream,
+    async ([parts, cuts]) => {
+      const input = Buffer.concat(parts.map((p) => p.bytes));
+      const at = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+      const chunks = [0, ...at].map((from, k) => input.subarray(from, [...at, input.length][k])).filter((c) => c.length);
+      const o = await readFrames(chunks);
+      // The frames the guard counted, cut from the input: their JSON bodies are what the reader must deliver,
+      // in order, and the others are its only errors.
+      const expected: unknown[] = [];
+      let notJson = 0;
+      let offset = 0;
+      for (const f of o.frames) {
+        assert.equal(input.toString('latin1', offset + f.headerBytes - 4, offset + f.headerBytes), '\r\n\r\n', `frame at ${offset} ends its header`);
+        const b = input.subarray(offset + f.headerBytes, offset + f.headerBytes + f.bodyBytes);
+        offset += f.headerBytes + f.bodyBytes;
+        if (b.length < f.bodyBytes) break;
+        try {
+          expected.push(JSON.parse(new TextDecoder().decode(b)));
+        } catch {
+          notJson++;
+        }
+      }
+      assert.deepEqual(o.messages, expected, `the reader delivers the guard's frames (refused: ${o.refused})`);
+      assert.equal(o.readerErrors.length, notJson, `the reader's only errors are bodies that are not JSON: ${o.readerErrors.join(' | ')}`);
+      if (o.refused !== undefined) assert.ok(o.refused.length > 10, o.refused);
+      if (parts.every((p) => p.clientFrame)) {
+        assert.equal(o.refused, undefined, 'what a client writes is never refused');
+        assert.equal(o.frames.length, parts.length);
+      }
+      if (o.refused !== undefined) refused++;
+      delivered += o.messages.length;
+    },
+    400,
+  );
+  console.log(`# fuzz LSP framing: ${refused} of 400 streams refused by the guard, ${delivered} messages delivered`);
+  assert.ok(refused > 40 && refused < 360, `both outcomes are exercised (${refused} refused)`);
+  assert.ok(delivered > 200, `${delivered} messages delivered`);
 });
