@@ -21,7 +21,7 @@ export interface CheckedDocument {
 }
 
 /** The values the disk checks read: when none of them (nor the files) change, the cached report stands. */
-const DISK_KEYS = ['pretrained_model_name_or_path', 'variant', 'train_data_dir', 'image_column', 'caption_column', 'resolution', 'output_dir', 'resume_from_checkpoint'] as const;
+const DISK_KEYS = ['pretrained_model_name_or_path', 'variant', 'train_data_dir', 'image_column', 'caption_column', 'resolution', 'output_dir', 'resume_from_checkpoint', 'network_weights'] as const;
 
 export class ConfigChecker {
   private readonly diskCache = new Map<string, DiskReport>();

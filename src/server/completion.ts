@@ -149,6 +149,13 @@ function pathItems(doc: CheckedDocument, spec: KeySpec, prefix: string, range: R
       items.push({ label: text, kind: CompletionItemKind.File, detail: source.label, textEdit: { range, newText: text }, sortText: `2${d.name}` });
     }
   }
+  // A LoRA file to start from: the .safetensors files beside the typed path.
+  if (spec.path === 'lora') {
+    for (const d of names.filter((n) => n.isFile() && /\.safetensors$/i.test(n.name)).slice(0, MAX_FOLDER_ITEMS)) {
+      const text = `${typedDir || './'}${d.name}`;
+      items.push({ label: text, kind: CompletionItemKind.File, detail: 'safetensors file', textEdit: { range, newText: text }, sortText: `2${d.name}` });
+    }
+  }
   const folders = names.filter((d) => d.isDirectory() && !d.name.startsWith('.') && d.name !== 'node_modules').slice(0, MAX_FOLDER_ITEMS);
   for (const d of folders) {
     const full = path.join(dir, d.name);

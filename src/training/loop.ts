@@ -45,6 +45,7 @@ import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../cor
 import { Random, streamSeed, freshSeed } from './random.js';
 import { TrainableLora, dropoutMasksFrom } from './lora_params.js';
 import { canWriteNetwork, networkOptions, networkTargets } from './network.js';
+import { NetworkWeightsError, networkWeightsStart, type RunNetwork, type StartWeights } from './network_weights.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
 import { lrAt } from './lr_schedules.js';
@@ -278,9 +279,15 @@ class TrainingSession {
     }
     const targets = networkTargets(sd, choice);
     const alpha = c.lora_alpha ?? c.rank;
+    const options = networkOptions(sd, choice);
+    // network_weights: start from a LoRA file (any tool's); a resumed run's checkpoint holds the weights instead.
+    if (resume && c.network_weights) this.ev.log(`network_weights not read: resuming from ${resume.dir}, which holds the weights`);
+    const start = !resume && c.network_weights ? await this.startWeights(c.network_weights, sd, { targets, rank: c.rank, alpha, choice, options }) : undefined;
     const lora = (this.lora = resume
-      ? TrainableLora.fromWeights(targets, c.rank, alpha, resume.lora, networkOptions(sd, choice))
-      : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init')), networkOptions(sd, choice)));
+      ? TrainableLora.fromWeights(targets, c.rank, alpha, resume.lora, options)
+      : start
+        ? TrainableLora.fromWeights(targets, c.rank, alpha, start, options)
+        : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init')), options));
     const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
     if (resume) opt.importState(resume.optimizer, lora.shapes());
     const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma, textEncoder: sd.textEncoder };
@@ -541,6 +548,18 @@ class TrainingSession {
       return await initBackend(this.c.backend);
     } catch (e) {
       throw new TrainingError('backend', (e as Error).message, 'choose another backend (backend: wasm works everywhere)');
+    }
+  }
+
+  /** network_weights' modules fitted to the run (network_weights.ts), its misfits as config errors. */
+  private async startWeights(file: string, sd: StableDiffusion, run: RunNetwork): Promise<StartWeights['weights']> {
+    try {
+      const start = await networkWeightsStart(file, sd, run);
+      for (const note of start.notes) this.ev.log(note);
+      return start.weights;
+    } catch (e) {
+      if (e instanceof NetworkWeightsError) throw new TrainingError('config', e.message, e.hint);
+      throw e;
     }
   }
 

@@ -27,7 +27,7 @@ const EVERY_KEY: { [K in keyof RunConfig]: 0 } = {
   revision: 0, dataset_name: 0, dataset_config_name: 0, cache_dir: 0, push_to_hub: 0, hub_model_id: 0, hub_token: 0,
   enable_bucket: 0, min_bucket_reso: 0, max_bucket_reso: 0, bucket_reso_steps: 0, validation_split: 0, caption_dropout_rate: 0, shuffle_caption: 0,
   keep_tokens: 0, lora_alpha: 0, sample_prompts: 0, sample_every_n_steps: 0, sample_sampler: 0, network_type: 0, lora_dropout: 0, train_text_encoder: 0,
-  text_encoder_lr: 0, output_name: 0, save_precision: 0, no_metadata: 0,
+  text_encoder_lr: 0, network_weights: 0, output_name: 0, save_precision: 0, no_metadata: 0,
 };
 
 test('the schema defines every RunConfig key once, and nothing else', () => {

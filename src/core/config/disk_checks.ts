@@ -1,6 +1,6 @@
 // Checks a run config against the disk, relative to the config file's folder: the base model is a
 // diffusers folder with safetensors weights, the dataset folder holds images and captions (counted),
-// resume_from_checkpoint names a checkpoint, and output_dir does not already hold a finished LoRA.
+// resume_from_checkpoint names a checkpoint, network_weights a safetensors file, and output_dir does not already hold a finished LoRA.
 // Used by the trainer at start and by the language server (which re-runs it when those files change).
 // Reads headers and folder listings only, never tensor data, so it stays fast on real models.
 import fs from 'node:fs';
@@ -98,6 +98,7 @@ export function checkRunConfigOnDisk(c: RunConfig, baseDir: string, opts: DiskCh
   if (use('pretrained_model_name_or_path')) checkModel(c, baseDir, report, skip, opts.present);
   if (use('train_data_dir') && !use('dataset_name')) checkDataset(c, baseDir, report, skip);
   if (use('output_dir')) checkOutput(c, baseDir, report, skip);
+  if (use('network_weights')) checkNetworkWeights(c, baseDir, report, skip);
   if (c.backend === 'tensorflow' && !skip.has('backend') && !tensorflowInstalled()) {
     report.findings.push({ key: 'backend', severity: 'error', message: TENSORFLOW_MISSING, suggest: { key: 'backend', value: 'auto' } });
   }
@@ -379,6 +380,24 @@ function checkOutput(c: RunConfig, baseDir: string, report: DiskReport, skip: Re
     });
   }
   if (resuming) checkResume(c.resume_from_checkpoint!, baseDir, out, report);
+}
+
+/** network_weights names a safetensors file (its keys are matched against the model when the run starts). */
+function checkNetworkWeights(c: RunConfig, baseDir: string, report: DiskReport, skip: ReadonlySet<string>): void {
+  const file = resolveConfigPath(c.network_weights!, baseDir);
+  report.watched.push(file);
+  const add = (severity: Severity, message: string) => void report.findings.push({ key: 'network_weights', severity, message });
+  if (!fs.existsSync(file)) return add('error', `file not found: ${file}`);
+  if (isDir(file)) return add('error', `${file} is a folder — name the LoRA .safetensors file in it`);
+  if (!/\.safetensors$/i.test(file)) return add('error', `${file} is not a .safetensors file (pickle files are never loaded: convert it to .safetensors)`);
+  try {
+    SafetensorsFile.open(file).close();
+  } catch (e) {
+    return add('error', (e as Error).message);
+  }
+  if (c.resume_from_checkpoint !== null && !skip.has('resume_from_checkpoint')) {
+    add('info', 'not read when resume_from_checkpoint finds a checkpoint: the checkpoint holds the weights (and the optimizer state)');
+  }
 }
 
 function checkResume(value: string, baseDir: string, outputDir: string, report: DiskReport): void {

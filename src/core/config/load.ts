@@ -137,6 +137,7 @@ export function resolveRunConfigPaths(c: RunConfig, dir: string): RunConfig {
   if (c.cache_dir !== null) r.cache_dir = resolveConfigPath(c.cache_dir, dir);
   if (c.pretrained_model_config !== null) r.pretrained_model_config = resolveConfigPath(c.pretrained_model_config, dir);
   r.output_dir = resolveConfigPath(c.output_dir, dir);
+  if (c.network_weights !== null) r.network_weights = resolveConfigPath(c.network_weights, dir);
   if (c.resume_from_checkpoint !== null && c.resume_from_checkpoint !== 'latest') {
     r.resume_from_checkpoint = resolveCheckpoint(c.resume_from_checkpoint, dir, r.output_dir)!;
   }

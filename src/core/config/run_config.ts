@@ -65,6 +65,7 @@ export interface RunConfig {
   lora_dropout: number;
   train_text_encoder: boolean;
   text_encoder_lr: number | null;
+  network_weights: string | null;
   snr_gamma: number | null;
   noise_offset: number;
   prediction_type: PredictionType | null;

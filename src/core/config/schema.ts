@@ -11,7 +11,7 @@ import { BACKENDS, LR_SCHEDULERS, NETWORK_TYPES, PREDICTION_TYPES, SAVE_FORMATS,
 export type ValueType = 'string' | 'integer' | 'number' | 'boolean' | 'enum' | 'list' | 'prompts';
 
 /** What a string names on disk; drives path resolution, folder completion and the disk checks. */
-export type PathKind = 'model' | 'dataset' | 'output' | 'checkpoint';
+export type PathKind = 'model' | 'dataset' | 'output' | 'checkpoint' | 'lora';
 
 export type Group = 'model and data' | 'batch and length' | 'optimizer and schedule' | 'LoRA and loss' | 'outputs' | 'engine';
 
@@ -547,6 +547,23 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     description:
       "kohya's `--text_encoder_lr`.\n\n" +
       'The text encoder is sensitive: kohya users often give it a half or a tenth of the UNet rate. Follows the same schedule (warmup, decay) as `learning_rate`.',
+  },
+  {
+    key: 'network_weights',
+    group: 'LoRA and loss',
+    type: 'string',
+    nullable: true,
+    nullMeans: 'start from a fresh LoRA (lora_A gaussian, lora_B zero)',
+    default: null,
+    nonEmpty: true,
+    path: 'lora',
+    summary: 'Start training from an existing LoRA file (any tool\'s).',
+    description:
+      "kohya's `--network_weights`: pretrained weights for the network.\n\n" +
+      'A `.safetensors` LoRA in diffusers, PEFT, kohya/A1111 (diffusers or SGM block names) or ComfyUI layout, LoCon and DoRA included; a path is relative to this file. ' +
+      'Its modules must be the ones this run trains (`network_type`, `train_text_encoder`) at this `rank`; anything else is an error naming the key. ' +
+      "The run's alpha stays `lora_alpha`: a file of another alpha has its up weights rescaled so training starts from exactly the file's LoRA (a LoRA file into a `dora` run gets the magnitude ‖W + ΔW‖, which leaves it unchanged). " +
+      'A fresh optimizer and step 0: to continue a run of this project with its optimizer state, use `resume_from_checkpoint` (which then wins).',
   },
   {
     key: 'snr_gamma',

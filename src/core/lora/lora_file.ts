@@ -61,6 +61,8 @@ export interface LoraWeights {
   readonly skipped: string[];
   /** One sentence per kind of skipped part, for the user. */
   readonly warnings: string[];
+  /** The file's key of each module's down weight, by component and module path (for messages naming the key). */
+  readonly downKeys?: ReadonlyMap<LoraComponent, ReadonlyMap<string, string>>;
 }
 
 export class LoraFileError extends Error {
@@ -187,6 +189,7 @@ function readOpen(f: SafetensorsFile, model: LoraModelTargets): LoraWeights {
 
   const format = [...formatCount.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'diffusers';
   const components = new Map<LoraComponent, Map<string, LoraModule>>();
+  const downKeys = new Map<LoraComponent, Map<string, string>>();
   const configs = new Map<LoraComponent, AdapterConfig | undefined>();
   for (const e of pending.values()) {
     if (!e.down || !e.up) {
@@ -197,8 +200,10 @@ function readOpen(f: SafetensorsFile, model: LoraModelTargets): LoraWeights {
     const mods = components.get(e.component) ?? new Map<string, LoraModule>();
     components.set(e.component, mods);
     mods.set(e.target.path, readModule(f, e as Pending & { down: Found; up: Found }, configs.get(e.component), fail));
+    if (!downKeys.has(e.component)) downKeys.set(e.component, new Map());
+    downKeys.get(e.component)!.set(e.target.path, e.down!.key);
   }
-  return { file, format, modules: components.get('unet') ?? new Map(), components, metadata: { ...f.metadata }, skipped: skippedKeys, warnings };
+  return { file, format, modules: components.get('unet') ?? new Map(), components, metadata: { ...f.metadata }, skipped: skippedKeys, warnings, downKeys };
 }
 
 /** Hyper-parameters stored beside the weights: diffusers' header entry, or PEFT's adapter_config.json. */
