@@ -12,7 +12,7 @@ import { ldmUnetPaths, loraTargetsFromUnetWeights, kohyaName } from '../../src/c
 import { unetLora, writeLoraFile } from '../../src/core/lora/lora_writer.js';
 import { UNet2DConditionModel } from '../../src/core/models/unet_2d_condition.js';
 import { readLoraFile, LoraFileError, type LoraModule } from '../../src/core/lora/lora_file.js';
-import { convertLoraFile } from '../../src/core/lora/convert.js';
+import { convertLoraFile, modelLoraLayout } from '../../src/core/lora/convert.js';
 import { toolSupport } from '../../src/core/lora/tool_support.js';
 import { runConvertCommand } from '../../src/cli/convert.js';
 import { FIXTURES, MODEL_DIR } from '../helpers/fixtures.js';
@@ -154,4 +154,85 @@ test('an SDXL kohya file with SGM names reads against the UNet header targets al
   const back = readLoraFile(file, targets);
   assert.deepEqual([...back.modules.keys()].sort(), targets.map((t) => t.path).sort());
   assert.ok([...back.modules.values()].every((m) => m.alpha === 1 && m.rank === 2));
+});
+
+test('SDXL kohya (SGM names) → diffusers → kohya and → PEFT → kohya with --model: byte-identical tensors on tiny-sdxl', async () => {
+  const model = path.join(FIXTURES, '..', 'tiny-sdxl', 'model');
+  // The layout from the UNet config alone is the model's own list of LoRA layers.
+  const layout = modelLoraLayout(model);
+  const unet = UNet2DConditionModel.fromPretrained(path.join(model, 'unet'));
+  const layers = unet.loraLayers();
+  unet.dispose();
+  assert.equal(layout.sdxl, true);
+  assert.deepEqual(
+    layout.unet.map((t) => [t.path, t.inFeatures, t.outFeatures, t.kernelSize ?? 1]),
+    layers.map((l) => [l.path, l.inFeatures, l.outFeatures, l.kernelSize]),
+  );
+  // A LoCon-like file as sd-scripts (and the trainer) write it for SDXL: SGM UNet names, lora_te1_/lora_te2_;
+  // attention, a 3×3 conv, a 1×1 shortcut and a time embedding; ranks 2 and 4 mixed. Alpha = rank, because a
+  // diffusers file folds alpha into up (so a kohya file made from it has alpha = rank); the PEFT trip keeps
+  // alpha ≠ rank and comes back byte for byte too.
+  const pick = layout.unet.filter((t) => /attn1\.to_(q|out\.0)$|resnets\.0\.conv1$|conv_shortcut$|time_emb_proj$/.test(t.path));
+  assert.ok(pick.some((t) => t.kernelSize === 3) && pick.some((t) => t.path.endsWith('conv_shortcut')), 'the pick covers 3×3 and 1×1 convs');
+  const random = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(seed * 7919 + i * 104729) / 3));
+  const unetModules = (alphaOf: (rank: number) => number) =>
+    new Map(
+      pick.map((t, i) => {
+        const rank = i % 2 ? 2 : 4;
+        const k = t.kernelSize ?? 1;
+        return [t.path, { down: random(rank * t.inFeatures * k * k, i), up: random(t.outFeatures * rank, i + 100), rank, alpha: alphaOf(rank), inFeatures: t.inFeatures, outFeatures: t.outFeatures, ...(k > 1 ? { kernelSize: k } : {}), ...(t.conv ? { conv: true } : {}) }];
+      }),
+    );
+  const te = (inF: number, seed: number) => new Map([['encoder.layers.0.self_attn.q_proj', { down: random(2 * inF, seed), up: random(inF * 2, seed + 1), rank: 2, alpha: 2, inFeatures: inF, outFeatures: inF }]]);
+  const teWidth = (dir: string) => (JSON.parse(fs.readFileSync(path.join(model, dir, 'config.json'), 'utf8')) as { hidden_size: number }).hidden_size;
+  const sgm = ldmUnetPaths(layout.unet.map((t) => t.path));
+  const write = (file: string, alphaOf: (rank: number) => number) =>
+    writeLoraFile(file, 'kohya', { components: new Map([['unet', unetModules(alphaOf)], ['text_encoder', te(teWidth('text_encoder'), 1)], ['text_encoder_2', te(teWidth('text_encoder_2'), 2)]]), unetSgmNames: sgm });
+  const original = path.join(tmp, 'sdxl-kohya.safetensors');
+  const halfAlpha = path.join(tmp, 'sdxl-kohya-half-alpha.safetensors');
+  write(original, (r) => r);
+  write(halfAlpha, (r) => r / 2);
+  assert.ok(new KeysOf(original).keys.some((k) => k.startsWith('lora_unet_input_blocks_')) && new KeysOf(original).keys.some((k) => k.startsWith('lora_te2_')), 'SGM and lora_te2_ names');
+
+  const quiet = async (args: string[]) => {
+    const saved = console.log;
+    console.log = () => {};
+    try {
+      return await runConvertCommand(args);
+    } finally {
+      console.log = saved;
+    }
+  };
+  const sameTensors = (a: string, b: string, label: string) => {
+    const x = SafetensorsFile.open(a);
+    const y = SafetensorsFile.open(b);
+    assert.deepEqual(y.names().sort(), x.names().sort(), label);
+    for (const name of x.names()) {
+      assert.equal(y.info(name).dtype, x.info(name).dtype, `${label} ${name}`);
+      assert.deepEqual(y.info(name).shape, x.info(name).shape, `${label} ${name}`);
+      assert.deepEqual(new Uint32Array(y.readFloat32(name).buffer), new Uint32Array(x.readFloat32(name).buffer), `${label} ${name}`);
+    }
+    x.close();
+    y.close();
+  };
+  for (const [input, via] of [[original, 'diffusers'], [original, 'peft'], [halfAlpha, 'peft']] as const) {
+    const mid = path.join(tmp, `sdxl-${path.basename(input, '.safetensors')}-${via}.safetensors`);
+    const back = path.join(tmp, `sdxl-${path.basename(input, '.safetensors')}-${via}-kohya.safetensors`);
+    assert.equal(await quiet([input, mid, '--to', via, '--model', model]), 0);
+    const midKeys = new KeysOf(mid).keys;
+    assert.ok(midKeys.some((k) => k.startsWith('unet.down_blocks.')) && !midKeys.some((k) => /input_blocks|output_blocks|middle_block/.test(k)), `${via}: diffusers module names`);
+    assert.equal(await quiet([mid, back, '--to', 'kohya', '--model', model]), 0);
+    sameTensors(input, back, `kohya → ${via} → kohya`);
+  }
+
+  // The model may be named by a run config (its pretrained_model_name_or_path, relative to it).
+  const config = path.join(tmp, 'sdxl.lora.yaml');
+  fs.writeFileSync(config, `pretrained_model_name_or_path: ${model}\ntrain_data_dir: ./data\n`);
+  const viaConfig = path.join(tmp, 'sdxl-via-config.safetensors');
+  assert.equal(await quiet([original, viaConfig, '--to', 'diffusers', '--model', config]), 0);
+  sameTensors(path.join(tmp, 'sdxl-sdxl-kohya-diffusers.safetensors'), viaConfig, '--model RUN.lora.yaml');
+  // Without --model the diffusers names cannot be made, and the message says how; with another model's
+  // layout a key that does not fit is named.
+  assert.throws(() => convertLoraFile(original, path.join(tmp, 'x.safetensors'), 'diffusers'), /input_blocks.*Name the model it is for with --model/);
+  assert.throws(() => convertLoraFile(original, path.join(tmp, 'x.safetensors'), 'diffusers', 'fp32', modelLoraLayout(MODEL_DIR)), /key "lora_unet_(input|output|middle)_blocks?_[a-z0-9_.]+" is for UNet module .* which this model does not have/);
 });

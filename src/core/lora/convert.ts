@@ -1,9 +1,17 @@
-// `lora-studio convert IN OUT --to diffusers|kohya|peft`: rewrites a LoRA file in another layout, without a
-// model. The modules are read off the file itself (each module's shapes, its alpha, DoRA magnitude) through
-// the one reader (readLoraFile), then written by the one writer (writeLoraFile), so a converted file means
-// exactly what the original meant: alpha is stored (kohya), packed into the header (PEFT) or folded (diffusers).
+// `lora-studio convert IN OUT --to diffusers|kohya|peft [--model M]`: rewrites a LoRA file in another layout.
+// The modules are read off the file itself (each module's shapes, its alpha, DoRA magnitude) through the one
+// reader (readLoraFile), then written by the one writer (writeLoraFile), so a converted file means exactly
+// what the original meant: alpha is stored (kohya), packed into the header (PEFT) or folded (diffusers).
+// SGM/LDM UNet names (SDXL kohya files, ComfyUI's diffusion_model.) become diffusers paths only with the
+// model's layout (`modelLoraLayout`: its UNet config, no weights read); with an SDXL model, --to kohya writes
+// the SGM names sd-scripts writes.
+import fs from 'node:fs';
 import { SafetensorsFile } from '../io/safetensors.js';
-import { guessPathFromKohya, parseLoraKey, usesLdmBlockNames, type LoraComponent, type LoraTarget } from './formats.js';
+import { DiffusersFolder } from '../io/diffusers_folder.js';
+import { SingleFileCheckpoint } from '../models/from_single_file.js';
+import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
+import { modelSource } from '../config/model_source.js';
+import { guessPathFromKohya, ldmUnetPaths, parseLoraKey, usesLdmBlockNames, type LoraComponent, type LoraTarget } from './formats.js';
 import { LoraFileError, readLoraFile, type LoraModelTargets } from './lora_file.js';
 import { writeLoraFile, type LoraLayout, type LoraModuleToWrite } from './lora_writer.js';
 import type { SavePrecision } from '../config/run_config.js';
@@ -42,9 +50,38 @@ function targetsOfFile(file: string): LoraModelTargets {
   }
 }
 
-/** Converts `input` to `layout` at `output` (atomically); the header's training metadata is kept. */
-export function convertLoraFile(input: string, output: string, layout: LoraLayout, precision: SavePrecision = 'fp32'): ConvertResult {
-  const weights = readLoraFile(input, targetsOfFile(input));
+/** A model's UNet as LoRA files see it: every Linear and Conv2d layer, and whether it is SDXL's (kohya names it the SGM way). */
+export interface ModelLoraLayout {
+  readonly unet: readonly LoraTarget[];
+  readonly sdxl: boolean;
+}
+
+/**
+ * The UNet layout of a base model (a diffusers folder, or a single-file checkpoint with the bundled config of
+ * its family or `config`, a diffusers folder): every layer a LoRA can attach to, from the UNet config alone —
+ * the parameters the model declares (`expectedParamShapes`), 2-D weights being Linears and 4-D ones Conv2ds.
+ */
+export function modelLoraLayout(model: string, opts: { config?: string } = {}): ModelLoraLayout {
+  const source = modelSource(model);
+  if (source.kind === 'problem') throw new Error(source.message);
+  const config = source.kind === 'folder' ? DiffusersFolder.open(model).component('unet').config : SingleFileCheckpoint.open(model, opts).config('unet');
+  const unet: LoraTarget[] = [];
+  for (const [name, shape] of UNet2DConditionModel.expectedParamShapes(config)) {
+    if (!name.endsWith('.weight') || (shape.length !== 2 && shape.length !== 4)) continue;
+    const p = name.slice(0, -'.weight'.length);
+    unet.push(shape.length === 2 ? { path: p, inFeatures: shape[1], outFeatures: shape[0] } : { path: p, inFeatures: shape[1], outFeatures: shape[0], kernelSize: shape[2], conv: true });
+  }
+  return { unet, sdxl: config.addition_embed_type === 'text_time' };
+}
+
+/**
+ * Converts `input` to `layout` at `output` (atomically); the header's training metadata is kept. `model`: the
+ * UNet layout its SGM/LDM names are read against (needed for those names --to diffusers or peft).
+ */
+export function convertLoraFile(input: string, output: string, layout: LoraLayout, precision: SavePrecision = 'fp32', model?: ModelLoraLayout): ConvertResult {
+  if (!fs.existsSync(input)) throw new LoraFileError(input, undefined, 'file not found');
+  const own = targetsOfFile(input);
+  const weights = readLoraFile(input, model ? { ...own, unet: model.unet } : own);
   const components = weights.components ?? new Map([['unet' as LoraComponent, weights.modules]]);
   const sgm = [...(components.get('unet')?.keys() ?? [])].find(usesLdmBlockNames);
   if (sgm && layout !== 'kohya') {
@@ -52,7 +89,7 @@ export function convertLoraFile(input: string, output: string, layout: LoraLayou
       input,
       undefined,
       `names UNet modules by SGM/LDM blocks ("${sgm}"); their diffusers names depend on the model's layout, which the file does not hold. ` +
-        'Convert it --to kohya (ComfyUI, A1111, sd-scripts and diffusers read SGM names), or load it as it is: generate and the notebook map SGM names with the model.',
+        'Name the model it is for with --model (its diffusers folder, single-file checkpoint or Hub id), or convert it --to kohya (ComfyUI, A1111, sd-scripts and diffusers read SGM names).',
     );
   }
   const metadata: Record<string, string> = {};
@@ -66,7 +103,10 @@ export function convertLoraFile(input: string, output: string, layout: LoraLayou
     // A diffusers or PEFT file is no kohya network: A1111 would list a file claiming networks.lora as one and apply nothing.
     delete metadata.ss_network_module;
   }
-  const sdxl = components.has('text_encoder_2');
-  writeLoraFile(output, layout, { components: components as ReadonlyMap<LoraComponent, ReadonlyMap<string, LoraModuleToWrite>>, ...(sdxl ? { sdxl } : {}) }, { precision, metadata });
+  const sdxl = model?.sdxl ?? components.has('text_encoder_2');
+  // sd-scripts names an SDXL UNet's modules the SGM way: so does the kohya file of an SDXL model.
+  const unetSgmNames = layout === 'kohya' && model?.sdxl ? ldmUnetPaths(model.unet.map((t) => t.path)) : undefined;
+  const lora = { components: components as ReadonlyMap<LoraComponent, ReadonlyMap<string, LoraModuleToWrite>>, ...(sdxl ? { sdxl } : {}), ...(unetSgmNames ? { unetSgmNames } : {}) };
+  writeLoraFile(output, layout, lora, { precision, metadata });
   return { modules: all.length, from: weights.format };
 }
