@@ -10,11 +10,13 @@ import { registerNotebook } from './notebook/index.js';
 /** VS Code calls deactivate() without arguments and awaits only its promise: the runs it stops live here. */
 let current: Ctx | undefined;
 
-export async function activate(context: vscode.ExtensionContext): Promise<void> {
+export function activate(context: vscode.ExtensionContext): void {
   const ctx = (current = new Ctx(context, dashboardActions));
   ctx.registerCommands(commandFactories);
   registerNotebook(ctx);
-  await ctx.startLanguageClient();
+  // Not awaited: VS Code holds a restored dashboard (and every activation event) until activate() settles,
+  // and the language server is a child process that a busy machine may take long to start.
+  void ctx.startLanguageClient();
 }
 
 export async function deactivate(): Promise<void> {

@@ -39,6 +39,7 @@ export interface Workbench {
 export async function openWorkbench(workspace: string): Promise<Workbench> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-e2e-'));
   const userData = path.join(tmp, 'user-data');
+  serverLogs = path.join(userData, 'logs');
   const extensions = path.join(tmp, 'extensions');
   fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
   fs.mkdirSync(extensions);
@@ -130,6 +131,9 @@ function serverEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${path.dirname(NODE24)}:${process.env.PATH}` };
 }
 
+/** The running workbench's logs (extension host, renderer, server): copied beside a timeout's screenshot. */
+let serverLogs: string | undefined;
+
 export interface WaitOptions {
   /** Give up after this long in all (generous: a busy machine is slow, not broken). */
   timeoutMs?: number;
@@ -175,8 +179,10 @@ export async function waitUntil<T>(what: string, check: () => T | Promise<T>, op
       const shot = path.join(ROOT, 'test-output', `e2e-timeout-${what.replace(/[^\w]+/g, '-').slice(0, 60)}.png`);
       fs.mkdirSync(path.dirname(shot), { recursive: true });
       await opts.page?.screenshot({ path: shot }).catch(() => undefined);
+      const logs = shot.replace(/\.png$/, '-logs');
+      if (serverLogs && fs.existsSync(serverLogs)) fs.cpSync(serverLogs, logs, { recursive: true });
       const why = stalled ? `no progress for ${Math.round((now - lastChange) / 1000)} s` : `${Math.round((now - start) / 1000)} s`;
-      throw new Error(`gave up waiting for ${what} (${why})${opts.progress ? `; last seen: ${last || 'nothing'}` : ''}${opts.page ? `; screenshot ${shot}` : ''}${opts.detail ? `\n${opts.detail()}` : ''}`);
+      throw new Error(`gave up waiting for ${what} (${why})${opts.progress ? `; last seen: ${last || 'nothing'}` : ''}${opts.page ? `; screenshot ${shot}` : ''}${serverLogs ? `; logs ${logs}` : ''}${opts.detail ? `\n${opts.detail()}` : ''}`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }
