@@ -8,7 +8,7 @@
 // The GPU benchmark of the training hot path (scripts/device-bench.sh):
 //   node dist/bench.mjs [--backend webgpu|wasm|cpu] [--out FILE] [--small] [--only micro,tiles,step]
 //                       [--batches 1,4] [--modes unet_only,full] [--stock-step] [--steps N] [--budget-s S]
-//                       [--planned-channels 32,64,128,128]
+//                       [--planned-channels 8,16,32,32]
 //
 // `planned` (in --only; webgpu) runs the planned LoRA step next to the eager one on a UNet of SD 1.5's
 // topology with narrowed channels (bench/planned.ts): host ms/step, dispatches/step, submits/step, plan bytes.
@@ -47,7 +47,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480, plannedChannels: [32, 64, 128, 128], paths: [...TINY_PATHS] };
+  const a: Args = { backend: 'webgpu', small: false, only: new Set(['probe', 'micro', 'tiles', 'step']), batches: [1, 4], modes: ['unet_only', 'full'], stockStep: false, steps: 5, warmup: 2, budgetS: 480, plannedChannels: [8, 16, 32, 32], paths: [...TINY_PATHS] };
   let stepsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { tfjsOps, type Ops } from '../../src/core/engine/ops.js';
 import { webgpuOps } from '../../src/core/engine/webgpu/ops.js';
-import { checkpoint, checkpointWithLora } from '../../src/core/engine/webgpu/activation_checkpoint.js';
+import { checkpoint, checkpointWithLora } from '../../src/core/engine/activation_checkpoint.js';
 import { webgpuOrSkip, randoms, errors } from './setup.js';
 
 const skip = await webgpuOrSkip();

@@ -105,7 +105,7 @@ interface BufferManagerInternals {
 type RecordingBackend = Omit<BackendInternals, 'tensorMap'> & {
   bufferManager: BufferManagerInternals;
   queue: GPUQueue;
-  tensorMap: { get(dataId: object): { resource?: unknown; values?: ArrayLike<number> | null; dtype: string } };
+  tensorMap: { get(dataId: object): { resource?: unknown; values?: ArrayLike<number> | null; dtype: string; shape: number[] } };
   nextDataId(): number;
 };
 
@@ -239,17 +239,20 @@ export async function traceStep(fn: () => void): Promise<Trace> {
     }
     origRelease.call(bm, buffer, reuse);
   };
-  // Tensors made before the step whose data is still on the host (e.g. fresh tf.zeros) are uploaded into
-  // ordinary buffers: they are the step's inputs or state, not its constants.
+  // Tensors made before the step that have no buffer yet — their data still on the host (e.g. fresh
+  // tf.zeros), or none at all (backend.write(null, …): stand-in weights) — get ordinary buffers, made as
+  // before the step: they are the step's inputs, weights or state, not its constants or temporaries.
   const firstDataId = b.nextDataId();
   b.uploadToGPU = (dataId: object) => {
     const data = b.tensorMap.get(dataId);
     const pending = data.resource == null && data.values ? data.values : null;
-    if (pending && (dataId as { id: number }).id < firstDataId) {
-      // Written now, through the queue: not part of the recording (whose command buffers never run).
-      const typed = data.dtype === 'int32' || data.dtype === 'bool' ? Int32Array.from(pending) : Float32Array.from(pending);
-      const buffer = origAcquire.call(bm, typed.byteLength, STORAGE | COPY_SRC | COPY_DST);
-      origQueue.writeBuffer(buffer, 0, typed);
+    if (data.resource == null && (dataId as { id: number }).id < firstDataId) {
+      const bytes = data.shape.reduce((a, d) => a * d, 1) * 4; // f32, int32 and bool: 4 bytes each on webgpu
+      const buffer = origAcquire.call(bm, bytes, STORAGE | COPY_SRC | COPY_DST);
+      if (pending) {
+        // Written now, through the queue: not part of the recording (whose command buffers never run).
+        origQueue.writeBuffer(buffer, 0, data.dtype === 'int32' || data.dtype === 'bool' ? Int32Array.from(pending) : Float32Array.from(pending));
+      }
       data.resource = buffer;
       data.values = null;
       return;

@@ -12,7 +12,7 @@
 // Only the tensors passed as arguments get gradients. Everything `fn` closes over is a constant to the
 // checkpoint: pass trainable tensors used inside (LoRA down/up weights) as arguments.
 import * as tf from '@tensorflow/tfjs';
-import type { LoraAdapter, LoraLookup } from '../ops.js';
+import type { LoraAdapter, LoraLookup } from './ops.js';
 
 interface EngineState {
   activeTape: unknown;
