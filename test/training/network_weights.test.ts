@@ -197,6 +197,33 @@ test('SDXL: a kohya file with SGM names gives the start its diffusers file gives
   }
 });
 
+test('a LoCon + text-encoder run starts from a kohya file of those modules (3×3 conv kernels, lora_te_ names)', async () => {
+  const sd = loadStableDiffusion(path.join(TINY_SD, 'model'));
+  try {
+    const net = runNetwork(sd, { networkType: 'locon', trainTextEncoder: true, dropout: 0 });
+    const rng = new Random(13);
+    const byComponent = new Map<'unet' | 'text_encoder', Map<string, LoraModuleToWrite>>([['unet', new Map()], ['text_encoder', new Map()]]);
+    for (const t of net.targets) {
+      const k = t.kernelSize ?? 1;
+      byComponent.get(t.component ?? 'unet')!.set(t.path, { down: rng.normal([4 * t.inFeatures * k * k]), up: rng.normal([t.outFeatures * 4]), rank: 4, alpha: 2, inFeatures: t.inFeatures, outFeatures: t.outFeatures, ...(k > 1 ? { kernelSize: k } : {}), ...(t.conv ? { conv: true } : {}) });
+    }
+    assert.ok([...byComponent.get('unet')!.values()].some((m) => m.kernelSize === 3) && byComponent.get('text_encoder')!.size > 0);
+    const file = path.join(tmp, 'locon-te.safetensors');
+    writeLoraFile(file, 'kohya', { components: byComponent });
+    const start = await networkWeightsStart(file, sd, net);
+    for (const t of net.targets) {
+      const m = byComponent.get(t.component ?? 'unet')!.get(t.path)!;
+      sameBits(m.down, start.weights.get(moduleKey(t))!.down, `${moduleKey(t)} down`);
+      sameBits(m.up, start.weights.get(moduleKey(t))!.up, `${moduleKey(t)} up`);
+    }
+    // diffusers' kohya LoCon fixture trains its 3×3 convs at conv_dim 2 beside dim 4: one run trains one rank.
+    const locon = path.join(REPO, 'test/fixtures/lora-formats/kohya_locon.safetensors');
+    await rejects(networkWeightsStart(locon, sd, runNetwork(sd, { ...LORA, networkType: 'locon' })), /has rank [24], but this run trains rank 4|has rank 2, but/, /the file's ranks differ per module \(2, 4\) and a run trains one rank/);
+  } finally {
+    disposeStableDiffusion(sd);
+  }
+});
+
 test('a file that does not fit the run: another rank, modules the run does not train, modules missing, DoRA into LoRA', async () => {
   const sd = loadStableDiffusion(path.join(TINY_SD, 'model'));
   try {
