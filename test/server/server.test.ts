@@ -112,7 +112,7 @@ test('a sound config: only the dataset count; a missing required key is offered 
 test('completion: keys not yet present, with documentation and defaults; enum, boolean, list and folder values', async () => {
   const file = path.join(FIXTURES, 'good.lora.yaml');
   const uri = uriOf(file);
-  const text = fs.readFileSync(file, 'utf8') + '\nlr_\ncenter_crop: \nsave_formats: [diffusers, ]\ntrain_data_dir: ../../../examples/tiny-shapes/\n';
+  const text = fs.readFileSync(file, 'utf8') + '\nlr_\ncenter_crop: \nsave_formats: [diffusers, ]\ntrain_data_dir: ../../../examples/tiny-shapes/\nnetwork_weights: ../../fixtures/tiny-sd/\n';
   await client.open(uri, text);
   const lines = text.split('\n');
   const at = (prefix: string, col?: number) => {
@@ -143,6 +143,9 @@ test('completion: keys not yet present, with documentation and defaults; enum, b
   const corner = folders.find((k) => k.label === '../../../examples/tiny-shapes/dataset-corner')!;
   assert.equal(corner.detail, '16 images + metadata.jsonl');
   assert.ok(folders.some((k) => k.label === '../../../examples/tiny-shapes/model'));
+  // network_weights: the LoRA files beside the typed path.
+  const loras = await client.completion(uri, at('network_weights: ../../fixtures/tiny-sd/'));
+  assert.deepEqual(loras.filter((k) => k.detail === 'safetensors file').map((k) => k.label), ['../../fixtures/tiny-sd/lora_kohya.safetensors']);
   await client.close(uri);
 });
 
