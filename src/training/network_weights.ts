@@ -80,7 +80,7 @@ export async function networkWeightsStart(file: string, sd: StableDiffusion, run
   const extra = [...found.entries()].filter(([k]) => !wanted.has(k));
   if (extra.length) {
     const [, first] = extra[0];
-    throw at(first.key, `adapts ${COMPONENT[first.component]} module "${first.path}", which this run does not train (${extra.length} of the file's ${found.size} modules are not trained here)`, extraHint(first.component, first.path, run.choice));
+    throw at(first.key, `adapts ${COMPONENT[first.component]} module "${first.path}", which this run does not train (${extra.length} of the file's ${found.size} modules are not trained here)`, extraHint(first.component, first.path, run.choice, sd.textEncoder2 !== undefined));
   }
   const missing = run.targets.filter((t) => !found.has(moduleKey(t)));
   if (missing.length) {
@@ -138,8 +138,8 @@ async function normOfUpdatedWeight(rows: tf.Tensor2D, down: Float32Array, up: Fl
   return values;
 }
 
-function extraHint(component: LoraComponent, modulePath: string, choice: NetworkChoice): string {
-  if (component === 'text_encoder_2') return `LoRA Studio does not train SDXL's second text encoder: use a file without its (lora_te2_ / text_encoder_2.) keys, ${FIX_OR_LEAVE}`;
+function extraHint(component: LoraComponent, modulePath: string, choice: NetworkChoice, sdxl: boolean): string {
+  if (component !== 'unet' && sdxl) return `LoRA Studio does not train SDXL's text encoders yet: use a file without their (lora_te1_/lora_te2_, text_encoder./text_encoder_2.) keys, ${FIX_OR_LEAVE}`;
   if (component === 'text_encoder') {
     if (!choice.trainTextEncoder) return `set train_text_encoder: true to train the file's text-encoder modules too, ${FIX_OR_LEAVE}`;
     return `a run trains the text encoder's ${TEXT_ENCODER_PROJECTIONS.join('/')} only: use a file without the other text-encoder layers, ${FIX_OR_LEAVE}`;

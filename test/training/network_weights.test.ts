@@ -192,6 +192,12 @@ test('SDXL: a kohya file with SGM names gives the start its diffusers file gives
       sameBits(m.down, b.weights.get(key)!.down, `diffusers ${key} down`);
       sameBits(m.up, b.weights.get(key)!.up, `diffusers ${key} up`);
     }
+    // sd-scripts' SDXL files often carry text-encoder modules, which an SDXL run cannot train yet.
+    const te = sd.textEncoder.loraLayers().find((l) => l.path.endsWith('self_attn.q_proj'))!;
+    const withTe = path.join(tmp, 'sdxl-kohya-te.safetensors');
+    const teModule = { down: new Float32Array(4 * te.inFeatures), up: new Float32Array(te.outFeatures * 4), rank: 4, inFeatures: te.inFeatures, outFeatures: te.outFeatures };
+    writeLoraFile(withTe, 'kohya', { components: new Map([['unet', modules], ['text_encoder', new Map([[te.path, teModule]])]]), unetSgmNames: sgm });
+    await rejects(networkWeightsStart(withTe, sd, net), /key "lora_te1_text_model_encoder_layers_\d+_self_attn_q_proj\.lora_down\.weight" adapts text encoder module/, /does not train SDXL's text encoders yet/);
   } finally {
     disposeStableDiffusion(sd);
   }
