@@ -28,9 +28,9 @@ import type { RunConfig, PredictionType } from '../core/config/run_config.js';
 import { initBackend, type BackendInfo } from '../core/engine/backend.js';
 import { loadStableDiffusion, encodePrompts, disposeEmbeddings, disposeStableDiffusion, GenerationCancelled, type StableDiffusion } from '../core/pipeline/stable_diffusion.js';
 import { DDPMScheduler } from '../core/schedulers/ddpm.js';
-import { unetLora, writeLoraFile } from '../core/lora/lora_writer.js';
+import { writeLoraFile, type LoraToWrite } from '../core/lora/lora_writer.js';
 import { baseModelVersion, loraTrainingMetadata, type DatasetDirInfo } from '../core/lora/metadata.js';
-import { ATTENTION_PROJECTIONS, ldmUnetPaths } from '../core/lora/formats.js';
+import { ldmUnetPaths } from '../core/lora/formats.js';
 import { LORA_STUDIO_VERSION } from '../core/config/version.js';
 import type { ErrorCode, FinishedEvent } from '../protocol/training.js';
 import { formatBytes } from '../protocol/format.js';
@@ -44,7 +44,7 @@ import { processCaption, captionsAreFixed, type CaptionOptions } from './caption
 import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../core/config/sample_prompts.js';
 import { Random, streamSeed, freshSeed } from './random.js';
 import { TrainableLora, dropoutMasksFrom } from './lora_params.js';
-import { canWriteNetwork, networkOptions, networkTargets } from './network.js';
+import { networkOptions, networkTargets, networkMetadata } from './network.js';
 import { NetworkWeightsError, networkWeightsStart, type RunNetwork, type StartWeights } from './network_weights.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './grad_clip.js';
@@ -274,9 +274,6 @@ class TrainingSession {
     if (resume) checkFingerprint(resume, print);
 
     const choice = { networkType: c.network_type, trainTextEncoder: c.train_text_encoder, dropout: c.lora_dropout };
-    if (!canWriteNetwork(choice)) {
-      throw new TrainingError('config', `network_type ${c.network_type}${c.train_text_encoder ? ' with train_text_encoder' : ''} trains, but its LoRA files cannot be written yet`, 'use network_type: lora without train_text_encoder for now');
-    }
     const targets = networkTargets(sd, choice);
     const alpha = c.lora_alpha ?? c.rank;
     const options = networkOptions(sd, choice);
@@ -843,8 +840,8 @@ class TrainingSession {
 
   private async complete(started: number, seed: number, plan: RunPlan, predictionType: PredictionType): Promise<TrainResult> {
     const c = this.c;
-    const modules = await this.lora!.toModules();
-    this.guard.checkModules(this.globalStep, 'the LoRA weight', modules);
+    const components = await this.lora!.toComponents();
+    for (const modules of components.values()) this.guard.checkModules(this.globalStep, 'the LoRA weight', modules);
     const outputName = runOutputName(c.output_dir, c.output_name);
     const metadata: Record<string, string> = c.no_metadata ? {} : {
       ...loraTrainingMetadata({
@@ -863,7 +860,7 @@ class TrainingSession {
         datasetDirs: this.datasetDir ? [this.datasetDir] : undefined,
         startedAt: new Date(started),
         finishedAt: new Date(),
-        targetModules: ATTENTION_PROJECTIONS,
+        ...networkMetadata({ networkType: c.network_type, trainTextEncoder: c.train_text_encoder }, c.rank, this.lora!.alpha),
         runConfig: withoutLocalPaths(recordableConfig(c)),
         version: LORA_STUDIO_VERSION,
       }),
@@ -882,7 +879,8 @@ class TrainingSession {
       'lora_studio.step': String(this.globalStep),
     };
     const lora = path.join(c.output_dir, LORA_FILE);
-    const trained = unetLora(modules, this.sd!.textEncoder2 ? ldmUnetPaths(this.sd!.unet.loraLayers().map((l) => l.path)) : undefined);
+    const sgm = this.sd!.textEncoder2 ? ldmUnetPaths(this.sd!.unet.loraLayers().map((l) => l.path)) : undefined;
+    const trained: LoraToWrite = { components, ...(sgm ? { unetSgmNames: sgm } : {}) };
     // The diffusers-keyed file is no kohya network: A1111 would list a file claiming networks.lora as one and apply nothing.
     const { ss_network_module: _kohyaOnly, ...diffusersMetadata } = metadata;
     writeLoraFile(lora, 'diffusers', trained, { metadata: diffusersMetadata, precision: c.save_precision });

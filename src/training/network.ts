@@ -65,7 +65,18 @@ export function networkOptions(sd: NetworkModels, choice: NetworkChoice): Traina
   return { ...(choice.networkType === 'dora' ? { doraWeights: rows } : {}), ...(choice.dropout > 0 ? { dropout: choice.dropout } : {}) };
 }
 
-/** Whether the LoRA file writers take what this choice trains (the UNet attention's plain LoRA, with or without dropout, until they take the rest). */
-export function canWriteNetwork(choice: Pick<NetworkChoice, 'networkType' | 'trainTextEncoder'>): boolean {
-  return choice.networkType === 'lora' && !choice.trainTextEncoder;
+/** The module names of LOCON_MODULES, as `lora_studio.target_modules` lists them. */
+const LOCON_TARGET_NAMES = ['conv1', 'conv2', 'time_emb_proj', 'conv_shortcut', 'conv', 'proj_in', 'proj_out', ...ATTENTION_PROJECTIONS, 'ff.net.0.proj', 'ff.net.2'];
+
+/**
+ * What a LoRA file's header says about the network (metadata.ts TrainingInfo): the trained module names (text
+ * encoder ones as `text_encoder.q_proj`), and sd-scripts' network args as a kohya user would have passed them —
+ * LoCon `conv_dim`/`conv_alpha` (networks.lora), DoRA LyCORIS' `algo: lora, dora_wd` (lycoris.kohya).
+ */
+export function networkMetadata(choice: Pick<NetworkChoice, 'networkType' | 'trainTextEncoder'>, rank: number, alpha: number): { targetModules: string[]; networkModule?: string; networkArgs?: Record<string, string> } {
+  const unet = choice.networkType === 'locon' ? LOCON_TARGET_NAMES : [...ATTENTION_PROJECTIONS];
+  const targetModules = [...unet, ...(choice.trainTextEncoder ? TEXT_ENCODER_PROJECTIONS.map((n) => `text_encoder.${n}`) : [])];
+  if (choice.networkType === 'locon') return { targetModules, networkArgs: { conv_dim: String(rank), conv_alpha: String(alpha) } };
+  if (choice.networkType === 'dora') return { targetModules, networkModule: 'lycoris.kohya', networkArgs: { algo: 'lora', dora_wd: 'True' } };
+  return { targetModules };
 }
