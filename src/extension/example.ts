@@ -1,4 +1,4 @@
-// "LoRA: Open the Example": the bundled tiny-shapes run config (examples/tiny-shapes.lora.yaml: a small
+// "LoRA Studio: Open the Example": the bundled tiny-shapes run config (examples/tiny-shapes.lora.yaml: a small
 // shapes model and 16 images). In a workspace that has it (this repository), it is opened; otherwise the
 // example is copied from the extension's folder into the workspace (lora-studio-example/) and opened.
 import fs from 'node:fs';

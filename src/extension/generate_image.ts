@@ -1,4 +1,4 @@
-// "LoRA: Generate Image…": prompt, LoRA and scale → `lora-studio generate` in a child process → the PNG
+// "LoRA Studio: Generate Image…": prompt, LoRA and scale → `lora-studio generate` in a child process → the PNG
 // opened in an editor tab. Also what the dashboard's "Generate with this checkpoint" and the finished
 // notification's "Generate Image…" run, with the LoRA (and the run's model) already chosen.
 import { spawn } from 'node:child_process';

@@ -1,4 +1,4 @@
-// "LoRA: Import Training Command": a pasted `accelerate launch train_text_to_image_lora.py …` command (the
+// "LoRA Studio: Import Training Command": a pasted `accelerate launch train_text_to_image_lora.py …` command (the
 // diffusers guide's form) becomes a *.lora.yaml, through the config module's importer (the same flag
 // names, so nothing is guessed here).
 import fs from 'node:fs';

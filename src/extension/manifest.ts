@@ -33,11 +33,14 @@ export const SETTINGS = {
   defaultOutputFolder: 'defaultOutputFolder',
 } as const;
 
+/** The one name users see: package.json displayName, every command's category, the settings title, output channels. */
+export const PRODUCT_NAME = 'LoRA Studio';
+
 /** The output channels, named one way ("LoRA Studio: …", as the Output panel's list sorts them together). */
 export const OUTPUT_CHANNELS = {
-  trainer: 'LoRA Studio: Trainer',
-  inference: 'LoRA Studio: Inference',
-  languageServer: 'LoRA Studio: Language Server',
+  trainer: `${PRODUCT_NAME}: Trainer`,
+  inference: `${PRODUCT_NAME}: Inference`,
+  languageServer: `${PRODUCT_NAME}: Language Server`,
 } as const;
 
 /** True while a run trains: the editor title shows Stop instead of Train (package.json `menus`). */

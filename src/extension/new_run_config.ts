@@ -1,4 +1,4 @@
-// "LoRA: New Run Config": a guided quick pick (base model folder or Hub id, dataset folder, output folder, rank,
+// "LoRA Studio: New Run Config": a guided quick pick (base model folder or Hub id, dataset folder, output folder, rank,
 // steps) that writes a commented *.lora.yaml and opens it.
 import fs from 'node:fs';
 import path from 'node:path';

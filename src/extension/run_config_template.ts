@@ -1,4 +1,4 @@
-// The `*.lora.yaml` that "LoRA: New Run Config" writes: the answers of the guided quick pick plus sound
+// The `*.lora.yaml` that "LoRA Studio: New Run Config" writes: the answers of the guided quick pick plus sound
 // defaults, each key preceded by its one-line summary from the schema (the one definition), so the file
 // documents itself. No `vscode` import; tested by validating the result with the trainer's own validator.
 import fs from 'node:fs';
@@ -62,7 +62,7 @@ export function renderRunConfig(a: NewRunAnswers, title = 'LoRA training run'): 
   const values = newRunConfig(a);
   const lines = [
     `# ${title}`,
-    '# Train it with "LoRA: Train LoRA" (Command Palette), or on a terminal: lora-studio train <this file>.',
+    '# Train it with "LoRA Studio: Train LoRA" (Command Palette), or on a terminal: lora-studio train <this file>.',
     '# Paths are relative to this file. Hover a key for its documentation; Ctrl+Space lists the others.',
   ];
   let group = '';

@@ -1,5 +1,5 @@
 // End to end, in a real VS Code (code-server) driven like a person would: open a workspace with the tiny
-// example, see a config's mistake in the Problems panel, run "LoRA: Train LoRA" from the Command Palette,
+// example, see a config's mistake in the Problems panel, run "LoRA Studio: Train LoRA" from the Command Palette,
 // watch the status bar and the dashboard's chart, wait for the finished notification, and find
 // pytorch_lora_weights.safetensors on disk. Skipped, saying why, where code-server is not installed
 // (scripts/setup-e2e.sh installs it). Screenshots go to test-output/e2e-*.png.
@@ -91,7 +91,7 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
   it('Train LoRA from the Command Palette: status bar, dashboard chart, finished notification, the LoRA file', { timeout: TEST_MS }, async () => {
     const { page } = wb;
     await openFile(page, 'quick.lora.yaml');
-    await runCommand(page, 'LoRA: Train LoRA');
+    await runCommand(page, 'LoRA Studio: Train LoRA');
 
     // Status bar: "LoRA quick 3/8 · loss … · ETA …". Before the first step the trainer loads the model.
     const statusText = () => page.locator('.statusbar-item', { hasText: /LoRA/ }).allInnerTexts().then((t) => t.join(' | '));
@@ -152,7 +152,7 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     await visible(page, view.locator('.monaco-list-row', { hasText: /quick.*completed · step 8\/8 · best loss/ }), 'the trained run in the Runs view');
     await visible(page, view.locator('.monaco-list-row', { hasText: /earlier.*stopped · step 8 · best loss 0\.0500/ }), 'the earlier run in the Runs view');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-runs-view.png') });
-    await runCommand(page, 'LoRA: Compare Runs');
+    await runCommand(page, 'LoRA Studio: Compare Runs');
     // Both runs are preselected; OK accepts (Enter is lost when it lands before the pick has its items).
     const pick = page.locator('.quick-input-widget', { hasText: 'Compare Runs' });
     await visible(page, pick.getByText('2 Selected'), 'the Compare Runs pick with both runs selected');

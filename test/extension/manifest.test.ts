@@ -11,7 +11,7 @@ import { REPO } from '../helpers/fixtures.js';
 import { GENERATION_MIME, NOTEBOOK_TYPE, RENDERER_ID } from '../../src/protocol/generation_output.js';
 import { DASHBOARD_VIEW_TYPE } from '../../src/protocol/dashboard.js';
 import { CELL_LANGUAGE_ID } from '../../src/extension/notebook/cell_spec.js';
-import { COMMANDS, SETTINGS, SETTINGS_SECTION, TRAINING_CONTEXT_KEY } from '../../src/extension/manifest.js';
+import { COMMANDS, OUTPUT_CHANNELS, PRODUCT_NAME, SETTINGS, SETTINGS_SECTION, TRAINING_CONTEXT_KEY } from '../../src/extension/manifest.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as any;
@@ -28,18 +28,26 @@ test('package.json contributes the notebook type, renderer, cell language and co
   const grammar = c.grammars.find((g: { language: string }) => g.language === CELL_LANGUAGE_ID);
   const grammarFile = JSON.parse(fs.readFileSync(path.join(REPO, grammar.path), 'utf8'));
   assert.equal(grammar.scopeName, grammarFile.scopeName);
-  assert.deepEqual(c.commands.find((x: { command: string }) => x.command === COMMANDS.newNotebook), { command: 'loraStudio.newNotebook', title: 'New Inference Notebook', category: 'LoRA' });
+  assert.deepEqual(c.commands.find((x: { command: string }) => x.command === COMMANDS.newNotebook), { command: 'loraStudio.newNotebook', title: 'New Inference Notebook', category: 'LoRA Studio' });
 });
 
 test('package.json contributes exactly the commands the extension registers, and its menus name only those', () => {
   const contributed = (pkg.contributes.commands as { command: string; title: string; category: string }[]).map((x) => x.command);
   assert.deepEqual([...contributed].sort(), Object.values(COMMANDS).sort());
-  for (const x of pkg.contributes.commands) assert.ok(x.title && x.category === 'LoRA', `${x.command} has a title in the LoRA category`);
+  for (const x of pkg.contributes.commands) assert.ok(x.title && x.category === PRODUCT_NAME, `${x.command} has a title in the ${PRODUCT_NAME} category (got ${x.category})`);
   const menus = Object.values(pkg.contributes.menus as Record<string, { command: string; when?: string }[]>).flat();
   for (const m of menus) assert.ok(contributed.includes(m.command), `menu entry ${m.command} is a contributed command`);
   // The editor title swaps Train for Stop on the context key the extension sets.
   assert.ok(menus.some((m) => m.command === COMMANDS.stop && m.when?.includes(TRAINING_CONTEXT_KEY)));
   assert.ok(menus.some((m) => m.command === COMMANDS.train && m.when?.includes(`!${TRAINING_CONTEXT_KEY}`)));
+});
+
+test('one name everywhere: the extension, every command category, the settings title and each output channel say "LoRA Studio"', () => {
+  assert.equal(PRODUCT_NAME, 'LoRA Studio');
+  assert.equal(pkg.displayName, PRODUCT_NAME);
+  assert.equal(pkg.contributes.configuration.title, PRODUCT_NAME);
+  assert.deepEqual(new Set(pkg.contributes.commands.map((x: { category: string }) => x.category)), new Set([PRODUCT_NAME]));
+  for (const name of Object.values(OUTPUT_CHANNELS)) assert.ok(name.startsWith(`${PRODUCT_NAME}: `), name);
 });
 
 test('package.json contributes exactly the settings the extension reads', () => {

@@ -1,6 +1,6 @@
 // The inference notebook's parts, registered by the extension's activate(): the *.loranb serializer, the
 // controller and the renderer's message host (both on Ctx's one inference worker, started on the first
-// run and kept) and cell-language completion. `LoRA: New Inference Notebook` is in commands.ts.
+// run and kept) and cell-language completion. `LoRA Studio: New Inference Notebook` is in commands.ts.
 import * as vscode from 'vscode';
 import type { Ctx } from '../ctx.js';
 import { registerCellLanguageFeatures } from './completion.js';

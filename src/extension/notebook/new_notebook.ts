@@ -1,4 +1,4 @@
-// `LoRA: New Inference Notebook`: an untitled notebook prefilled with the workspace's most recently trained
+// `LoRA Studio: New Inference Notebook`: an untitled notebook prefilled with the workspace's most recently trained
 // LoRA (the newest pytorch_lora_weights.safetensors), its base model and its validation prompt when the
 // LoRA's header records them, and cells that compare with/without it and sweep its scale.
 import fs from 'node:fs';
