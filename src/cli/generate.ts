@@ -14,13 +14,14 @@ import { parseLoraArg } from '../core/lora/lora_set.js';
 import { DownloadBar, ProgressBar, clock } from './terminal.js';
 import { resolveModel } from '../core/hub/model.js';
 import { HubError } from '../core/hub/download.js';
-import { GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, imageSizeProblem, type InferenceScheduler } from '../core/config/generation.js';
+import { BATCH_LATENT_PIXELS, GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, generationBatchSize, imageSizeProblem, type InferenceScheduler } from '../core/config/generation.js';
 
 const HELP = `usage: lora-studio generate --model DIR|FILE|ORG/NAME --prompt "…" --out FILE.png [options]
 
 Several images in one call load the model once: repeat --prompt and --seed (paired in order when both are
 repeated the same number of times; one of either is used for all), and repeat --lora-scale to sweep the LoRAs'
-strength (0 = without them) without reloading anything.
+strength (0 = without them) without reloading anything. Small images run several at a time: one UNet call per
+denoising step for the whole batch (up to ${BATCH_LATENT_PIXELS} latent pixels: 16 images of 16×16 latents, one of 64×64).
 
   --model DIR|FILE|ORG/NAME diffusers pipeline folder (model_index.json, unet/, vae/, …), single-file .safetensors
                             checkpoint, or a Hugging Face Hub id (runwayml/stable-diffusion-v1-5): taken from the
@@ -159,36 +160,52 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
     const total = pairs.length * sweep.length * steps!;
     let done = 0;
     const started = Date.now();
+    const imageWidth = width ?? (latents ? latents.shape[2] * sd.vaeScaleFactor : native);
+    const imageHeight = height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : native);
+    // Pairs run in batches (one UNet call per step for the whole batch); each scale is its own batch.
+    const perCall = generationBatchSize(imageWidth / sd.vaeScaleFactor, imageHeight / sd.vaeScaleFactor);
     for (const [row, scale] of sweep.entries()) {
       names.forEach((n, j) => loras.setScale(n, loraSpecs[j].scale * scale));
       grid.push([]);
-      for (const [i, { prompt, seed }] of pairs.entries()) {
+      for (let first = 0; first < pairs.length; first += perCall) {
+        const part = pairs.slice(first, first + perCall);
         const t0 = Date.now();
-        const image = await generate(sd, {
-          prompt,
+        const images = await generate(sd, {
+          prompt: part.map((p) => p.prompt),
           negativePrompt: values['negative-prompt'],
           scheduler: values.scheduler as InferenceScheduler,
           steps,
           guidanceScale: guidance,
-          seed,
+          seed: part.map((p) => p.seed),
           latents,
-          width: width ?? (latents ? latents.shape[2] * sd.vaeScaleFactor : undefined),
-          height: height ?? (latents ? latents.shape[1] * sd.vaeScaleFactor : undefined),
+          width: imageWidth,
+          height: imageHeight,
           lora: loras.lookup,
           textEncoderLora: loras.textEncoderLookup,
           textEncoder2Lora: loras.textEncoder2Lookup,
-          onStep: () => void bar.update(++done, total, `image ${row * pairs.length + i + 1}/${pairs.length * sweep.length} · ETA ${clock(((Date.now() - started) / done / 1000) * (total - done))}`),
+          onStep: () => {
+            done += part.length;
+            const image = row * pairs.length + first + 1;
+            const which = part.length > 1 ? `images ${image}–${image + part.length - 1}` : `image ${image}`;
+            bar.update(done, total, `${which}/${pairs.length * sweep.length} · ETA ${clock(((Date.now() - started) / done / 1000) * (total - done))}`);
+          },
         });
-        const file = path.resolve(values.out!.replaceAll('{i}', String(i)).replaceAll('{seed}', String(seed)).replaceAll('{scale}', String(scale)));
-        fs.mkdirSync(path.dirname(file), { recursive: true });
-        await writePng(file, image, {
-          parameters: JSON.stringify({ prompt, negative_prompt: values['negative-prompt'], scheduler: values.scheduler, steps, guidance, seed, loras: values.lora, lora_scale: scale }),
-        });
-        if (values.grid) grid[row].push(tf.tidy(() => image.squeeze([0]) as tf.Tensor3D));
-        image.dispose();
-        const seconds = (Date.now() - t0) / 1000;
-        if (values.json) process.stdout.write(JSON.stringify({ path: file, prompt, seed, scale, seconds }) + '\n');
-        else if (!values.quiet) bar.log(`wrote ${file} (${seconds.toFixed(1)} s)`);
+        // Each image's share of the batch's time.
+        const seconds = (Date.now() - t0) / 1000 / part.length;
+        for (const [k, { prompt, seed }] of part.entries()) {
+          const i = first + k;
+          const image = tf.tidy(() => images.slice(k, 1) as tf.Tensor4D);
+          const file = path.resolve(values.out!.replaceAll('{i}', String(i)).replaceAll('{seed}', String(seed)).replaceAll('{scale}', String(scale)));
+          fs.mkdirSync(path.dirname(file), { recursive: true });
+          await writePng(file, image, {
+            parameters: JSON.stringify({ prompt, negative_prompt: values['negative-prompt'], scheduler: values.scheduler, steps, guidance, seed, loras: values.lora, lora_scale: scale }),
+          });
+          if (values.grid) grid[row].push(tf.tidy(() => image.squeeze([0]) as tf.Tensor3D));
+          image.dispose();
+          if (values.json) process.stdout.write(JSON.stringify({ path: file, prompt, seed, scale, seconds }) + '\n');
+          else if (!values.quiet) bar.log(`wrote ${file} (${seconds.toFixed(1)} s)`);
+        }
+        images.dispose();
       }
     }
     latents?.dispose();

@@ -11,8 +11,9 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { FIXTURES, MODEL_ARGS, TINY_SHAPES, REPO, golden, manifest, needs, useTestBackend } from '../helpers/fixtures.js';
+import { FIXTURES, MODEL_ARGS, TINY_SHAPES, REPO, golden, manifest, nchwToNhwc, needs, useTestBackend } from '../helpers/fixtures.js';
 import { readAllFloat32, writeSafetensors } from '../../src/core/io/safetensors.js';
+import { loadStableDiffusion, disposeStableDiffusion, generate } from '../../src/core/pipeline/stable_diffusion.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pipe-'));
 
@@ -66,4 +67,24 @@ test('tiny-shapes (fp16 weights): DPM++ 2M, 20 steps, CFG 5 matches diffusers wi
     assert.ok(d <= 2, `"${prompts[i]}": ${d} levels`);
   }
   tf.disposeVariables();
+});
+
+test('tiny-shapes: both golden prompts in one batch (one UNet call per step) match diffusers within two 8-bit levels', async () => {
+  // The batch `lora-studio generate` and the demo run: [uncond × 2, cond × 2] per step, each image from its own
+  // initial noise. Same tolerance as one at a time (each row goes through the same kernels).
+  await useTestBackend();
+  const g = readAllFloat32(path.join(TINY_SHAPES, 'golden_dpmpp20.safetensors')).tensors;
+  const sd = loadStableDiffusion(path.join(TINY_SHAPES, 'model'));
+  const latents = tf.tidy(() => tf.concat([0, 1].map((i) => nchwToNhwc(tf.tensor(g.get(`latents${i}`)!.data, g.get(`latents${i}`)!.shape)))) as tf.Tensor4D);
+  const images = await generate(sd, { prompt: ['a red circle', 'a blue triangle'], scheduler: 'dpmpp-2m', steps: 20, guidanceScale: 5, latents });
+  assert.deepEqual(images.shape, [2, 64, 64, 3]);
+  const v = await images.data();
+  tf.dispose([images, latents]);
+  disposeStableDiffusion(sd);
+  for (const i of [0, 1]) {
+    const png = Buffer.from(Array.from(v.subarray(i * 64 * 64 * 3, (i + 1) * 64 * 64 * 3), (x) => Math.round(Math.min(1, Math.max(0, x)) * 255)));
+    const d = maxLevelDiff(png, g.get(`image${i}`)!.data);
+    console.log(`tiny-shapes batch, image ${i}: max level difference ${d}`);
+    assert.ok(d <= 2, `image ${i} of the batch: ${d} levels`);
+  }
 });

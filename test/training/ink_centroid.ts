@@ -3,8 +3,6 @@
 // seed i, DPM++ 2M, CFG 5; ink = pixels whose smallest channel is below 0.75 (on the 8-bit image).
 // The initial noise is torch's randn for the seed (engine/torch_random.ts), so generations start from
 // the same latents as diffusers' and the base model's figure can be compared with the reference's.
-import * as tf from '@tensorflow/tfjs';
-import { torchRandn } from '../../src/core/engine/torch_random.js';
 import { generate, type StableDiffusion } from '../../src/core/pipeline/stable_diffusion.js';
 import type { LoraLookup } from '../../src/core/engine/ops.js';
 import type { RgbImage } from '../../src/training/image_transforms.js';
@@ -32,20 +30,14 @@ export function meanCentroid(images: readonly RgbImage[]): [number, number] {
   return [cs.reduce((a, c) => a + c[0], 0) / cs.length, cs.reduce((a, c) => a + c[1], 0) / cs.length];
 }
 
-/** Generates the 12 captions (seeds 0..11) and returns the 8-bit images. */
+/** Generates the 12 captions (seeds 0..11) in one batch and returns the 8-bit images. */
 export async function generateShapes(sd: StableDiffusion, o: { lora?: LoraLookup; steps?: number; guidance?: number; prompts?: readonly string[] } = {}): Promise<RgbImage[]> {
-  const f = sd.vaeScaleFactor;
-  const size = (sd.unet.config.sample_size as number) * f;
-  const channels = sd.unet.config.in_channels as number;
-  const out: RgbImage[] = [];
-  for (const [seed, prompt] of (o.prompts ?? SHAPE_PROMPTS).entries()) {
-    const h = size / f;
-    const latents = tf.tidy(() => tf.tensor4d(torchRandn(seed, [1, channels, h, h]), [1, channels, h, h]).transpose([0, 2, 3, 1]) as tf.Tensor4D);
-    const image = await generate(sd, { prompt, scheduler: 'dpmpp-2m', steps: o.steps ?? 20, guidanceScale: o.guidance ?? 5, latents, lora: o.lora, width: size, height: size });
-    const v = await image.data();
-    tf.dispose([image, latents]);
-    // As diffusers' numpy_to_pil: (x · 255).round() to bytes.
-    out.push({ width: size, height: size, data: Uint8Array.from(v, (x) => Math.round(Math.min(1, Math.max(0, x)) * 255)) });
-  }
-  return out;
+  const size = (sd.unet.config.sample_size as number) * sd.vaeScaleFactor;
+  const prompts = o.prompts ?? SHAPE_PROMPTS;
+  const images = await generate(sd, { prompt: prompts, seed: prompts.map((_, i) => i), scheduler: 'dpmpp-2m', steps: o.steps ?? 20, guidanceScale: o.guidance ?? 5, lora: o.lora, width: size, height: size });
+  const v = await images.data();
+  images.dispose();
+  // As diffusers' numpy_to_pil: (x · 255).round() to bytes.
+  const n = size * size * 3;
+  return prompts.map((_, i) => ({ width: size, height: size, data: Uint8Array.from(v.subarray(i * n, (i + 1) * n), (x) => Math.round(Math.min(1, Math.max(0, x)) * 255)) }));
 }

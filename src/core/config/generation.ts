@@ -42,6 +42,20 @@ export const GENERATION_DEFAULTS = {
 export const VALIDATION_DEFAULTS = { steps: 30, guidance: GENERATION_DEFAULTS.guidance } as const;
 
 /**
+ * How many images one generation call batches (one UNet call per step for all of them and both guidance
+ * halves): as many as fit in this many latent pixels, so the activations are at most those of one 512 px
+ * SD 1.x image — such images still run one by one — while the 64 px tiny-shapes model (16×16 latents) runs
+ * 16 at once. Batching amortises tfjs' per-op cost: a tiny-shapes UNet evaluation costs 173 ms of CPU per
+ * image at batch 2, 123 ms at batch 8 and 118 ms at batch 24 on wasm (issue 16; 2 cores at load ~20).
+ */
+export const BATCH_LATENT_PIXELS = 64 * 64;
+
+/** Images per generation call for latents of `latentWidth` × `latentHeight`. */
+export function generationBatchSize(latentWidth: number, latentHeight: number): number {
+  return Math.max(1, Math.floor(BATCH_LATENT_PIXELS / (latentWidth * latentHeight)));
+}
+
+/**
  * How far past its own size a model may be asked to draw: 2× each side. Models are trained at their own
  * size (beyond 2× they repeat the subject), and the memory of the UNet's self-attention grows with the
  * fourth power of the side — a 4096×4096 request to a 512 px model ran tfjs-wasm out of its heap ("memory

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { setOps, tfjsOps } from './ops.js';
 import { wasmOps } from './wasm_ops.js';
+import { registerThreadedWasm, wasmThreadsWanted } from './wasm_threads.js';
 import { installCpuKernelFixes } from './cpu_kernel_fixes.js';
 import { registerWebgpuBackend, installWebgpuKernels } from './webgpu/index.js';
 import type { BackendName } from '../config/run_config.js';
@@ -79,7 +80,9 @@ export async function restartBackend(): Promise<BackendInfo> {
 }
 
 async function initSimple(name: 'cpu' | 'wasm'): Promise<BackendInfo> {
+  const threads = name === 'wasm' ? wasmThreadsWanted() : undefined;
   if (name === 'wasm') await quietPlatformWarning(() => import('@tensorflow/tfjs-backend-wasm'));
+  if (threads) registerThreadedWasm(threads);
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend failed to initialise`);
   await tf.ready();
   // tfjs-cpu's ResizeNearestNeighborGrad is wrong for batch > 1 (see cpu_kernel_fixes.ts).

@@ -1,7 +1,10 @@
 // Text-to-image generation as diffusers' StableDiffusionPipeline.__call__ does it (and, for SDXL,
-// StableDiffusionXLPipeline's): encode the prompt and the negative prompt, start from seeded (or given)
-// latents, run the scheduler with classifier-free guidance, decode with the VAE. Everything NHWC; the image
-// comes back as [1, H, W, 3] in [0, 1]. The model is a diffusers folder or a single-file checkpoint.
+// StableDiffusionXLPipeline's): encode the prompts and the negative prompt, start from seeded (or given)
+// latents, run the scheduler with classifier-free guidance, decode with the VAE. Everything NHWC; the images
+// come back as [B, H, W, 3] in [0, 1]. The model is a diffusers folder or a single-file checkpoint.
+// Several prompts (a list, as diffusers takes one) run as one batch: one UNet call per step for all of them
+// and both guidance halves, with image i's noise drawn from its own seed (diffusers given one generator per
+// image), so each image is the one a call for it alone makes.
 import * as tf from '@tensorflow/tfjs';
 import { DiffusersFolder, type Variant } from '../io/diffusers_folder.js';
 import { CLIPTokenizer } from '../tokenizer/clip_tokenizer.js';
@@ -82,14 +85,16 @@ export function disposeStableDiffusion(sd: StableDiffusion): void {
 }
 
 export interface GenerateOptions {
-  prompt: string;
+  /** One prompt, or a batch of them (one image each). */
+  prompt: string | readonly string[];
+  /** One for every image. */
   negativePrompt?: string;
   scheduler?: SchedulerName;
   steps?: number;
   guidanceScale?: number;
-  /** Seed for the initial noise; ignored when `latents` is given. */
-  seed?: number;
-  /** Initial noise [1, h, w, C] NHWC (before init_noise_sigma scaling), to reproduce another tool's run. */
+  /** Seed of the initial noise: one per prompt, or one every image starts from; ignored when `latents` is given. */
+  seed?: number | readonly number[];
+  /** Initial noise [B, h, w, C] NHWC (before init_noise_sigma scaling), to reproduce another tool's run. */
   latents?: tf.Tensor4D;
   width?: number;
   height?: number;
@@ -143,15 +148,20 @@ export function addedConditioning(pooled: tf.Tensor2D, timeIds: readonly number[
 export const SDXL_GUIDANCE = 5.0;
 export const SDXL_SCHEDULER: SchedulerName = 'euler';
 
-/** Row 0 (the unconditional half of a [negative, prompt] batch) replaced by zeros: force_zeros_for_empty_prompt. */
-function zeroFirstRow(e: PromptEmbeddings): PromptEmbeddings {
+/** The first `n` rows (the unconditional half of a [negatives, prompts] batch) replaced by zeros: force_zeros_for_empty_prompt. */
+function zeroFirstRows(e: PromptEmbeddings, n: number): PromptEmbeddings {
   return tf.tidy(() => {
-    const z = <T extends tf.Tensor>(t: T): T => tf.concat([tf.zerosLike(t.slice(0, 1)), t.slice(1)]) as T;
+    const z = <T extends tf.Tensor>(t: T): T => tf.concat([tf.zerosLike(t.slice(0, n)), t.slice(n)]) as T;
     return e.pooled ? { embeds: z(e.embeds), pooled: z(e.pooled) } : { embeds: z(e.embeds) };
   });
 }
 
 export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise<tf.Tensor4D> {
+  const prompts = typeof o.prompt === 'string' ? [o.prompt] : o.prompt;
+  const batch = prompts.length;
+  if (batch === 0) throw new Error('generate: no prompt given');
+  const seeds = typeof o.seed === 'number' || o.seed === undefined ? prompts.map(() => (o.seed as number | undefined) ?? GENERATION_DEFAULTS.seed) : o.seed;
+  if (seeds.length !== batch) throw new Error(`generate: ${batch} prompts and ${seeds.length} seeds: give one seed per prompt`);
   const width = o.width ?? defaultSize(sd);
   const height = o.height ?? defaultSize(sd);
   const f = sd.vaeScaleFactor;
@@ -163,11 +173,12 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
   const scheduler = createScheduler(o.scheduler ?? (xl ? SDXL_SCHEDULER : GENERATION_DEFAULTS.scheduler), sd.schedulerConfig);
   scheduler.setTimesteps(o.steps ?? GENERATION_DEFAULTS.steps);
 
-  // [uncond, cond] in one batch, as diffusers does with do_classifier_free_guidance. SDXL given no negative
-  // prompt, with force_zeros_for_empty_prompt, conditions the unconditional half on zeros instead.
-  let text = encodePrompts(sd, cfg ? [o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt, o.prompt] : [o.prompt], o.textEncoderLora, o.textEncoder2Lora);
+  // [uncond × B, cond × B] in one batch, as diffusers does with do_classifier_free_guidance. SDXL given no
+  // negative prompt, with force_zeros_for_empty_prompt, conditions the unconditional half on zeros instead.
+  const negatives = prompts.map(() => o.negativePrompt ?? GENERATION_DEFAULTS.negativePrompt);
+  let text = encodePrompts(sd, cfg ? [...negatives, ...prompts] : prompts, o.textEncoderLora, o.textEncoder2Lora);
   if (xl && cfg && o.negativePrompt === undefined && sd.forceZerosForEmptyPrompt) {
-    const zeroed = zeroFirstRow(text);
+    const zeroed = zeroFirstRows(text, batch);
     disposeEmbeddings(text);
     text = zeroed;
   }
@@ -179,17 +190,18 @@ export async function generate(sd: StableDiffusion, o: GenerateOptions): Promise
     added?.timeIds.dispose();
   };
   const channels = sd.unet.config.in_channels as number;
-  const shape: [number, number, number, number] = [1, height / f, width / f, channels];
+  const shape: [number, number, number, number] = [batch, height / f, width / f, channels];
   let latents: tf.Tensor4D;
   if (o.latents) {
-    if (o.latents.shape.join() !== shape.join()) throw new Error(`latents have shape ${JSON.stringify(o.latents.shape)} (NHWC), expected ${JSON.stringify(shape)} for ${width}×${height}`);
+    if (o.latents.shape.join() !== shape.join()) throw new Error(`latents have shape ${JSON.stringify(o.latents.shape)} (NHWC), expected ${JSON.stringify(shape)} for ${batch} image(s) of ${width}×${height}`);
     latents = o.latents.mul(scheduler.initNoiseSigma);
   } else {
-    // Drawn NCHW with torch's CPU generator, so a seed gives the same image as diffusers with
-    // generator=torch.Generator().manual_seed(seed).
-    const [b, h, w, c] = shape;
-    const noise = torchRandn(o.seed ?? GENERATION_DEFAULTS.seed, [b, c, h, w]);
-    latents = tf.tidy(() => tf.tensor4d(noise, [b, c, h, w]).transpose<tf.Tensor4D>([0, 2, 3, 1]).mul(scheduler.initNoiseSigma));
+    // Drawn NCHW with torch's CPU generator, one generator per image, so seed s gives the same image as
+    // diffusers with generator=torch.Generator().manual_seed(s).
+    const [, h, w, c] = shape;
+    const noise = new Float32Array(batch * c * h * w);
+    seeds.forEach((seed, i) => noise.set(torchRandn(seed, [1, c, h, w]), i * c * h * w));
+    latents = tf.tidy(() => tf.tensor4d(noise, [batch, c, h, w]).transpose<tf.Tensor4D>([0, 2, 3, 1]).mul(scheduler.initNoiseSigma));
   }
 
   const total = scheduler.timesteps.length;
