@@ -146,6 +146,8 @@ export interface PlanArithmetic {
   unplanned_activation_gib?: number;
   /** The same plan with the frozen weights stored as f16 (the arithmetic only: f16 storage is not implemented). */
   peak_gib_if_f16_weights?: number;
+  /** The plan with gradient_checkpointing (each resnet and transformer recomputed in the backward pass). */
+  checkpointing?: { dispatches: number; peak_gib: number; activation_gib: number; peak_gib_if_f16_weights: number };
   error?: string;
 }
 
@@ -180,6 +182,10 @@ export async function planArithmetic(batch: number, log: (m: string) => void): P
           dispatches: st.dispatches, copies: st.copies, peak_gib: gib(m.peakBytes), weights_gib: gib(weights), activation_gib: gib(m.activationBytes),
           unplanned_activation_gib: gib(m.unplannedActivationBytes), peak_gib_if_f16_weights: gib(m.peakBytes - weights / 2),
         });
+        unet.enableGradientCheckpointing();
+        const ck = await planned.analyse(x);
+        const c = ck.memory;
+        r.checkpointing = { dispatches: ck.dispatches, peak_gib: gib(c.peakBytes)!, activation_gib: gib(c.activationBytes)!, peak_gib_if_f16_weights: gib(c.peakBytes - weights / 2)! };
       } finally {
         planned.dispose();
         lora.dispose();

@@ -177,7 +177,7 @@ function classify(e: unknown): TrainingError {
   if (e instanceof DiskFullError || (e as NodeJS.ErrnoException).code === 'ENOSPC') return new TrainingError('io', msg, 'free space on that disk (or lower checkpoints_total_limit), then run again with resume_from_checkpoint: latest');
   if (e instanceof CheckpointError) return new TrainingError('io', msg, 'point resume_from_checkpoint at a complete checkpoint-<step> folder, or remove it to start afresh');
   if (/out of memory|OOM|allocation failed|Array buffer allocation/i.test(msg)) {
-    return new TrainingError('out_of_memory', msg, 'lower train_batch_size (raise gradient_accumulation_steps to keep the effective batch) or resolution');
+    return new TrainingError('out_of_memory', msg, 'turn on gradient_checkpointing, or lower train_batch_size (raise gradient_accumulation_steps to keep the effective batch) or resolution');
   }
   return new TrainingError('internal', msg);
 }
@@ -287,6 +287,9 @@ class TrainingSession {
         : TrainableLora.gaussian(targets, c.rank, alpha, new Random(streamSeed(seed, 'init')), options));
     const opt = (this.opt = new AdamW({ beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay }));
     if (resume) opt.importState(resume.optimizer, lora.shapes());
+    // diffusers' unet.enable_gradient_checkpointing(): resnets and transformers recompute their activations
+    // in the backward pass (the eager step and the planned one alike).
+    sd.unet.enableGradientCheckpointing(c.gradient_checkpointing);
     const stepModels = { unet: sd.unet, scheduler, lora, predictionType, snrGamma: c.snr_gamma, textEncoder: sd.textEncoder };
     const planned = backend.name === 'webgpu' ? await this.startPlanned(stepModels, opt, resume) : undefined;
     const rng = resume ? Random.fromState(resume.state.rng) : new Random(streamSeed(seed, 'training'));
@@ -534,7 +537,7 @@ class TrainingSession {
       return r;
     } catch (e) {
       if (e instanceof PlanMemoryError) {
-        throw new TrainingError('out_of_memory', e.message, 'lower train_batch_size (gradient_accumulation_steps keeps the effective batch) or resolution; gradient_checkpointing is not in the planned step yet');
+        throw new TrainingError('out_of_memory', e.message, `${this.c.gradient_checkpointing ? '' : 'turn on gradient_checkpointing, or '}lower train_batch_size (gradient_accumulation_steps keeps the effective batch) or resolution`);
       }
       throw e;
     }

@@ -139,7 +139,9 @@ export class PlannedLoraStep {
   async analyse(x: StepInputs): Promise<PlanStats> {
     const sp = this.allocateInputs(x);
     try {
-      return Plan.analyse(await traceStep(() => this.record(sp))).stats;
+      const trace = await traceStep(() => this.record(sp));
+      Plan.release(trace);
+      return Plan.analyse(trace).stats;
     } finally {
       tf.dispose([sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights]);
     }

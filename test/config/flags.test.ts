@@ -82,7 +82,7 @@ test('problems name the flag and have no line', () => {
 
 test("diffusers flags LoRA Studio ignores warn; Hub datasets are data; a flag given twice keeps the last", () => {
   const r = configFromFlags(
-    ['--pretrained_model_name_or_path=m', '--train_data_dir=d', '--max_train_steps=10', '--mixed_precision=fp16', '--report_to', 'wandb', '--push_to_hub', '--gradient_checkpointing', '--rank=4', '--rank=8'],
+    ['--pretrained_model_name_or_path=m', '--train_data_dir=d', '--max_train_steps=10', '--mixed_precision=fp16', '--report_to', 'wandb', '--push_to_hub', '--use_8bit_adam', '--gradient_checkpointing', '--rank=4', '--rank=8'],
     NO_DISK,
   );
   assert.deepEqual(
@@ -90,12 +90,14 @@ test("diffusers flags LoRA Studio ignores warn; Hub datasets are data; a flag gi
     [
       ['mixed_precision', 'warning'],
       ['report_to', 'warning'],
-      ['gradient_checkpointing', 'warning'],
+      ['use_8bit_adam', 'warning'],
       ['rank', 'warning'],
     ],
   );
   assert.equal(r.problems[3].message, '`--rank` is given more than once; the last value wins');
   assert.equal(r.config?.rank, 8);
+  // gradient_checkpointing is a key of ours (a switch: it took no value).
+  assert.equal(r.config?.gradient_checkpointing, true);
   // `--push_to_hub` is a switch: it did not eat the next flag.
   assert.equal(parseFlags(['--push_to_hub', '--rank=2']).entries.length, 2);
 

@@ -20,7 +20,7 @@ import {
 // Type-checked against RunConfig: a key added to the type and not here (or here and not there) fails tsc.
 const EVERY_KEY: { [K in keyof RunConfig]: 0 } = {
   pretrained_model_name_or_path: 0, pretrained_model_config: 0, variant: 0, train_data_dir: 0, image_column: 0, caption_column: 0, resolution: 0, center_crop: 0, random_flip: 0,
-  max_train_samples: 0, train_batch_size: 0, gradient_accumulation_steps: 0, num_train_epochs: 0, max_train_steps: 0, learning_rate: 0, scale_lr: 0,
+  max_train_samples: 0, train_batch_size: 0, gradient_accumulation_steps: 0, gradient_checkpointing: 0, num_train_epochs: 0, max_train_steps: 0, learning_rate: 0, scale_lr: 0,
   lr_scheduler: 0, lr_warmup_steps: 0, adam_beta1: 0, adam_beta2: 0, adam_weight_decay: 0, adam_epsilon: 0, max_grad_norm: 0, rank: 0, snr_gamma: 0,
   noise_offset: 0, prediction_type: 0, seed: 0, output_dir: 0, checkpointing_steps: 0, checkpoints_total_limit: 0, resume_from_checkpoint: 0,
   validation_prompt: 0, num_validation_images: 0, validation_epochs: 0, save_formats: 0, backend: 0, cache_latents: 0,

@@ -212,6 +212,19 @@ export function crossChecks(input: CrossCheckInput): Problem[] {
       }),
     );
   }
+  if (c.gradient_checkpointing && usable('gradient_checkpointing') && c.lora_dropout > 0 && usable('lora_dropout')) {
+    const r = at(input, 'gradient_checkpointing');
+    out.push(
+      problem({
+        key: 'gradient_checkpointing',
+        code: 'contradiction',
+        severity: 'error',
+        range: r,
+        line: lineOf(input, r),
+        message: `${n('gradient_checkpointing')} cannot be used with ${n('lora_dropout')} > 0 (the recomputed forward pass would draw other dropout masks) — turn one of them off`,
+      }),
+    );
+  }
   if (c.scale_lr && usable('scale_lr') && !input.invalid.has('learning_rate')) {
     const lr = c.learning_rate * c.train_batch_size * c.gradient_accumulation_steps;
     const r = at(input, 'scale_lr');

@@ -46,6 +46,7 @@ export interface RunConfig {
   // batch and length
   train_batch_size: number;
   gradient_accumulation_steps: number;
+  gradient_checkpointing: boolean;
   num_train_epochs: number;
   max_train_steps: number | null;
   // optimizer and schedule

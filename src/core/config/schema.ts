@@ -343,6 +343,17 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
       'The effective batch is `train_batch_size × gradient_accumulation_steps`. Steps (`max_train_steps`, `checkpointing_steps`, warmup) count optimizer updates, not batches.',
   },
   {
+    key: 'gradient_checkpointing',
+    group: 'batch and length',
+    type: 'boolean',
+    default: false,
+    summary: 'Recompute activations in the backward pass to save memory.',
+    description:
+      'Whether or not to use gradient checkpointing to save memory at the expense of slower backward pass.\n\n' +
+      "Each of the UNet's resnet and transformer blocks keeps only its input and recomputes its activations when the gradient reaches it: " +
+      'activation memory drops to about a third for roughly one more forward pass of compute. Turn it on when a run is out of memory.',
+  },
+  {
     key: 'num_train_epochs',
     group: 'batch and length',
     type: 'integer',
@@ -862,7 +873,6 @@ export const GUIDE_ONLY_KEYS: readonly GuideOnlyKey[] = [
   { key: 'mixed_precision', severity: 'warning', reason: 'training runs in float32 (TensorFlow.js has no float16/bfloat16 tensors); fp16 model files are converted at load' },
   { key: 'report_to', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE} and the LoRA Studio dashboard` },
   { key: 'logging_dir', severity: 'warning', reason: `metrics go to output_dir/${METRICS_FILE}` },
-  { key: 'gradient_checkpointing', severity: 'warning', reason: 'not supported yet: training keeps all activations (lower train_batch_size or resolution to save memory)', isSwitch: true },
   { key: 'use_8bit_adam', severity: 'warning', reason: 'AdamW runs in float32 (only the LoRA weights have optimizer state, so it is small)', isSwitch: true },
   { key: 'allow_tf32', severity: 'info', reason: 'a CUDA/PyTorch setting with no equivalent here; the backend chooses its own precision', isSwitch: true },
   { key: 'enable_xformers_memory_efficient_attention', severity: 'info', reason: "a PyTorch extension; LoRA Studio's backends use their own attention kernels", isSwitch: true },

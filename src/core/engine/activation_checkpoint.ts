@@ -1,6 +1,8 @@
-// Activation checkpointing: run a block's forward without keeping its intermediate activations, and
-// recompute them in the backward pass. Backend-independent (it lives here because it came with the GPU
-// memory work; nothing in it is WebGPU-specific).
+// Activation checkpointing (torch.utils.checkpoint, which diffusers' `gradient_checkpointing` uses): run a
+// block's forward without keeping its intermediate activations, and recompute them in the backward pass.
+// Backend-independent. The UNet's blocks use it per resnet and per transformer (unet_2d_blocks.ts) when
+// `gradient_checkpointing` is on; the planned step (training/planned_step.ts) records the recomputation
+// like any other backward dispatch, so its memory plan frees a block's activations after the block.
 //
 // How: tf.customGrad runs `fn` as one node of the tape (ops inside a custom gradient are not recorded),
 // saving only the block's inputs. Its gradient re-runs `fn` under a nested tf.grads. tfjs 4.22 crashes on
@@ -40,34 +42,46 @@ export function checkpoint<T extends tf.Tensor>(fn: (...inputs: tf.Tensor[]) => 
   return (...inputs: tf.Tensor[]) => wrapped(...inputs) as T;
 }
 
+/** Whether a gradient is being recorded (inside tf.grads / valueAndGrads): when checkpointing means anything. */
+export function gradientTapeActive(): boolean {
+  return (tf.engine() as unknown as { state: EngineState }).state.activeTape != null;
+}
+
 /**
  * Checkpoints a block that reads LoRA adapters through a lookup: the adapters of `paths` (the block's
  * LoRA targets) become explicit inputs, so they get gradients, and the block sees them through a lookup
- * of the same shape. Use: `y = checkpointWithLora((h, l) => blk.forward(h, temb, enc, l), lora, paths)(x)`.
- * Other inputs `fn` closes over (time embedding, text states) are constants: fine while they do not
- * depend on trained tensors (in LoRA-on-UNet training they do not).
+ * of the same shape. Use: `y = checkpointWithLora((h, l, t, e) => blk.forward(h, t, e, l), lora, paths)(x, temb, enc)`.
+ * Tensors passed after `x` (time embedding, text states) are inputs too and get gradients (a text-encoder
+ * LoRA needs them); anything else `fn` closes over is a constant to the checkpoint.
  */
 export function checkpointWithLora<T extends tf.Tensor>(
-  fn: (x: tf.Tensor, lora: LoraLookup) => T,
+  fn: (x: tf.Tensor, lora: LoraLookup, ...rest: tf.Tensor[]) => T,
   lora: LoraLookup,
   paths: readonly string[],
-): (x: tf.Tensor) => T {
-  const slots: { path: string; index: number; scale: number }[] = [];
+): (x: tf.Tensor, ...rest: tf.Tensor[]) => T {
+  // Each adapter's trained tensors (down, up, DoRA's magnitude) in order; `take` says how many it has.
+  const slots: { path: string; index: number; adapter: LoraAdapter; take: number }[] = [];
   const tensors: tf.Tensor[] = [];
   for (const path of paths) {
-    lora(path).forEach((a, index) => {
-      slots.push({ path, index, scale: a.scale });
-      tensors.push(a.down, a.up);
+    lora(path).forEach((adapter, index) => {
+      if (adapter.dropInput) throw new Error(`${path}: gradient checkpointing cannot recompute LoRA dropout (the backward pass would draw other masks)`);
+      const own = adapter.magnitude ? [adapter.down, adapter.up, adapter.magnitude] : [adapter.down, adapter.up];
+      slots.push({ path, index, adapter, take: own.length });
+      tensors.push(...own);
     });
   }
-  const run = checkpoint((x: tf.Tensor, ...ab: tf.Tensor[]) => {
-    const byPath = new Map<string, LoraAdapter[]>();
-    slots.forEach((s, i) => {
-      const list = byPath.get(s.path) ?? [];
-      list[s.index] = { down: ab[2 * i] as tf.Tensor2D, up: ab[2 * i + 1] as tf.Tensor2D, scale: s.scale };
-      byPath.set(s.path, list);
+  return (x: tf.Tensor, ...rest: tf.Tensor[]) => {
+    const run = checkpoint((...inputs: tf.Tensor[]) => {
+      let k = 1 + rest.length;
+      const byPath = new Map<string, LoraAdapter[]>();
+      for (const s of slots) {
+        const list = byPath.get(s.path) ?? [];
+        const [down, up, magnitude] = inputs.slice(k, (k += s.take));
+        list[s.index] = { ...s.adapter, down: down as tf.Tensor2D, up: up as tf.Tensor2D, ...(magnitude ? { magnitude: magnitude as tf.Tensor1D } : {}) };
+        byPath.set(s.path, list);
+      }
+      return fn(inputs[0], (p) => byPath.get(p) ?? lora(p), ...inputs.slice(1, 1 + rest.length));
     });
-    return fn(x, (p) => byPath.get(p) ?? lora(p));
-  });
-  return (x: tf.Tensor) => run(x, ...tensors);
+    return run(x, ...rest, ...tensors);
+  };
 }

@@ -33,7 +33,7 @@ export class ResnetBlock2D {
   readonly timeEmbeddingNorm: TimeEmbeddingNorm;
   readonly outputScaleFactor: number;
 
-  constructor(scope: ModuleScope, o: ResnetBlock2DOptions) {
+  constructor(readonly scope: ModuleScope, o: ResnetBlock2DOptions) {
     const out = o.outChannels ?? o.inChannels;
     this.timeEmbeddingNorm = o.timeEmbeddingNorm ?? 'default';
     this.outputScaleFactor = o.outputScaleFactor ?? 1;

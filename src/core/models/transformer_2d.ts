@@ -108,7 +108,7 @@ export class Transformer2DModel {
   readonly transformer_blocks: BasicTransformerBlock[];
   readonly proj_out: Conv2d | Linear;
 
-  constructor(scope: ModuleScope, o: Transformer2DModelOptions) {
+  constructor(readonly scope: ModuleScope, o: Transformer2DModelOptions) {
     const inner = o.heads * o.dimHead;
     // eps 1e-6 is fixed in diffusers' _init_continuous_input, whatever the UNet's norm_eps.
     this.norm = new GroupNorm(scope.child('norm'), o.normNumGroups, o.inChannels, 1e-6);

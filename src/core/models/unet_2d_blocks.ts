@@ -3,7 +3,8 @@
 // (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D). NHWC activations: skip connections are
 // concatenated on the last axis where diffusers uses dim=1.
 import * as tf from '@tensorflow/tfjs';
-import type { LoraLookup } from '../engine/ops.js';
+import { checkpointWithLora, gradientTapeActive } from '../engine/activation_checkpoint.js';
+import { noLora, type LoraLookup } from '../engine/ops.js';
 import { Attention, type LoraTarget } from './attention.js';
 import type { ModuleScope } from './layers.js';
 import { Downsample2D, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.js';
@@ -36,20 +37,25 @@ export interface DownBlockOutput {
   states: tf.Tensor4D[];
 }
 
-export interface UNetDownBlock {
+/** diffusers' `gradient_checkpointing` attribute of a block (UNet2DConditionModel.enableGradientCheckpointing sets it). */
+interface Checkpointable {
+  gradientCheckpointing: boolean;
+}
+
+export interface UNetDownBlock extends Checkpointable {
   readonly hasCrossAttention: boolean;
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): DownBlockOutput;
   loraTargets(): LoraTarget[];
 }
 
-export interface UNetUpBlock {
+export interface UNetUpBlock extends Checkpointable {
   readonly resnets: ResnetBlock2D[];
   /** `skips` are consumed from the end, as res_hidden_states_tuple[-1]. */
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup, upsampleSize?: [number, number]): tf.Tensor4D;
   loraTargets(): LoraTarget[];
 }
 
-export interface UNetMidBlock {
+export interface UNetMidBlock extends Checkpointable {
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D;
   loraTargets(): LoraTarget[];
 }
@@ -107,6 +113,26 @@ function upResnets(scope: ModuleScope, o: UNetBlockOptions, prevOutputChannels: 
   return resnets;
 }
 
+// ---- gradient checkpointing: diffusers' `if torch.is_grad_enabled() and self.gradient_checkpointing` ----
+// While a gradient is recorded, each resnet and each transformer runs as one checkpoint: only its inputs
+// are kept, and its activations are recomputed in the backward pass (engine/activation_checkpoint.ts). The
+// LoRA adapters inside it, the time embedding and the text states are the checkpoint's inputs, so all
+// of them get their gradients.
+
+/** The module paths of the LoRA-capable layers (Linear, Conv2d) under `scope`. */
+const layersUnder = (scope: ModuleScope): string[] => [...scope.layers.keys()].filter((p) => p.startsWith(`${scope.path}.`));
+
+function resnetForward(checkpointing: boolean, resnet: ResnetBlock2D, h: tf.Tensor4D, temb: tf.Tensor2D | null, lora?: LoraLookup): tf.Tensor4D {
+  if (!checkpointing || !gradientTapeActive()) return resnet.forward(h, temb, lora);
+  const run = checkpointWithLora((x, l, t) => resnet.forward(x as tf.Tensor4D, (t ?? null) as tf.Tensor2D | null, l), lora ?? noLora, layersUnder(resnet.scope));
+  return (temb ? run(h, temb) : run(h)) as tf.Tensor4D;
+}
+
+function transformerForward(checkpointing: boolean, attn: Transformer2DModel, h: tf.Tensor4D, ehs: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
+  if (!checkpointing || !gradientTapeActive()) return attn.forward(h, ehs, lora);
+  return checkpointWithLora((x, l, e) => attn.forward(x as tf.Tensor4D, e as tf.Tensor3D, l), lora ?? noLora, layersUnder(attn.scope))(h, ehs) as tf.Tensor4D;
+}
+
 const popSkip = (h: tf.Tensor4D, skips: tf.Tensor4D[]): tf.Tensor4D => {
   const skip = skips.pop();
   if (!skip) throw new Error('internal: an up block ran out of skip connections');
@@ -115,6 +141,7 @@ const popSkip = (h: tf.Tensor4D, skips: tf.Tensor4D[]): tf.Tensor4D => {
 
 export class DownBlock2D implements UNetDownBlock {
   readonly hasCrossAttention = false;
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly downsamplers?: [Downsample2D];
 
@@ -131,7 +158,7 @@ export class DownBlock2D implements UNetDownBlock {
     const states: tf.Tensor4D[] = [];
     let h = x;
     for (const resnet of this.resnets) {
-      h = resnet.forward(h, temb, lora);
+      h = resnetForward(this.gradientCheckpointing, resnet, h, temb, lora);
       states.push(h);
     }
     if (this.downsamplers) {
@@ -144,6 +171,7 @@ export class DownBlock2D implements UNetDownBlock {
 
 export class CrossAttnDownBlock2D implements UNetDownBlock {
   readonly hasCrossAttention = true;
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly attentions: Transformer2DModel[];
   readonly downsamplers?: [Downsample2D];
@@ -161,8 +189,9 @@ export class CrossAttnDownBlock2D implements UNetDownBlock {
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): DownBlockOutput {
     const states: tf.Tensor4D[] = [];
     let h = x;
+    const c = this.gradientCheckpointing;
     this.resnets.forEach((resnet, i) => {
-      h = this.attentions[i].forward(resnet.forward(h, temb, lora), encoderHiddenStates, lora);
+      h = transformerForward(c, this.attentions[i], resnetForward(c, resnet, h, temb, lora), encoderHiddenStates, lora);
       states.push(h);
     });
     if (this.downsamplers) {
@@ -175,6 +204,7 @@ export class CrossAttnDownBlock2D implements UNetDownBlock {
 
 /** resnet, then (transformer, resnet) pairs; resnets rescale their output by output_scale_factor. */
 export class UNetMidBlock2DCrossAttn implements UNetMidBlock {
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly attentions: Transformer2DModel[];
 
@@ -202,9 +232,10 @@ export class UNetMidBlock2DCrossAttn implements UNetMidBlock {
 
   forward(x: tf.Tensor4D, temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.resnets[0].forward(x, temb, lora);
+      const c = this.gradientCheckpointing;
+      let h = resnetForward(c, this.resnets[0], x, temb, lora);
       this.attentions.forEach((attn, i) => {
-        h = this.resnets[i + 1].forward(attn.forward(h, encoderHiddenStates, lora), temb, lora);
+        h = resnetForward(c, this.resnets[i + 1], transformerForward(c, attn, h, encoderHiddenStates, lora), temb, lora);
       });
       return h;
     });
@@ -212,6 +243,7 @@ export class UNetMidBlock2DCrossAttn implements UNetMidBlock {
 }
 
 export class UpBlock2D implements UNetUpBlock {
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly upsamplers?: [Upsample2D];
 
@@ -227,13 +259,14 @@ export class UpBlock2D implements UNetUpBlock {
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, _ehs: tf.Tensor3D, lora?: LoraLookup, upsampleSize?: [number, number]): tf.Tensor4D {
     return tf.tidy(() => {
       let h = x;
-      for (const resnet of this.resnets) h = resnet.forward(popSkip(h, skips), temb, lora);
+      for (const resnet of this.resnets) h = resnetForward(this.gradientCheckpointing, resnet, popSkip(h, skips), temb, lora);
       return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize, lora) : h;
     });
   }
 }
 
 export class CrossAttnUpBlock2D implements UNetUpBlock {
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly attentions: Transformer2DModel[];
   readonly upsamplers?: [Upsample2D];
@@ -251,8 +284,9 @@ export class CrossAttnUpBlock2D implements UNetUpBlock {
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, encoderHiddenStates: tf.Tensor3D, lora?: LoraLookup, upsampleSize?: [number, number]): tf.Tensor4D {
     return tf.tidy(() => {
       let h = x;
+      const c = this.gradientCheckpointing;
       this.resnets.forEach((resnet, i) => {
-        h = this.attentions[i].forward(resnet.forward(popSkip(h, skips), temb, lora), encoderHiddenStates, lora);
+        h = transformerForward(c, this.attentions[i], resnetForward(c, resnet, popSkip(h, skips), temb, lora), encoderHiddenStates, lora);
       });
       return this.upsamplers ? this.upsamplers[0].forward(h, upsampleSize, lora) : h;
     });
@@ -319,6 +353,7 @@ export class UpDecoderBlock2D {
  * Built with `tembChannels` null only (the VAE); the UNet's "UNetMidBlock2D" variant passes a time embedding.
  */
 export class UNetMidBlock2D implements UNetMidBlock {
+  gradientCheckpointing = false;
   readonly resnets: ResnetBlock2D[];
   readonly attentions: (Attention | null)[];
 
@@ -374,10 +409,11 @@ export class UNetMidBlock2D implements UNetMidBlock {
 
   forward(x: tf.Tensor4D, temb: tf.Tensor2D | null = null, _ehs?: tf.Tensor3D, lora?: LoraLookup): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.resnets[0].forward(x, temb, lora);
+      const c = this.gradientCheckpointing;
+      let h = resnetForward(c, this.resnets[0], x, temb, lora);
       this.attentions.forEach((attn, i) => {
         if (attn) h = attn.forward(h, undefined, lora);
-        h = this.resnets[i + 1].forward(h, temb, lora);
+        h = resnetForward(c, this.resnets[i + 1], h, temb, lora);
       });
       return h;
     });

@@ -368,6 +368,15 @@ export class UNet2DConditionModel {
     return [...this.conv_in.scope.layers.values()];
   }
 
+  /**
+   * diffusers' enable_gradient_checkpointing(): while a gradient is taken, each resnet and transformer of
+   * the down/mid/up blocks keeps only its inputs and recomputes its activations in the backward pass
+   * (less memory, about one more forward of compute). Inference is unaffected.
+   */
+  enableGradientCheckpointing(enabled = true): void {
+    for (const block of [...this.down_blocks, ...(this.mid_block ? [this.mid_block] : []), ...this.up_blocks]) block.gradientCheckpointing = enabled;
+  }
+
   /** Every attention projection LoRA can attach to (to_q, to_k, to_v, to_out.0), in module order. */
   loraTargets(): LoraTarget[] {
     return [...this.down_blocks, ...(this.mid_block ? [this.mid_block] : []), ...this.up_blocks].flatMap((blk) => blk.loraTargets());

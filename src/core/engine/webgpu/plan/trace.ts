@@ -524,9 +524,13 @@ export class Plan {
     }
     const plan = new Plan(device, trace, a.live, physical, a.stats);
     plan.owned.push(...constants.values());
-    // The recording's own temporaries and constants are no longer referenced by anything.
-    for (const v of trace.values) if (v.kind === 'temp' || v.kind === 'constant') v.buffer.destroy();
+    Plan.release(trace);
     return plan;
+  }
+
+  /** Frees the recording's own temporaries and constants (a built plan, or an analysis, no longer needs them). */
+  static release(trace: Trace): void {
+    for (const v of trace.values) if (v.kind === 'temp' || v.kind === 'constant') v.buffer.destroy();
   }
 
   /** Encodes the whole step (one compute pass between copies). */
