@@ -6,6 +6,8 @@
 // `checkpoint` and `sample` are read from stdin; Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits 0.
 //
 // Exit status: 0 completed or stopped on request, 1 the run failed (error event), 2 the config is invalid.
+import path from 'node:path';
+import { outsideTrustedFolders, realPathOfNearest, trustedWriteFolders } from '../core/config/paths.js';
 import { isCheckpointTemporary, setWriteProbe } from '../core/config/run_folder.js';
 import { loadRunConfig, loadRunConfigWithOverrides, type LoadedRunConfig } from '../core/config/load.js';
 import { configFromFlags } from '../core/config/flags.js';
@@ -55,6 +57,7 @@ export async function runTrainCommand(args: string[]): Promise<number> {
     return 2;
   }
   if (warnings.length) console.error(formatProblems(warnings, displayName(loaded)));
+  console.error(writesToLine(loaded.config.output_dir, loaded.file === 'command line' ? process.cwd() : path.dirname(path.resolve(loaded.file))));
 
   // Anything that prints with console.log from here on (a dependency) must not corrupt the protocol.
   const restoreConsole = redirectConsoleLog();
@@ -86,6 +89,17 @@ function loadConfig(argv: string[]): LoadedRunConfig | undefined {
 }
 
 const displayName = (l: LoadedRunConfig) => l.file;
+
+/**
+ * Said before anything is written, --quiet too (issue 18: a config from a cloned repository can point
+ * anywhere): the folder the run really writes (symlinks resolved), and when that is outside the config's
+ * folder and the home folder, that it is.
+ */
+export function writesToLine(outputDir: string, configDir: string): string {
+  const real = realPathOfNearest(outputDir);
+  const outside = outsideTrustedFolders(real, trustedWriteFolders([configDir]));
+  return `lora-studio train: writes to ${real}${outside ? ` — outside ${configDir} and your home folder` : ''}`;
+}
 
 const devNull = { write: () => true } as unknown as NodeJS.WritableStream & import('node:stream').Writable;
 

@@ -15,6 +15,7 @@ import { listCheckpoints, LORA_FILE } from '../core/config/run_folder.js';
 import { RunSession } from './run_session.js';
 import { compareRuns } from './runs_view.js';
 import { openExample } from './example.js';
+import { ALLOWED_OUTPUT_DIRS_KEY, outputDirQuestion } from './output_dir_trust.js';
 import { attachRunUi, type RunUiActions } from './run_ui.js';
 import { activeRunConfig, FIND_EXCLUDE, RUN_CONFIG_FILE, RUN_CONFIG_GLOB } from './workspace.js';
 
@@ -71,6 +72,7 @@ async function train(ctx: Ctx, uri: vscode.Uri | undefined, resume = false): Pro
   }
   const checked = await checkConfigForTraining(configUri, ctx.diagnosticsWithoutServer());
   if (!checked) return undefined;
+  if (!(await confirmOutputDir(ctx, configUri.fsPath, checked.outputDir))) return undefined;
   if (!resume && fs.existsSync(path.join(checked.outputDir, LORA_FILE))) {
     const c = await vscode.window.showWarningMessage(
       `${vscode.workspace.asRelativePath(checked.outputDir)} already holds a trained LoRA. Training again replaces it.`,
@@ -92,6 +94,19 @@ async function train(ctx: Ctx, uri: vscode.Uri | undefined, resume = false): Pro
   // Beside the config, keeping the focus there; an open dashboard of the same folder switches to this run.
   ctx.dashboards.showSession(session, true);
   return session;
+}
+
+/** Asks before a run writes outside the workspace and home (output_dir_trust.ts); false when the user declines. */
+async function confirmOutputDir(ctx: Ctx, configPath: string, outputDir: string): Promise<boolean> {
+  const state = ctx.extCtx.workspaceState;
+  const allowed = state.get<Record<string, string>>(ALLOWED_OUTPUT_DIRS_KEY, {});
+  const workspaceFolders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+  const question = outputDirQuestion(configPath, outputDir, { workspaceFolders, allowed });
+  if (!question) return true;
+  const always = 'Always for This Config';
+  const c = await vscode.window.showWarningMessage(question.message, { modal: true, detail: path.basename(configPath) }, 'Train', always);
+  if (c === always) await state.update(ALLOWED_OUTPUT_DIRS_KEY, { ...allowed, [configPath]: question.realDir });
+  return c === 'Train' || c === always;
 }
 
 async function stop(ctx: Ctx, arg?: vscode.Uri): Promise<void> {
