@@ -521,7 +521,7 @@ class TrainingSession {
   private async startPlanned(models: StepModels, opt: AdamW, resume: Checkpoint | undefined): Promise<{ step: PlannedLoraStep; stats: PlanStats } | undefined> {
     const c = this.c;
     const sd = this.sd!;
-    const why = eagerStepReason({ gradientAccumulationSteps: c.gradient_accumulation_steps, sdxl: !!sd.textEncoder2, textEncoder: c.train_text_encoder, dropout: c.lora_dropout > 0, network: c.network_type });
+    const why = eagerStepReason({ gradientAccumulationSteps: c.gradient_accumulation_steps, textEncoder: c.train_text_encoder, dropout: c.lora_dropout > 0, network: c.network_type });
     if (why) {
       this.ev.log(`webgpu: the eager training step runs (${why})`);
       return undefined;

@@ -1,8 +1,8 @@
 // The LoRA training step as a plan (src/core/engine/webgpu/plan/trace.ts): traced once per input shape on
 // the webgpu backend, then replayed — one command buffer, one submit and one readback per step.
 //
-// What one replay does, in order: copy this step's latents, noise and text embeddings into the plan's input
-// buffers, write the timesteps, min-SNR weights and AdamW scalars (queue.writeBuffer); then the recorded
+// What one replay does, in order: copy this step's latents, noise and text embeddings (SDXL: also the
+// pooled text embeddings and time ids, the UNet's added conditioning) into the plan's input buffers, write the timesteps, min-SNR weights and AdamW scalars (queue.writeBuffer); then the recorded
 // UNet forward + backward for the LoRA weights (the same kernels as the eager step in train_step.ts, chosen
 // by tfjs once), the gradients copied into one flat buffer, ‖g‖ (one dispatch), clipping + AdamW over the
 // flat parameters and moments (one dispatch, src/core/engine/webgpu/optimizer.ts), and the flat
@@ -18,6 +18,7 @@ import { adamwFlat, adamwScalars, ADAMW_SCALAR_COUNT, gradNorm } from '../core/e
 import { Plan, tensorBuffer, traceStep, type PlanStats } from '../core/engine/webgpu/plan/trace.js';
 import { minSnrWeights, type StepInputs, type StepModels } from './train_step.js';
 import type { AdamWOptions, AdamWState } from './adamw.js';
+import type { AddedCondKwargs, UNet2DConditionModel } from '../core/models/unet_2d_condition.js';
 
 export interface PlannedStepResult {
   readonly loss: number;
@@ -31,6 +32,8 @@ interface ShapePlan {
   readonly noise: tf.Tensor4D;
   readonly timesteps: tf.Tensor1D;
   readonly hidden: tf.Tensor3D;
+  /** SDXL (addition_embed_type text_time): the pooled text embeddings and time ids, written per step. */
+  readonly added?: AddedCondKwargs;
   readonly snrWeights: tf.Tensor1D;
   /** Host ms of the recorded (eager) run, and its submits. */
   readonly traceMs: number;
@@ -41,9 +44,14 @@ interface ShapePlan {
 export interface StepShape {
   readonly latents: { readonly shape: readonly number[] };
   readonly encoderHiddenStates: { readonly shape: readonly number[] };
+  readonly addedCond?: { readonly textEmbeds: { readonly shape: readonly number[] }; readonly timeIds: { readonly shape: readonly number[] } };
 }
 
-const shapeKey = (x: StepShape) => `${x.latents.shape.join('x')}|${x.encoderHiddenStates.shape.join('x')}`;
+const shapeKey = (x: StepShape) =>
+  [x.latents, x.encoderHiddenStates, ...(x.addedCond ? [x.addedCond.textEmbeds, x.addedCond.timeIds] : [])].map((t) => t.shape.join('x')).join('|');
+
+/** The tensors a shape's plan reads its inputs from (made once per shape, written every step). */
+const inputTensors = (sp: ShapePlan): tf.Tensor[] => [sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights, ...(sp.added ? [sp.added.textEmbeds, sp.added.timeIds] : [])];
 
 export class PlannedLoraStep {
   private readonly names: string[];
@@ -121,7 +129,7 @@ export class PlannedLoraStep {
       this.plans.set(shapeKey(x), sp);
       return sp;
     } catch (e) {
-      tf.dispose([inputs.latents, inputs.noise, inputs.timesteps, inputs.hidden, inputs.snrWeights]);
+      tf.dispose(inputTensors(inputs));
       throw e;
     }
   }
@@ -143,7 +151,7 @@ export class PlannedLoraStep {
       Plan.release(trace);
       return Plan.analyse(trace).stats;
     } finally {
-      tf.dispose([sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights]);
+      tf.dispose(inputTensors(sp));
     }
   }
 
@@ -154,12 +162,14 @@ export class PlannedLoraStep {
       return t;
     };
     const B = x.latents.shape[0];
+    const a = x.addedCond;
     return {
       plan: undefined as unknown as Plan,
       latents: keep(tf.zeros<tf.Rank>([...x.latents.shape]) as tf.Tensor4D),
       noise: keep(tf.zeros<tf.Rank>([...x.latents.shape]) as tf.Tensor4D),
       timesteps: keep(tf.zeros<tf.Rank>([B], 'int32')) as tf.Tensor1D,
       hidden: keep(tf.zeros<tf.Rank>([...x.encoderHiddenStates.shape]) as tf.Tensor3D),
+      added: a && { textEmbeds: keep(tf.zeros<tf.Rank>([...a.textEmbeds.shape]) as tf.Tensor2D), timeIds: keep(tf.zeros<tf.Rank>([...a.timeIds.shape]) as tf.Tensor2D) },
       snrWeights: keep(tf.ones([B])) as tf.Tensor1D,
       traceMs: 0,
       eagerSubmits: 0,
@@ -176,7 +186,13 @@ export class PlannedLoraStep {
 
   private copyInputs(encoder: GPUCommandEncoder, sp: ShapePlan, x: StepInputs): void {
     const pairs: [tf.Tensor, tf.Tensor][] = [[x.latents, sp.latents], [x.noise, sp.noise], [x.encoderHiddenStates, sp.hidden]];
-    for (const [src, dst] of pairs) encoder.copyBufferToBuffer(tensorBuffer(src), 0, tensorBuffer(dst), 0, src.size * 4);
+    // The plan's key includes the added conditioning's shapes, so a plan has it exactly when the step does.
+    if (sp.added && x.addedCond) pairs.push([x.addedCond.textEmbeds, sp.added.textEmbeds], [x.addedCond.timeIds, sp.added.timeIds]);
+    for (const [src, dst] of pairs) {
+      // Raw bytes: an int32 tensor copied into a float32 input would be read as other numbers.
+      if (src.dtype !== 'float32') throw new Error(`planned step: step inputs must be float32, got a ${src.dtype} tensor of shape ${JSON.stringify(src.shape)}`);
+      encoder.copyBufferToBuffer(tensorBuffer(src), 0, tensorBuffer(dst), 0, src.size * 4);
+    }
   }
 
   /** The step, as tfjs runs it eagerly (recorded by traceStep). */
@@ -252,7 +268,7 @@ export class PlannedLoraStep {
   dispose(): void {
     for (const sp of this.plans.values()) {
       sp.plan.dispose();
-      tf.dispose([sp.latents, sp.noise, sp.timesteps, sp.hidden, sp.snrWeights]);
+      tf.dispose(inputTensors(sp));
     }
     this.plans.clear();
     tf.dispose([this.flat, this.m, this.v, this.result, this.scalars]);
@@ -267,7 +283,7 @@ function plannedLoss(m: StepModels, x: ShapePlan, lora: Parameters<StepModels['u
     const ts = x.timesteps;
     const noisy = m.scheduler.addNoise(x.latents, x.noise, ts) as tf.Tensor4D;
     const target = m.predictionType === 'epsilon' ? x.noise : m.scheduler.getVelocity(x.latents, x.noise, ts);
-    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.hidden, lora);
+    const pred = m.unet.forward(noisy, tf.cast(ts, 'float32') as tf.Tensor1D, x.hidden, lora, x.added);
     const sq = tf.squaredDifference(pred, target);
     if (m.snrGamma == null) return tf.mean(sq) as tf.Scalar;
     return tf.mean(tf.mean(sq, [1, 2, 3]).mul(x.snrWeights)) as tf.Scalar;
@@ -278,10 +294,9 @@ function plannedLoss(m: StepModels, x: ShapePlan, lora: Parameters<StepModels['u
 export const EAGER_STEP_ENV = 'LORA_STUDIO_EAGER_STEP';
 
 /** Why a run on the webgpu backend takes the eager step (undefined: it takes the planned one). */
-export function eagerStepReason(o: { gradientAccumulationSteps: number; sdxl: boolean; textEncoder: boolean; dropout: boolean; network: string }): string | undefined {
+export function eagerStepReason(o: { gradientAccumulationSteps: number; textEncoder: boolean; dropout: boolean; network: string }): string | undefined {
   if (process.env[EAGER_STEP_ENV] === '1') return `${EAGER_STEP_ENV}=1`;
   if (o.gradientAccumulationSteps > 1) return 'gradient_accumulation_steps > 1 is not planned yet';
-  if (o.sdxl) return 'SDXL models are not planned yet';
   if (o.textEncoder) return 'train_text_encoder is not planned yet';
   if (o.dropout) return 'lora_dropout is not planned yet';
   if (o.network !== 'lora') return `network_type ${o.network} is not planned yet`;
@@ -300,12 +315,21 @@ export async function startPlannedStep(
   const step = new PlannedLoraStep(models, o.adam, o.maxGradNorm);
   try {
     if (o.resume) step.importState(o.resume);
-    const cfg = models.unet.config as { in_channels: number; cross_attention_dim: number };
-    const shape = { latents: { shape: [o.batchSize, o.latentSize, o.latentSize, cfg.in_channels] }, encoderHiddenStates: { shape: [o.batchSize, o.tokens, cfg.cross_attention_dim] } };
-    const { plan } = await step.plan(shape);
+    const { plan } = await step.plan(stepShape(models.unet, o.batchSize, o.latentSize, o.tokens));
     return { step, stats: plan.stats };
   } catch (e) {
     step.dispose();
     throw e;
   }
+}
+
+/** The step's input shapes for `batch` square latents of `latentSize` and `tokens` text tokens (SDXL: with its added conditioning). */
+export function stepShape(unet: UNet2DConditionModel, batch: number, latentSize: number, tokens: number): StepShape {
+  const cfg = unet.config;
+  const added = unet.addedCondShapes(batch);
+  return {
+    latents: { shape: [batch, latentSize, latentSize, cfg.in_channels] },
+    encoderHiddenStates: { shape: [batch, tokens, cfg.cross_attention_dim as number] },
+    addedCond: added && { textEmbeds: { shape: added.textEmbeds }, timeIds: { shape: added.timeIds } },
+  };
 }

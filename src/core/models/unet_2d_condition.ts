@@ -447,6 +447,17 @@ export class UNet2DConditionModel {
     });
   }
 
+  /**
+   * The shapes of added_cond_kwargs for `batch` samples — text_time: text_embeds [B, projection_class_embeddings_input_dim −
+   * 6 · addition_time_embed_dim] and time_ids [B, 6] — or undefined for a model without added conditioning.
+   */
+  addedCondShapes(batch: number): { textEmbeds: [number, number]; timeIds: [number, number] } | undefined {
+    if (!this.add_embedding) return undefined;
+    const cfg = this.config;
+    const pooled = (cfg.projection_class_embeddings_input_dim as number) - SDXL_TIME_ID_COUNT * (cfg.addition_time_embed_dim as number);
+    return { textEmbeds: [batch, pooled], timeIds: [batch, SDXL_TIME_ID_COUNT] };
+  }
+
   /** cat([text_embeds, add_time_proj(time_ids.flatten()).reshape(B, -1)], -1): add_embedding's input (text_embeds first). */
   private addTimeEmbeds(added: AddedCondKwargs): tf.Tensor2D {
     const cfg = this.config;
@@ -467,6 +478,9 @@ export interface AddedCondKwargs {
   /** [B, 6]: original (h, w), crop top-left (top, left), target (h, w) — see sdxlTimeIds. */
   readonly timeIds: tf.Tensor2D;
 }
+
+/** How many micro-conditioning ids an SDXL sample has (sdxlTimeIds). */
+export const SDXL_TIME_ID_COUNT = 6;
 
 /** SDXL's micro-conditioning ids, as diffusers' _get_add_time_ids / the training script's compute_time_ids: original_size + crops_coords_top_left + target_size. */
 export function sdxlTimeIds(originalSize: readonly [number, number], cropTopLeft: readonly [number, number], targetSize: readonly [number, number]): number[] {
