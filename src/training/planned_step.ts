@@ -96,7 +96,10 @@ export class PlannedLoraStep {
   async step(x: StepInputs, lr: number): Promise<PlannedStepResult> {
     const b = webgpuBackend();
     const device = b.device;
-    // Whatever tfjs queued (e.g. this step's inputs) goes first.
+    // Inputs still on the host (e.g. a batch's time ids, made by tf.tensor2d) get their buffers now: tfjs may
+    // fill a reused buffer through its own command encoder, which must be submitted before the plan copies
+    // from it (else the copy reads the buffer's previous contents). Then whatever tfjs queued goes first.
+    for (const t of [x.latents, x.noise, x.encoderHiddenStates, ...(x.addedCond ? [x.addedCond.textEmbeds, x.addedCond.timeIds] : [])]) tensorBuffer(t);
     if (b.commandEncoder) {
       b.endComputePassEncoder();
       b.submitQueue();
