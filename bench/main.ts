@@ -12,7 +12,8 @@
 //
 // `planned` (in --only; webgpu) runs the planned LoRA step next to the eager one on a UNet of SD 1.5's
 // topology with narrowed channels (bench/planned.ts): host ms/step, dispatches/step, submits/step, plan bytes.
-// `plan-memory` computes the plan of the real SD 1.5 step at 512 px without allocating it (peak bytes).
+// `plan-memory` computes the plans of the real SD 1.5 step at 512 px and the real SDXL step at 1024 px
+// (128×128 latents, with its added conditioning) without allocating them (peak bytes; no checkpointing yet).
 //
 // --small uses tiny shapes and a tiny model of the same layout (a smoke test that runs on cpu/wasm).
 import fs from 'node:fs';
@@ -27,7 +28,7 @@ import { gemmTile } from '../src/core/engine/webgpu/matmul.js';
 import { FULL_SHAPES, SMALL_SHAPES, microKernels, sweepGemmTiles } from './micro.js';
 import { StepBench, type StepResult } from './step.js';
 import { TINY_PATHS, compareTinyPaths, readTorchReference, readmeDemoTime, runTinyStep, tinyTable, type TinyPath } from './tiny_shapes.js';
-import { benchPlanned, planArithmetic, type PlanArithmetic, type PlannedBenchResult } from './planned.js';
+import { benchPlanned, planArithmetic, SD15_512, SDXL_1024, type PlanArithmetic, type PlannedBenchResult } from './planned.js';
 
 interface Args {
   backend: BackendName;
@@ -193,12 +194,18 @@ async function main(): Promise<void> {
     }
   }
   if (ours && args.only.has('plan-memory')) {
-    // The real SD 1.5 step's plan at 512 px, computed without allocating (any device, the null one included).
+    // The real SD 1.5 (512 px) and SDXL (1024 px) steps' plans, computed without allocating (any device, the null one included).
     const mem: PlanArithmetic[] = [];
     report.planMemory = mem;
-    for (const batch of args.batches) {
-      mem.push(await planArithmetic(batch, log));
-      save();
+    for (const model of [SD15_512, SDXL_1024]) {
+      for (const batch of args.batches) {
+        if (overBudget()) {
+          skipped.push(`plan-memory ${model.name} bs${batch} (time budget)`);
+          continue;
+        }
+        mem.push(await planArithmetic(model, batch, log));
+        save();
+      }
     }
   }
   report.seconds = Math.round((performance.now() - started) / 100) / 10;

@@ -17,11 +17,12 @@ import { Random } from '../src/training/random.js';
 import { AdamW } from '../src/training/adamw.js';
 import { clipGradNorm } from '../src/training/grad_clip.js';
 import { lossAndGrads, type StepInputs } from '../src/training/train_step.js';
-import { PlannedLoraStep } from '../src/training/planned_step.js';
+import { PlannedLoraStep, stepShape } from '../src/training/planned_step.js';
 import { countCommands } from '../src/core/engine/webgpu/plan/count.js';
 import { withVirtualBuffers } from '../src/core/engine/webgpu/plan/trace.js';
 import { storedShape } from '../src/core/models/layers.js';
 import { Params } from '../src/core/models/params.js';
+import { STANDARD_CONFIGS } from '../src/core/models/from_single_file.js';
 import { gib, round } from './timing.js';
 
 export const SD15_TOPOLOGY = {
@@ -137,13 +138,19 @@ export interface PlanArithmetic {
   name: string;
   batch: number;
   latent: number;
+  /** Activation checkpointing in the plan (not yet: the planned step stores every activation). */
+  checkpointing: boolean;
   dispatches?: number;
   copies?: number;
-  /** Planned peak, f32, no checkpointing: weights + plan activations + constants (GiB). */
+  /** Planned peak, f32: weights + plan activations + constants (GiB). */
   peak_gib?: number;
+  /** The same in bytes, as the trainer's `started` event states it (plannedPeakBytes). */
+  peak_bytes?: number;
   weights_gib?: number;
   activation_gib?: number;
   unplanned_activation_gib?: number;
+  /** The largest single buffer (GiB): it must fit the device's maxStorageBufferBindingSize. */
+  largest_buffer_gib?: number;
   /** The same plan with the frozen weights stored as f16 (the arithmetic only: f16 storage is not implemented). */
   peak_gib_if_f16_weights?: number;
   /** The plan with gradient_checkpointing (each resnet and transformer recomputed in the backward pass). */
@@ -151,13 +158,26 @@ export interface PlanArithmetic {
   error?: string;
 }
 
+/** A real model's step to plan: its UNet config, latent size and text tokens. */
+export interface PlanModel {
+  readonly name: string;
+  readonly unet: Record<string, unknown>;
+  readonly latent: number;
+  readonly tokens: number;
+}
+
+/** SD 1.5 at 512 px: UNet 320/640/1280/1280, 64×64 latents, 77×768 text. */
+export const SD15_512: PlanModel = { name: 'sd15_512px', unet: { ...SD15_TOPOLOGY, block_out_channels: [320, 640, 1280, 1280] }, latent: 64, tokens: 77 };
+/** SDXL base at 1024 px: the bundled standard UNet config (320/640/1280, 1/2/10 transformer layers, text_time), 128×128 latents, 77×2048 text. */
+export const SDXL_1024: PlanModel = { name: 'sdxl_1024px', unet: STANDARD_CONFIGS.xl_base.unet, latent: 128, tokens: 77 };
+
 /**
- * The plan of the real SD 1.5 UNet step (320/640/1280/1280, 64×64 latents = 512 px) computed without
+ * The plan of a real model's UNet LoRA step (r 4 on to_q/to_k/to_v/to_out.0, clip + AdamW) computed without
  * allocating: weights and values are stand-ins (withVirtualBuffers), so it runs on the null device.
  */
-export async function planArithmetic(batch: number, log: (m: string) => void): Promise<PlanArithmetic> {
-  const r: PlanArithmetic = { name: `sd15_512px_plan_bs${batch}`, batch, latent: 64 };
-  const cfg = { ...SD15_TOPOLOGY, block_out_channels: [320, 640, 1280, 1280] };
+export async function planArithmetic(model: PlanModel, batch: number, log: (m: string) => void): Promise<PlanArithmetic> {
+  const r: PlanArithmetic = { name: `${model.name}_plan_bs${batch}`, batch, latent: model.latent, checkpointing: false };
+  const cfg = model.unet;
   try {
     await withVirtualBuffers(async () => {
       const b = tf.backend() as unknown as { write(v: null, s: number[], d: string): object };
@@ -170,8 +190,11 @@ export async function planArithmetic(batch: number, log: (m: string) => void): P
       const lora = TrainableLora.gaussian(unet.loraTargets(), 4, 4, new Random(0));
       const scheduler = new DDPMScheduler({ num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' });
       const planned = new PlannedLoraStep({ unet, scheduler, lora, predictionType: 'epsilon', snrGamma: null }, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2 }, 1);
+      const shape = stepShape(unet, batch, model.latent, model.tokens);
+      const a = shape.addedCond;
       const x: StepInputs = {
-        latents: tf.zeros([batch, 64, 64, 4]), noise: tf.zeros([batch, 64, 64, 4]), timesteps: new Int32Array(batch).fill(500), encoderHiddenStates: tf.zeros([batch, 77, 768]),
+        latents: tf.zeros([...shape.latents.shape]), noise: tf.zeros([...shape.latents.shape]), timesteps: new Int32Array(batch).fill(500), encoderHiddenStates: tf.zeros([...shape.encoderHiddenStates.shape]),
+        addedCond: a && { textEmbeds: tf.zeros([...a.textEmbeds.shape]), timeIds: tf.zeros([...a.timeIds.shape]) },
       };
       try {
         const st = await planned.analyse(x);
@@ -179,8 +202,8 @@ export async function planArithmetic(batch: number, log: (m: string) => void): P
         for (const t of tensors.values()) weights += t.size * 4;
         const m = st.memory;
         Object.assign(r, {
-          dispatches: st.dispatches, copies: st.copies, peak_gib: gib(m.peakBytes), weights_gib: gib(weights), activation_gib: gib(m.activationBytes),
-          unplanned_activation_gib: gib(m.unplannedActivationBytes), peak_gib_if_f16_weights: gib(m.peakBytes - weights / 2),
+          dispatches: st.dispatches, copies: st.copies, peak_gib: gib(m.peakBytes), peak_bytes: m.peakBytes, weights_gib: gib(weights), activation_gib: gib(m.activationBytes),
+          unplanned_activation_gib: gib(m.unplannedActivationBytes), largest_buffer_gib: gib(m.largestBufferBytes), peak_gib_if_f16_weights: gib(m.peakBytes - weights / 2),
         });
         unet.enableGradientCheckpointing();
         const ck = await planned.analyse(x);
@@ -189,7 +212,7 @@ export async function planArithmetic(batch: number, log: (m: string) => void): P
       } finally {
         planned.dispose();
         lora.dispose();
-        tf.dispose([x.latents, x.noise, x.encoderHiddenStates]);
+        tf.dispose([x.latents, x.noise, x.encoderHiddenStates, ...(x.addedCond ? [x.addedCond.textEmbeds, x.addedCond.timeIds] : [])]);
         unet.params.dispose();
       }
     });
