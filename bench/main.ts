@@ -13,7 +13,7 @@
 // `planned` (in --only; webgpu) runs the planned LoRA step next to the eager one on a UNet of SD 1.5's
 // topology with narrowed channels (bench/planned.ts): host ms/step, dispatches/step, submits/step, plan bytes.
 // `plan-memory` computes the plans of the real SD 1.5 step at 512 px and the real SDXL step at 1024 px
-// (128×128 latents, with its added conditioning) without allocating them (peak bytes; no checkpointing yet).
+// (128×128 latents, with its added conditioning) without allocating them (peak bytes, without and with gradient checkpointing).
 //
 // --small uses tiny shapes and a tiny model of the same layout (a smoke test that runs on cpu/wasm).
 import fs from 'node:fs';

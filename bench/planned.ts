@@ -138,8 +138,6 @@ export interface PlanArithmetic {
   name: string;
   batch: number;
   latent: number;
-  /** Activation checkpointing in the plan (not yet: the planned step stores every activation). */
-  checkpointing: boolean;
   dispatches?: number;
   copies?: number;
   /** Planned peak, f32: weights + plan activations + constants (GiB). */
@@ -176,7 +174,7 @@ export const SDXL_1024: PlanModel = { name: 'sdxl_1024px', unet: STANDARD_CONFIG
  * allocating: weights and values are stand-ins (withVirtualBuffers), so it runs on the null device.
  */
 export async function planArithmetic(model: PlanModel, batch: number, log: (m: string) => void): Promise<PlanArithmetic> {
-  const r: PlanArithmetic = { name: `${model.name}_plan_bs${batch}`, batch, latent: model.latent, checkpointing: false };
+  const r: PlanArithmetic = { name: `${model.name}_plan_bs${batch}`, batch, latent: model.latent };
   const cfg = model.unet;
   try {
     await withVirtualBuffers(async () => {
