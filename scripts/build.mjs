@@ -30,6 +30,7 @@ const bundles = [
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.cjs', platform: 'node', ...cjs, target: 'node20', external: ['vscode'] },
   { entryPoints: ['src/server/server.ts'], outfile: 'dist/server.cjs', platform: 'node', ...cjs, target: 'node20' },
   { entryPoints: ['webview/dashboard/main.ts'], outfile: 'dist/webview/dashboard.js', platform: 'browser', format: 'iife', target: 'es2022' },
+  { entryPoints: ['webview/dataset/main.ts'], outfile: 'dist/webview/dataset.js', platform: 'browser', format: 'iife', target: 'es2022' },
   { entryPoints: ['webview/compare/main.ts'], outfile: 'dist/webview/compare.js', platform: 'browser', format: 'iife', target: 'es2022' },
   { entryPoints: ['webview/renderer/main.ts'], outfile: 'dist/webview/renderer.js', platform: 'browser', format: 'esm', target: 'es2022' },
 ].filter((b) => fs.existsSync(b.entryPoints[0]));

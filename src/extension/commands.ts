@@ -16,6 +16,7 @@ import { RunSession } from './run_session.js';
 import { compareRuns } from './runs_view.js';
 import { openExample } from './example.js';
 import { ALLOWED_OUTPUT_DIRS_KEY, outputDirQuestion } from './output_dir_trust.js';
+import { openDataset } from './dataset_panel.js';
 import { attachRunUi, type RunUiActions } from './run_ui.js';
 import { activeRunConfig, FIND_EXCLUDE, RUN_CONFIG_FILE, RUN_CONFIG_GLOB } from './workspace.js';
 
@@ -32,6 +33,7 @@ export const commandFactories = {
   compareRuns: (ctx) => () => compareRuns(ctx, ctx.runsView),
   refreshRuns: (ctx) => () => ctx.runsView.refresh(),
   openExample: (ctx) => () => openExample(ctx),
+  openDataset: (ctx) => (uri?: unknown) => openDataset(ctx, asUri(uri)),
 } satisfies Record<CommandName, CommandFactory>;
 
 /** The dashboard's buttons: the same actions as the commands. */

@@ -15,6 +15,7 @@ export const COMMANDS = {
   compareRuns: 'loraStudio.compareRuns',
   refreshRuns: 'loraStudio.refreshRuns',
   openExample: 'loraStudio.openExample',
+  openDataset: 'loraStudio.openDataset',
 } as const;
 
 /** The activity-bar container and its Runs view (package.json `viewsContainers`, `views`). */
