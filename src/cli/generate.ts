@@ -1,6 +1,5 @@
 // `lora-studio generate`: text-to-image generations, optionally with LoRAs, written as PNGs — several
 // prompts, seeds and LoRA scales in one call, with the model and the LoRAs loaded once.
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -14,6 +13,7 @@ import { parseLoraArg } from '../core/lora/lora_set.js';
 import { DownloadBar, ProgressBar, clock } from './terminal.js';
 import { resolveModel } from '../core/hub/model.js';
 import { HubError } from '../core/hub/download.js';
+import { makeDirs } from '../core/config/run_folder.js';
 import { BATCH_LATENT_PIXELS, GENERATION_DEFAULTS as D, INFERENCE_SCHEDULERS, generationBatchSize, imageSizeProblem, type InferenceScheduler } from '../core/config/generation.js';
 
 const HELP = `usage: lora-studio generate --model DIR|FILE|ORG/NAME --prompt "…" --out FILE.png [options]
@@ -196,7 +196,7 @@ export async function runGenerateCommand(argv: string[]): Promise<number> {
           const i = first + k;
           const image = tf.tidy(() => images.slice(k, 1) as tf.Tensor4D);
           const file = path.resolve(values.out!.replaceAll('{i}', String(i)).replaceAll('{seed}', String(seed)).replaceAll('{scale}', String(scale)));
-          fs.mkdirSync(path.dirname(file), { recursive: true });
+          makeDirs(path.dirname(file));
           await writePng(file, image, {
             parameters: JSON.stringify({ prompt, negative_prompt: values['negative-prompt'], scheduler: values.scheduler, steps, guidance, seed, loras: values.lora, lora_scale: scale }),
           });

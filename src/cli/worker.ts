@@ -11,7 +11,7 @@ import { initBackend, isFatalEngineError, restartBackend, type BackendInfo } fro
 import { BACKENDS, type BackendName } from '../core/config/run_config.js';
 import { GENERATION_DEFAULTS, imageSizeProblem } from '../core/config/generation.js';
 import { modelSource } from '../core/config/model_source.js';
-import { writeFileAtomic } from '../core/config/run_folder.js';
+import { makeDirs, writeFileAtomic } from '../core/config/run_folder.js';
 import { LineSplitter } from '../protocol/jsonl.js';
 import type { LoraLookup } from '../core/engine/ops.js';
 import { tensorToRgb8, writePng } from '../core/io/png.js';
@@ -279,7 +279,7 @@ export class InferenceWorker {
       }
       const sizeProblem = imageSizeProblem(r.width ?? model.width, r.height ?? model.height, model, model.sizeMultiple ?? 8);
       if (sizeProblem) throw new RequestError('bad_request', sizeProblem);
-      if (r.outDir) fs.mkdirSync(path.resolve(r.outDir), { recursive: true });
+      if (r.outDir) makeDirs(path.resolve(r.outDir));
       const sheetParts: { data: Buffer; width: number; height: number }[] = [];
       for (const [index, job] of r.jobs.entries()) {
         if (running.cancelled) return this.sendCancelled(r.id, index);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx.js';
 import { FIND_EXCLUDE } from './workspace.js';
+import { makeDirs } from '../core/config/run_folder.js';
 
 const EXAMPLE_CONFIG = 'tiny-shapes.lora.yaml';
 const EXAMPLE_FOLDER = 'tiny-shapes';
@@ -26,7 +27,7 @@ export async function openExample(ctx: Ctx): Promise<void> {
       return;
     }
     const target = path.join(root, COPY_TO);
-    fs.mkdirSync(target, { recursive: true });
+    makeDirs(target);
     fs.copyFileSync(path.join(source, EXAMPLE_CONFIG), path.join(target, EXAMPLE_CONFIG));
     fs.cpSync(path.join(source, EXAMPLE_FOLDER), path.join(target, EXAMPLE_FOLDER), { recursive: true });
     file = path.join(target, EXAMPLE_CONFIG);

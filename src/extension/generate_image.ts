@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
 import type { TrainerLaunch } from './run_session.js';
-import { GENERATED_DIR, LORA_FILE, checkpointStep } from '../core/config/run_folder.js';
+import { GENERATED_DIR, LORA_FILE, checkpointStep, makeDirs } from '../core/config/run_folder.js';
 import { COMMANDS } from './manifest.js';
 import { splitLines } from './util.js';
 import { isInside } from '../core/config/paths.js';
@@ -221,6 +221,6 @@ function outputFile(lora: string, prompt: string): string {
   const slug = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'image';
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const outDir = path.join(dir, GENERATED_DIR);
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirs(outDir);
   return path.join(outDir, `${stamp}-${slug}.png`);
 }

@@ -14,6 +14,7 @@ import {
   checkpointDirName,
   checkpointTemporaryDir,
   listCheckpoints,
+  makeDirs,
   publishDirAtomic,
   removeDirAtomic,
   writeFileAtomic,
@@ -89,7 +90,7 @@ export interface SaveCheckpointInput {
 /** Writes `checkpoint-<step>` atomically and returns its path. */
 export function saveCheckpoint(outputDir: string, input: SaveCheckpointInput): string {
   const step = input.state.globalStep;
-  fs.mkdirSync(outputDir, { recursive: true });
+  makeDirs(outputDir);
   const final = path.join(outputDir, checkpointDirName(step));
   const loraTensors = new Map<string, TensorToWrite>();
   for (const [p, m] of input.lora) {

@@ -219,10 +219,16 @@ class TrainingSession {
     const c = this.c;
     const started = Date.now();
     // One run per output_dir (before anything there is touched, temporaries included).
-    this.lock = acquireRunLock(c.output_dir, {
-      command: `lora-studio train${this.o.configPath ? ` ${path.basename(this.o.configPath)}` : ''}`,
-      onTakeOver: (message) => this.ev.emit({ type: 'warning', code: 'stale_lock', message }),
-    });
+    try {
+      this.lock = acquireRunLock(c.output_dir, {
+        command: `lora-studio train${this.o.configPath ? ` ${path.basename(this.o.configPath)}` : ''}`,
+        onTakeOver: (message) => this.ev.emit({ type: 'warning', code: 'stale_lock', message }),
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!code || !['ENOENT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST'].includes(code)) throw e;
+      throw new TrainingError('io', `output_dir ${c.output_dir} cannot be created: ${(e as Error).message}`, 'set output_dir to a folder you can write to');
+    }
     const backend = await this.initBackend();
     removeCheckpointTemporaries(c.output_dir);
 

@@ -3,7 +3,7 @@
 // the file describes one consistent history however often the run was interrupted.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../core/config/run_folder.js';
+import { makeDirs, writeFileAtomic } from '../core/config/run_folder.js';
 
 export interface MetricsRow {
   readonly step: number;
@@ -29,7 +29,7 @@ export class MetricsWriter {
     readonly file: string,
     keepUpToStep?: number,
   ) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    makeDirs(path.dirname(file));
     const kept = keepUpToStep === undefined ? [] : readMetrics(file).filter((r) => r.step <= keepUpToStep);
     // Atomic: a run killed here keeps the history it had.
     writeFileAtomic(file, kept.map((r) => JSON.stringify(r) + '\n').join(''));

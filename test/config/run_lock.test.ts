@@ -152,3 +152,21 @@ test('four processes racing for one stale lock: exactly one gets it, the others 
 test('describeHolder', () => {
   assert.equal(describeHolder({ pid: 7, host: 'h', since: '2026-12-02T01:02:03.456Z', nonce: 'x' }), 'pid 7 on h, since 2026-12-02 01:02:03 UTC');
 });
+
+test('an output_dir that cannot be made fails at once, naming the folder: under /proc (where Node\'s recursive mkdir spins forever) and under a file', { skip: !fs.existsSync('/proc/self') && 'needs /proc' }, () => {
+  const file = path.join(tmp, 'a-file');
+  fs.writeFileSync(file, '');
+  const script = `
+    import { acquireRunLock } from ${JSON.stringify(path.join(REPO, 'src/core/config/run_lock.ts'))};
+    for (const dir of process.argv.slice(1)) {
+      try { acquireRunLock(dir); process.stdout.write('made ' + dir + '\\n'); }
+      catch (e) { process.stdout.write(e.code + ' ' + e.message + '\\n'); }
+    }`;
+  // A child with a deadline: the hang this guards against is synchronous and would stall this process.
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '/proc/lora-studio-test/out', path.join(file, 'out')], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `the child hung and was killed; it said: ${r.stdout}${r.stderr}`);
+  assert.deepEqual(r.stdout.trim().split('\n'), [
+    "ENOENT ENOENT: no such file or directory, mkdir '/proc/lora-studio-test'",
+    `ENOTDIR ENOTDIR: not a directory, mkdir '${path.join(file, 'out')}'`,
+  ]);
+});

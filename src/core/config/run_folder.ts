@@ -150,12 +150,29 @@ export function setWriteProbe(probe: WriteProbe | undefined): void {
 }
 
 /**
+ * `mkdir -p` that fails instead of hanging. Node 20's `mkdirSync(dir, { recursive: true })` spins forever,
+ * deaf to SIGTERM, when a folder exists but refuses children with ENOENT (`/proc`, `/sys`): an `output_dir`
+ * there hung `train`. Here each missing folder is made in turn and the first refusal is thrown.
+ */
+export function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.push(d);
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
+/**
  * Writes a file so that a reader never sees it half-written: to a temporary name in the same folder,
  * flushed to disk, then renamed over the target (rename is atomic within a file system). On failure (a
  * full disk) the temporary file is removed and the target is untouched.
  */
 export function writeFileAtomic(file: string, data: Buffer | string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeDirs(path.dirname(file));
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   try {

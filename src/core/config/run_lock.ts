@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { RUN_LOCK_FILE } from './run_folder.js';
+import { RUN_LOCK_FILE, makeDirs } from './run_folder.js';
 
 /** What the lock file holds. */
 export interface RunLockHolder {
@@ -122,7 +122,7 @@ export interface AcquireOptions {
 
 /** Takes the lock of `outputDir` (created if missing). Throws RunLockedError when a live run holds it. */
 export function acquireRunLock(outputDir: string, o: AcquireOptions = {}): RunLock {
-  fs.mkdirSync(outputDir, { recursive: true });
+  makeDirs(outputDir);
   const file = path.join(outputDir, RUN_LOCK_FILE);
   const holder: RunLockHolder = {
     pid: process.pid,

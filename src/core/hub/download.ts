@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { makeDirs } from '../config/run_folder.js';
 import { datasetInfo, downloadFile, HubApiError, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import {
   cachedSnapshot,
@@ -199,7 +200,7 @@ async function fetchBlob(
   blob: string,
   onBytes: (n: number) => void,
 ): Promise<void> {
-  fs.mkdirSync(path.dirname(blob), { recursive: true });
+  makeDirs(path.dirname(blob));
   const incomplete = `${blob}.incomplete`;
   let offset = fs.existsSync(incomplete) ? fs.statSync(incomplete).size : 0;
   if (offset > f.size) {
@@ -261,7 +262,7 @@ function sameSize(file: string, size: number): boolean {
 
 /** snapshots/<commit>/<path> → a relative symlink to blobs/<etag> (a copy where symlinks are not allowed). */
 function link(blob: string, pointer: string): void {
-  fs.mkdirSync(path.dirname(pointer), { recursive: true });
+  makeDirs(path.dirname(pointer));
   fs.rmSync(pointer, { force: true });
   try {
     fs.symlinkSync(path.relative(path.dirname(pointer), blob), pointer);
@@ -272,7 +273,7 @@ function link(blob: string, pointer: string): void {
 
 function writeRef(repoDir: string, revision: string, commit: string): void {
   const ref = path.join(repoDir, 'refs', ...revision.split('/'));
-  fs.mkdirSync(path.dirname(ref), { recursive: true });
+  makeDirs(path.dirname(ref));
   fs.writeFileSync(ref, commit);
 }
 
