@@ -46,7 +46,8 @@ test('generate on a terminal: several prompts and LoRA scales in one call, one b
     '--lora', lora, '--lora-scale', '0', '--lora-scale', '1', '--steps', '2', '--out', path.join(out, '{scale}-{i}.png'), '--grid', path.join(out, 'grid.png'),
   ]);
   assert.equal(code, 0, screen);
-  assert.match(screen, /generate [█░]+ 8\/8 image 4\/4/);
+  // One bar over both batches (a batch per LoRA scale, 2 images each): its last redraw names the last batch.
+  assert.match(screen, /generate [█░]+ 8\/8 images 3–4\/4/);
   assert.doesNotMatch(screen, JSON_LINE);
   assert.doesNotMatch(screen, NOISE);
   for (const f of ['0-0.png', '0-1.png', '1-0.png', '1-1.png', 'grid.png']) assert.ok(fs.existsSync(path.join(out, f)), f);

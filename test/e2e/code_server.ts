@@ -238,6 +238,26 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   await quickPick(page, ['F1', 'Control+Shift+P'], `>${title}`, title, `the Command Palette to offer "${title}"`);
 }
 
+/**
+ * Presses Enter in the open quick input titled `title` until that input closes. A key press that lands while
+ * the box is still being shown (its input not yet focused) is lost, as in the Command Palette: so Enter goes
+ * only to a focused input, and again only if the same box is still open a few seconds later.
+ */
+export async function acceptQuickInput(page: Page, title: string): Promise<void> {
+  const box = page.locator('.quick-input-widget .quick-input-title', { hasText: title });
+  const input = page.locator('.quick-input-widget input');
+  let pressedAt = 0;
+  await waitUntil(`the "${title}" box to take Enter and close`, async () => {
+    if (!(await box.first().isVisible())) return true;
+    const focused = await input.first().evaluate((el) => el === document.activeElement).catch(() => false);
+    if (focused && Date.now() - pressedAt > 3000) {
+      await page.keyboard.press('Enter');
+      pressedAt = Date.now();
+    }
+    return false;
+  }, { page });
+}
+
 /** Opens a workspace file with Quick Open and waits for its tab. */
 export async function openFile(page: Page, name: string, tab = `.tabs-container .tab[aria-label*="${name}"]`): Promise<void> {
   // A file the Explorer shows is opened from its row, as a person would; Quick Open's file search can stall

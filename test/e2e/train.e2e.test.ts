@@ -1,14 +1,14 @@
 // End to end, in a real VS Code (code-server) driven like a person would: open a workspace with the tiny
 // example, see a config's mistake in the Problems panel, run "LoRA Studio: Train LoRA" from the Command Palette,
 // watch the status bar and the dashboard's chart, wait for the finished notification, and find
-// pytorch_lora_weights.safetensors on disk. Skipped, saying why, where code-server is not installed
+// pytorch_lora_weights.safetensors on disk; then generate, the Runs view, a reload, and the Dataset view editing a caption. Skipped, saying why, where code-server is not installed
 // (scripts/setup-e2e.sh installs it). Screenshots go to test-output/e2e-*.png.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, waitUntil, type Workbench } from './code_server.js';
+import { acceptQuickInput, dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, waitUntil, type Workbench } from './code_server.js';
 
 const skip = e2eSkipReason();
 if (skip) console.log(`# e2e skipped: ${skip}`);
@@ -129,13 +129,13 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     const input = page.locator('.quick-input-widget input');
     await visible(page, input, 'the prompt box of "Generate with this LoRA"');
     await input.fill('a blue square');
-    await page.keyboard.press('Enter');
+    await acceptQuickInput(page, 'Generate Image: prompt');
     // The scale box comes next, prefilled with 1.
     await visible(page, page.locator('.quick-input-widget', { hasText: 'LoRA scale' }), 'the LoRA scale box');
-    await page.keyboard.press('Enter');
+    await acceptQuickInput(page, 'Generate Image: LoRA scale');
     // Then the settings (seed, steps, guidance, sampler, negative prompt); the first row generates.
     await visible(page, page.locator('.quick-input-list .monaco-list-row', { hasText: 'Sampler' }), 'the Generate Image settings list');
-    await page.keyboard.press('Enter');
+    await acceptQuickInput(page, 'Generate Image: settings');
     const generatedDir = path.join(workspace, 'out/quick/generated');
     const files = () => (fs.existsSync(generatedDir) ? fs.readdirSync(generatedDir).join(', ') : 'no generated/ folder yet');
     await visible(page, page.locator('.tabs-container .tab', { hasText: 'a-blue-square.png' }), 'the generated a-blue-square.png to open in a tab', { timeoutMs: TEST_MS - UI_MS, stallMs: STALL_MS, progress: files });
@@ -185,5 +185,31 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     assert.equal(await dash.locator('[data-testid=samples] img').count(), 1);
     assert.ok((await dash.locator('[data-testid=checkpoints] li').count()) >= 2, 'the final LoRA and checkpoint-4/8');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-restored.png') });
+  });
+  it('Open Dataset on a run config: the image grid, a caption edited in place is saved to metadata.jsonl, other lines untouched', { timeout: TEST_MS }, async () => {
+    const { page } = wb;
+    // A copy of the example's images: the edit must not touch the repository's dataset.
+    const dataset = path.join(workspace, 'my-dataset');
+    fs.cpSync(path.join(ROOT, 'examples/tiny-shapes/dataset-corner'), dataset, { recursive: true });
+    fs.writeFileSync(path.join(workspace, 'captions.lora.yaml'), QUICK.replace('train_data_dir: tiny-shapes/dataset-corner', 'train_data_dir: my-dataset').replace('output_dir: out/quick', 'output_dir: out/captions'));
+    const metadata = path.join(dataset, 'metadata.jsonl');
+    const before = fs.readFileSync(metadata, 'utf8').split('\n');
+    const first = JSON.parse(before[0]) as { file_name: string; text: string };
+    await openFile(page, 'captions.lora.yaml');
+    await runCommand(page, 'LoRA Studio: Open Dataset');
+    const view = await waitUntil('the Dataset view (tab "Dataset: my-dataset") with its 16 images', async () => {
+      for (const f of page.frames()) if ((await f.locator('[data-testid=dataset-image]').count().catch(() => 0)) === 16) return f;
+      return undefined;
+    }, { page });
+    assert.match(await view.locator('[data-testid=dataset-summary]').innerText(), /16 images, 16 captioned, 0 without a caption/);
+    const box = view.locator(`textarea[data-name="${first.file_name}"]`);
+    assert.equal(await box.inputValue(), first.text);
+    await box.fill('a red circle, top left corner');
+    await box.press('Control+Enter');
+    await waitUntil(`metadata.jsonl to hold the new caption of ${first.file_name}`, () => fs.readFileSync(metadata, 'utf8').includes('a red circle, top left corner'), { page, progress: () => fs.readFileSync(metadata, 'utf8').split('\n')[0] });
+    const after = fs.readFileSync(metadata, 'utf8').split('\n');
+    assert.deepEqual(JSON.parse(after[0]), { ...first, text: 'a red circle, top left corner' });
+    assert.deepEqual(after.slice(1), before.slice(1), 'every other line byte for byte');
+    await page.screenshot({ path: path.join(SHOTS, 'e2e-dataset-view.png') });
   });
 });
