@@ -160,9 +160,11 @@ export async function waitUntil<T>(what: string, check: () => T | Promise<T>, op
   const timeoutMs = opts.timeoutMs ?? UI_MS;
   let last = opts.progress ? await opts.progress() : '';
   let lastChange = start;
+  let lastError = '';
   for (;;) {
     const v = await Promise.resolve(check()).catch((e: unknown) => {
       if (opts.rethrow) throw new Error(`${what}: ${(e as Error).message}${opts.detail ? `\n${opts.detail()}` : ''}`);
+      lastError = (e as Error).message;
       return undefined;
     });
     if (v) return v as NonNullable<T>;
@@ -182,7 +184,7 @@ export async function waitUntil<T>(what: string, check: () => T | Promise<T>, op
       const logs = shot.replace(/\.png$/, '-logs');
       if (serverLogs && fs.existsSync(serverLogs)) fs.cpSync(serverLogs, logs, { recursive: true });
       const why = stalled ? `no progress for ${Math.round((now - lastChange) / 1000)} s` : `${Math.round((now - start) / 1000)} s`;
-      throw new Error(`gave up waiting for ${what} (${why})${opts.progress ? `; last seen: ${last || 'nothing'}` : ''}${opts.page ? `; screenshot ${shot}` : ''}${serverLogs ? `; logs ${logs}` : ''}${opts.detail ? `\n${opts.detail()}` : ''}`);
+      throw new Error(`gave up waiting for ${what} (${why})${opts.progress ? `; last seen: ${last || 'nothing'}` : ''}${opts.page ? `; screenshot ${shot}` : ''}${serverLogs ? `; logs ${logs}` : ''}${opts.detail ? `\n${opts.detail()}` : ''}${lastError ? `\nthe last look threw: ${lastError.split('\n')[0]}` : ''}`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -193,13 +195,18 @@ export async function visible(page: Page, locator: Locator, what: string, opts: 
   await waitUntil(what, () => locator.first().isVisible(), { page, ...opts });
 }
 
+/** The quick input's text box (`.first()`: a locator matching more than one element throws on use). */
+export function quickInputBox(page: Page): Locator {
+  return page.locator('.quick-input-widget .quick-input-box input').first();
+}
+
 /**
  * Opens the quick input with one of `keys` and types `text` until its first row matches `row`, then presses Enter.
  * A busy workbench can drop the key press or answer the first search before its file index is ready, so
  * both are retried until the row shows (or UI_MS passes).
  */
 async function quickPick(page: Page, keys: string[], text: string, row: string | RegExp, what: string): Promise<void> {
-  const input = page.locator('.quick-input-widget input');
+  const input = quickInputBox(page);
   const first = page.locator('.quick-input-list .monaco-list-row').first().filter({ hasText: row });
   let tries = 0;
   const focused = () => page.evaluate(() => {
@@ -207,6 +214,8 @@ async function quickPick(page: Page, keys: string[], text: string, row: string |
     return e ? `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(/\s+/).join('.')}` : ''}` : 'nothing';
   }).catch(() => 'unknown');
   let lastFocus = '';
+  let seen = 'the input was never seen';
+  let misses = 0;
   await waitUntil(
     what,
     async () => {
@@ -225,9 +234,13 @@ async function quickPick(page: Page, keys: string[], text: string, row: string |
       if (await first.isVisible().catch(() => false)) return true;
       // Type again: the search re-runs (the file index may have been building).
       await first.waitFor({ timeout: 5000 }).catch(() => input.fill('').catch(() => undefined));
-      return first.isVisible().catch(() => false);
+      if (await first.isVisible().catch(() => false)) return true;
+      // Still no such row: note what the input holds and offers, then close it so the next look opens it afresh.
+      seen = `the input held ${JSON.stringify(await input.inputValue().catch(() => '?'))}, its first row ${JSON.stringify(await page.locator('.quick-input-list .monaco-list-row').first().innerText({ timeout: 1000 }).catch(() => 'none'))}`;
+      if (++misses % 3 === 0) await page.keyboard.press('Escape');
+      return false;
     },
-    { page, detail: () => `${tries} key presses; focus was on ${lastFocus}` },
+    { page, detail: () => `${tries} key presses; focus was on ${lastFocus}; ${seen}` },
   );
   await page.keyboard.press('Enter');
 }
@@ -245,7 +258,7 @@ export async function runCommand(page: Page, title: string): Promise<void> {
  */
 export async function acceptQuickInput(page: Page, title: string): Promise<void> {
   const box = page.locator('.quick-input-widget .quick-input-title', { hasText: title });
-  const input = page.locator('.quick-input-widget input');
+  const input = quickInputBox(page);
   let pressedAt = 0;
   await waitUntil(`the "${title}" box to take Enter and close`, async () => {
     if (!(await box.first().isVisible())) return true;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { acceptQuickInput, dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, waitUntil, type Workbench } from './code_server.js';
+import { acceptQuickInput, quickInputBox, dashboardFrame, e2eSkipReason, openFile, openWorkbench, ROOT, runCommand, UI_MS, visible, waitUntil, type Workbench } from './code_server.js';
 
 const skip = e2eSkipReason();
 if (skip) console.log(`# e2e skipped: ${skip}`);
@@ -21,7 +21,10 @@ const SHOTS = path.join(ROOT, 'test-output');
 const STALL_MS = 240_000;
 const TEST_MS = 20 * 60_000;
 
-/** A very short run (8 steps at batch 1, one validation image at the end) on the wasm backend. */
+/**
+ * A very short run on the wasm backend: 8 steps at batch 1 with kohya's buckets, and two sample prompts (kohya's
+ * syntax) drawn at step 4 and at the end: two rows of two images on the dashboard.
+ */
 const QUICK = `# e2e: the tiny example, shortened
 pretrained_model_name_or_path: tiny-shapes/model
 train_data_dir: tiny-shapes/dataset-corner
@@ -36,9 +39,13 @@ lr_warmup_steps: 0
 rank: 4
 seed: 0
 checkpointing_steps: 4
-validation_prompt: a red circle
-num_validation_images: 1
-validation_epochs: 100
+enable_bucket: true
+min_bucket_reso: 64
+max_bucket_reso: 128
+sample_prompts:
+  - a red circle --d 0 --s 10
+  - a blue square --n blurry --d 1 --s 10
+sample_every_n_steps: 4
 backend: wasm
 `;
 
@@ -114,19 +121,25 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     assert.ok(fs.existsSync(path.join(workspace, 'out/quick/pytorch_lora_weights.safetensors')), 'pytorch_lora_weights.safetensors in the output folder');
     await visible(page, dash.locator('[data-testid=loss-chart][data-points="8"]'), 'the loss chart to hold 8 points', { progress: points });
     await visible(page, dash.locator('[data-testid=finished]'), 'the dashboard to say finished');
-    // The validation image made at the end reached the page, through the webview's resource roots.
+    // Both sample prompts, at step 4 and at the end: two rows of two, in prompt order.
+    const shown = () => dash.locator('[data-testid=samples] img').count().then((n) => `${n} sample images`);
+    await waitUntil('the dashboard to show 2 sample rows of 2 images', async () => (await dash.locator('[data-testid=samples] .sample-group').count()) === 2 && (await dash.locator('[data-testid=samples] img').count()) === 4, { page, progress: shown });
+    for (const row of await dash.locator('[data-testid=samples] .sample-group').all()) {
+      assert.deepEqual(await row.locator('figure').evaluateAll((fs) => fs.map((f) => f.getAttribute('data-prompt-index'))), ['0', '1']);
+    }
+    // The images reached the page, through the webview's resource roots.
     const img = dash.locator('[data-testid=samples] img').first();
-    await visible(page, img, 'the validation image on the dashboard');
+    await visible(page, img, 'the first sample image on the dashboard');
     await img.scrollIntoViewIfNeeded();
     const size = await img.evaluate((el: HTMLImageElement) => (el.decode ? el.decode().then(() => el.naturalWidth, () => -1) : el.naturalWidth));
-    assert.equal(size, 64, 'the 64×64 validation image loaded in the webview');
+    assert.equal(size, 64, 'the 64×64 sample image loaded in the webview');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-finished.png') });
   });
 
   it('"Generate with this LoRA" on the dashboard: prompt, scale, and the PNG opens in an editor tab', { timeout: TEST_MS }, async () => {
     const { page } = wb;
     await (await dashboardFrame(page)).locator('button', { hasText: 'Generate with this LoRA' }).click();
-    const input = page.locator('.quick-input-widget input');
+    const input = quickInputBox(page);
     await visible(page, input, 'the prompt box of "Generate with this LoRA"');
     await input.fill('a blue square');
     await acceptQuickInput(page, 'Generate Image: prompt');
@@ -182,7 +195,7 @@ describe('LoRA Studio in VS Code (code-server)', { skip, timeout: 4 * TEST_MS },
     // No process any more, and a final LoRA in the folder: completed.
     assert.equal(await dash.locator('[data-testid=state]').innerText(), 'completed');
     assert.equal(await dash.locator('[data-testid=step]').innerText(), '8 / 8');
-    assert.equal(await dash.locator('[data-testid=samples] img').count(), 1);
+    assert.equal(await dash.locator('[data-testid=samples] img').count(), 4);
     assert.ok((await dash.locator('[data-testid=checkpoints] li').count()) >= 2, 'the final LoRA and checkpoint-4/8');
     await page.screenshot({ path: path.join(SHOTS, 'e2e-restored.png') });
   });
