@@ -221,12 +221,9 @@ export async function traceStep(fn: () => void): Promise<Trace> {
 
   const acquire = (size: number, usage: number, mappedAtCreation = false): GPUBuffer => {
     if (usage & MAP_READ) throw new PlanError('a planned step must not read tensors back (data()/dataSync() inside the traced function); return them and read them after the replay');
-    // The recording needs no real memory: a value's contents matter only on replay. Staging buffers and
-    // uniforms are real, as they are snapshotted. A host upload into a storage buffer (mapped at creation)
-    // gets a stand-in too — unmapped, so tfjs writes it through a staging buffer — since the upload is
-    // snapshotted as a constant (uploadToGPU below): kept real, such constants (e.g. the ones() of every
-    // mean's gradient) held 10 MB each until the trace ended, past the null device's 512 MiB at SDXL 1024 px.
-    const buffer = !(usage & (MAP_WRITE | UNIFORM)) ? virtualBuffer(device, size, usage) : device.createBuffer({ size, usage, mappedAtCreation });
+    // The recording needs no real memory: a value's contents matter only on replay. Host uploads (mapped)
+    // and uniforms are real, as they are snapshotted.
+    const buffer = !mappedAtCreation && !(usage & (MAP_WRITE | UNIFORM)) ? virtualBuffer(device, size, usage) : device.createBuffer({ size, usage, mappedAtCreation });
     created.add(buffer);
     tracedBuffers.add(buffer);
     if (!(usage & MAP_WRITE)) valueOf(buffer);
@@ -331,8 +328,6 @@ export async function traceStep(fn: () => void): Promise<Trace> {
         };
       },
       copyBufferToBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number) {
-        // An upload from a staging buffer: its contents are the destination's snapshot (a constant), not a step.
-        if (src.usage & MAP_WRITE) return enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
         const s = valueOf(src);
         const d = valueOf(dst);
         ops.push({ kind: 'copy', src: s.id, srcOffset, dst: d.id, dstOffset, size });
