@@ -237,12 +237,24 @@ async function quickPick(page: Page, keys: string[], text: string, row: string |
       if (await first.isVisible().catch(() => false)) return true;
       // Still no such row: note what the input holds and offers, then close it so the next look opens it afresh.
       seen = `the input held ${JSON.stringify(await input.inputValue().catch(() => '?'))}, its first row ${JSON.stringify(await page.locator('.quick-input-list .monaco-list-row').first().innerText({ timeout: 1000 }).catch(() => 'none'))}`;
-      if (++misses % 3 === 0) await page.keyboard.press('Escape');
+      // Escape goes to the input itself: a press from the page lands wherever focus is (a webview) and is lost.
+      if (++misses % 3 === 0) await input.press('Escape', { timeout: 5000 }).catch(() => page.keyboard.press('Escape'));
       return false;
     },
     { page, detail: () => `${tries} key presses; focus was on ${lastFocus}; ${seen}` },
   );
-  await page.keyboard.press('Enter');
+  // Enter goes to the input, and again until the input closes or moves on (a command may open its own quick
+  // pick): a press that lands while the row is being drawn is lost, and a later search found the input still
+  // open, holding what was typed (seen under load: Quick Open stayed up after its file had opened).
+  let pressedAt = 0;
+  await waitUntil(`the quick input holding ${JSON.stringify(text)} to take Enter`, async () => {
+    if (!(await input.isVisible()) || (await input.inputValue().catch(() => '')) !== text) return true;
+    if (Date.now() - pressedAt > 3000) {
+      await input.press('Enter', { timeout: 5000 }).catch(() => page.keyboard.press('Enter'));
+      pressedAt = Date.now();
+    }
+    return false;
+  }, { page });
 }
 
 /** Runs a command from the Command Palette by its title, as a person would. */
@@ -276,7 +288,9 @@ export async function openFile(page: Page, name: string, tab = `.tabs-container 
   // A file the Explorer shows is opened from its row, as a person would; Quick Open's file search can stall
   // for minutes on a loaded machine (seen under load 30), so it is only the way to files the Explorer hides.
   const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).first();
-  if (await row.isVisible().catch(() => false)) {
+  // A file the test has just written shows in the Explorer once the file watcher reports it.
+  const shown = await waitUntil(`the Explorer to list ${name}`, () => row.isVisible().catch(() => false), { timeoutMs: 30_000 }).catch(() => false);
+  if (shown) {
     await waitUntil(
       `the editor tab of ${name} (opened from the Explorer)`,
       async () => {
