@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
+import { readRunConfigText } from '../core/config/load.js';
+import { errorMessage } from './util.js';
 import type { TrainerEvent } from '../protocol/training.js';
 import { dashboardHtml } from './dashboard_html.js';
 import { readRunHistory, type DiskSample } from './run_history.js';
@@ -275,8 +277,10 @@ export class DashboardPanel {
   private readConfigText(): string | undefined {
     if (!this.configPath) return undefined;
     try {
-      return fs.readFileSync(this.configPath, 'utf8');
-    } catch {
+      return readRunConfigText(this.configPath);
+    } catch (e) {
+      // Gone is fine (the page then shows no config); a refused one (a FIFO, /dev/zero, over the cap) is logged, naming it.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.actions.log(errorMessage(e));
       return undefined;
     }
   }

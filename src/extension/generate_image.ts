@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import { validateRunConfigText } from '../core/config/validate.js';
+import { readRunConfigText } from '../core/config/load.js';
 import type { TrainerLaunch } from './run_session.js';
 import { GENERATED_DIR, LORA_FILE, checkpointStep, makeDirs } from '../core/config/run_folder.js';
 import { COMMANDS } from './manifest.js';
@@ -14,7 +15,7 @@ import { splitLines } from './util.js';
 import { isInside } from '../core/config/paths.js';
 import { describeGenerateOptions, generateOptionArgs, parseGenerateOption, restoreGenerateOptions, type GenerateOptions } from './generate_options.js';
 import { INFERENCE_SCHEDULERS, SCHEDULER_TITLES } from '../core/config/generation.js';
-import { activeRunConfig, FIND_EXCLUDE } from './workspace.js';
+import { activeRunConfig, BROWSE, FIND_EXCLUDE } from './workspace.js';
 import { configModel } from './model_choice.js';
 import { pickBaseModel } from './model_picker.js';
 
@@ -35,7 +36,6 @@ export interface GenerateDeps {
 }
 
 const NO_LORA = '$(circle-slash) No LoRA (base model only)';
-const BROWSE = '$(folder-opened) Browse…';
 
 export async function generateImageCommand(deps: GenerateDeps, req: GenerateRequest = {}): Promise<void> {
   let configPath = req.configPath ?? activeRunConfig()?.fsPath;
@@ -136,7 +136,7 @@ function runGenerate(deps: GenerateDeps, args: string[], token: vscode.Cancellat
 /** The base model (folder or Hub id) and validation prompt a run config names (paths against the config's folder). */
 function readModelAndPrompt(configPath: string): { modelDir?: string; prompt?: string } {
   try {
-    const { config } = validateRunConfigText(fs.readFileSync(configPath, 'utf8'), configPath);
+    const { config } = validateRunConfigText(readRunConfigText(configPath), configPath);
     if (!config?.pretrained_model_name_or_path) return {};
     return {
       modelDir: configModel(config.pretrained_model_name_or_path, path.dirname(configPath)),

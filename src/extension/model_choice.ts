@@ -23,6 +23,20 @@ export function modelChoices(folders: readonly string[], root: string | undefine
   return [...local, ...hub];
 }
 
+/** A pick-or-type quick pick's answer: a row of the list, or the text typed into it. */
+export type PickOrTyped<T> = { pick: T } | { typed: string };
+
+/**
+ * What Enter answers in a quick pick that also takes a typed path or Hub id: the highlighted row, unless text is
+ * typed and the highlighted row is only a Browse… one — then the typed text, not a dialog. Nothing when there is
+ * neither (Enter on an empty list).
+ */
+export function acceptedAnswer<T extends { label: string }>(highlighted: T | undefined, value: string, browseLabels: readonly string[]): PickOrTyped<T> | undefined {
+  const typed = value.trim();
+  if (highlighted && (!typed || !browseLabels.includes(highlighted.label))) return { pick: highlighted };
+  return typed ? { typed } : undefined;
+}
+
 /** A folder typed into a picker: `~` is home, a relative path starts at the workspace folder. */
 export function typedFolder(typed: string, root: string | undefined): string {
   const t = typed.replace(/^["']|["']$/g, '');

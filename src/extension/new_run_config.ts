@@ -6,13 +6,11 @@ import * as vscode from 'vscode';
 import type { Settings } from './ctx.js';
 import { COMMANDS } from './manifest.js';
 import { datasetFacts, modelResolution, renderRunConfig } from './run_config_template.js';
-import { FIND_EXCLUDE, RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './workspace.js';
+import { BROWSE, FIND_EXCLUDE, RUN_CONFIG_SAVE_FILTERS, withRunConfigExtension } from './workspace.js';
 import { METADATA_FILE } from '../core/config/dataset_files.js';
 import { cachedSnapshot } from '../core/config/hub_cache.js';
 import { typedFolder } from './model_choice.js';
-import { pickBaseModel } from './model_picker.js';
-
-const BROWSE = '$(folder-opened) Browse…';
+import { browseFor, pickBaseModel, pickOrType } from './model_picker.js';
 
 export async function newRunConfigCommand(settings: Settings): Promise<void> {
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -24,9 +22,11 @@ export async function newRunConfigCommand(settings: Settings): Promise<void> {
   const datasets = [
     ...(await vscode.workspace.findFiles(`**/${METADATA_FILE}`, FIND_EXCLUDE, 50)).map((u) => path.dirname(u.fsPath)),
   ];
-  const data = await pickFolder(`${title} (2/5): training images`, 'A folder of images with metadata.jsonl, or with a .txt caption beside each image', datasets, (dir) =>
-    datasetFacts(dir).numImages > 0 ? undefined : `${dir} holds no images.`,
-  );
+  const data = await pickFolder(`${title} (2/5): training images`, 'A folder of images with metadata.jsonl, or with a .txt caption beside each image', datasets, (dir) => {
+    const facts = datasetFacts(dir);
+    // No image the trainer could use: say why (a refused metadata.jsonl names itself), else that there are none.
+    return facts.numImages > 0 ? undefined : (facts.problems[0] ?? `${dir} holds no images.`);
+  });
   if (!data) return;
   const facts = datasetFacts(data);
 
@@ -99,29 +99,9 @@ async function pickFolder(title: string, placeHolder: string, found: string[], c
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const items: vscode.QuickPickItem[] = [...new Set(found)].sort().map((dir) => ({ label: root ? path.relative(root, dir) || '.' : dir, description: dir }));
   items.push({ label: BROWSE });
-  // A typed path (or Hub id) + Enter is an answer too, not only a pick from the list.
-  const answer = await new Promise<{ pick?: vscode.QuickPickItem; typed?: string } | undefined>((resolve) => {
-    const qp = vscode.window.createQuickPick();
-    Object.assign(qp, { title, placeholder: `${placeHolder} — pick one, or type a path and press Enter`, ignoreFocusOut: true, matchOnDescription: true, items });
-    qp.onDidAccept(() => {
-      const pick = qp.selectedItems[0] ?? qp.activeItems[0];
-      const typed = qp.value.trim();
-      resolve(pick && (!typed || pick.label !== BROWSE) ? { pick } : typed ? { typed } : undefined);
-      qp.hide();
-    });
-    qp.onDidHide(() => {
-      resolve(undefined);
-      qp.dispose();
-    });
-    qp.show();
-  });
+  const answer = await pickOrType({ title, placeholder: `${placeHolder} — pick one, or type a path and press Enter`, items, browse: [BROWSE] });
   if (!answer) return undefined;
-  const pick = answer.pick ?? { label: '' };
-  let dir = answer.typed !== undefined ? typedFolder(answer.typed, root) : pick.description;
-  if (pick.label === BROWSE) {
-    const chosen = await vscode.window.showOpenDialog({ title, canSelectFolders: true, canSelectFiles: false, canSelectMany: false, defaultUri: root ? vscode.Uri.file(root) : undefined });
-    dir = chosen?.[0]?.fsPath;
-  }
+  const dir = 'typed' in answer ? typedFolder(answer.typed, root) : answer.pick.label === BROWSE ? await browseFor(title, root) : answer.pick.description;
   if (!dir) return undefined;
   const problem = check(dir);
   if (problem) {

@@ -3,10 +3,11 @@
 // documents itself. No `vscode` import; tested by validating the result with the trainer's own validator.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RUN_CONFIG_KEYS, formatValue } from '../core/config/schema.js';
+import { RUN_CONFIG_KEYS, defaultRunConfig, formatValue } from '../core/config/schema.js';
 import type { RunConfig } from '../core/config/run_config.js';
-import { CAPTION_EXTENSION, METADATA_FILE, isImageFile } from '../core/config/dataset_files.js';
+import { readDatasetIndex } from '../core/config/dataset_index.js';
 import { modelSource } from '../core/config/model_source.js';
+import { FileRefusedError, READ_LIMITS, readRegularText } from '../core/io/safe_read.js';
 
 export interface NewRunAnswers {
   /** Paths as they should be written: relative to the config's folder where possible. */
@@ -82,38 +83,35 @@ export function renderRunConfig(a: NewRunAnswers, title = 'LoRA training run'): 
 
 /**
  * The model's native training size: the UNet's latent sample_size times the VAE's downscale
- * (2^(number of VAE blocks − 1)), as diffusers' pipelines compute it. undefined when unreadable.
+ * (2^(number of VAE blocks − 1)), as diffusers' pipelines compute it. undefined when unreadable; a config.json
+ * that is not a regular file (or is over READ_LIMITS.json) is refused, naming it.
  */
 export function modelResolution(modelDir: string): number | undefined {
   const source = modelSource(modelDir);
   if (source.kind === 'single-file') return source.resolution;
+  const readConfig = <T>(component: string) => JSON.parse(readRegularText(path.join(modelDir, component, 'config.json'), READ_LIMITS.json, `${component}/config.json`)) as T;
   try {
-    const unet = JSON.parse(fs.readFileSync(path.join(modelDir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number | number[] };
-    const vae = JSON.parse(fs.readFileSync(path.join(modelDir, 'vae', 'config.json'), 'utf8')) as { block_out_channels?: number[] };
+    const unet = readConfig<{ sample_size?: number | number[] }>('unet');
+    const vae = readConfig<{ block_out_channels?: number[] }>('vae');
     const size = Array.isArray(unet.sample_size) ? unet.sample_size[0] : unet.sample_size;
     const factor = 2 ** ((vae.block_out_channels?.length ?? 4) - 1);
     return typeof size === 'number' ? size * factor : undefined;
-  } catch {
+  } catch (e) {
+    if (e instanceof FileRefusedError) throw e;
     return undefined;
   }
 }
 
-/** How many images a dataset folder holds and its first caption (metadata.jsonl "text", or a .txt beside an image). */
-export function datasetFacts(dataDir: string): { numImages: number; firstCaption?: string } {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dataDir);
-  } catch {
-    return { numImages: 0 };
-  }
-  const images = names.filter(isImageFile);
-  let firstCaption: string | undefined;
-  try {
-    const first = fs.readFileSync(path.join(dataDir, METADATA_FILE), 'utf8').split('\n').find((l) => l.trim());
-    if (first) firstCaption = (JSON.parse(first) as { text?: unknown }).text as string | undefined;
-  } catch {
-    const txt = images.map((i) => path.join(dataDir, i.replace(/\.[^.]+$/, CAPTION_EXTENSION))).find((t) => fs.existsSync(t));
-    if (txt) firstCaption = fs.readFileSync(txt, 'utf8').trim().split('\n')[0];
-  }
-  return { numImages: images.length, firstCaption: typeof firstCaption === 'string' && firstCaption.trim() ? firstCaption.trim() : undefined };
+/**
+ * How many images a dataset folder holds (captioned or not), its first caption, and what the trainer would
+ * refuse in it (by file name: a metadata.jsonl that is /dev/zero, a caption over its cap): the trainer's own
+ * reader, dataset_index.ts, with the default image and caption columns.
+ */
+export function datasetFacts(dataDir: string): { numImages: number; firstCaption?: string; problems: string[] } {
+  const problems: string[] = [];
+  if (!fs.statSync(dataDir, { throwIfNoEntry: false })?.isDirectory()) return { numImages: 0, problems };
+  const defaults = defaultRunConfig();
+  const index = readDatasetIndex(dataDir, { imageColumn: defaults.image_column, captionColumn: defaults.caption_column }, problems);
+  const firstCaption = index.images[0]?.captions[0]?.trim();
+  return { numImages: index.images.length + index.uncaptioned.length, firstCaption: firstCaption || undefined, problems };
 }

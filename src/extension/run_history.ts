@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DashboardHistory, DashboardPoint } from '../protocol/dashboard.js';
 import { FINAL_SAMPLES, LORA_FILE, METRICS_FILE, SAMPLES_DIR, listCheckpoints } from '../core/config/run_folder.js';
+import { READ_LIMITS, readRegularText } from '../core/io/safe_read.js';
 
 /** Sample images as found on disk, before the webview URIs are attached. */
 export interface DiskSample {
@@ -48,7 +49,8 @@ export function readRunHistory(outputDir: string): DiskHistory {
 export function readMetricsPoints(file: string): DashboardPoint[] {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Only a regular file under the cap: an output folder from someone else's repository may hold a metrics.jsonl that is /dev/zero.
+    text = readRegularText(file, READ_LIMITS.metrics, 'metrics.jsonl');
   } catch {
     return [];
   }

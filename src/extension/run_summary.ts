@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { validateRunConfigText } from '../core/config/validate.js';
+import { readRunConfigText } from '../core/config/load.js';
 import { LORA_FILE, listFinalLoraFiles } from '../core/config/run_folder.js';
 import type { RunState } from '../protocol/dashboard.js';
 import { formatLoss } from '../protocol/format.js';
@@ -22,7 +23,7 @@ export interface RunSummary {
 /** output_dir of a run config, absolute (undefined when the config does not parse). */
 export function configOutputDir(configPath: string): string | undefined {
   try {
-    const { config } = validateRunConfigText(fs.readFileSync(configPath, 'utf8'), configPath);
+    const { config } = validateRunConfigText(readRunConfigText(configPath), configPath);
     return config?.output_dir ? path.resolve(path.dirname(configPath), config.output_dir) : undefined;
   } catch {
     return undefined;

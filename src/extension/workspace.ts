@@ -9,6 +9,8 @@ export { RUN_CONFIG_FILE, RUN_CONFIG_GLOB, RUN_CONFIG_SAVE_FILTERS, withRunConfi
 /** What workspace searches (models, datasets, LoRAs, run configs) skip. */
 export const FIND_EXCLUDE = '{**/node_modules/**,**/.git/**,**/.cache/**}';
 
+/** The quick-pick entry that opens a folder (or file) dialog. */
+export const BROWSE = '$(folder-opened) Browse…';
 /** The quick-pick entry that browses for a single-file base model (one dialog cannot pick files and folders on Linux and Windows), and its filter. */
 export const BROWSE_MODEL_FILE = '$(file) Browse for a checkpoint file…';
 export const MODEL_FILE_FILTERS = { 'Single-file checkpoint': ['safetensors'] };

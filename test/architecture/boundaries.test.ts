@@ -24,6 +24,7 @@ const WRONG_WAY: [string, string][] = [
   ['src/extension/notebook/x.ts', "import { train } from '../../training/loop.js';"],
   ['src/server/x.ts', "import * as vscode from 'vscode';"],
   ['src/server/x.ts', "import { readSafetensors } from '../core/io/safetensors.js';"],
+  ['src/extension/x.ts', "import { readPng } from '../core/io/png.js';"],
   ['webview/dashboard/x.ts', "import { RUN_CONFIG_KEYS } from '../../src/core/config/schema.js';"],
   // Protocol values would bundle the message schemas and ajv into the page.
   ['webview/dashboard/x.ts', "import { DASHBOARD_MESSAGES } from '../../src/protocol/dashboard.js';"],
@@ -33,6 +34,8 @@ const ALLOWED: [string, string][] = [
   ['src/extension/x.ts', "import { validateRunConfigText } from '../core/config/validate.js';"],
   ['src/extension/x.ts', "import type { TrainerEvent } from '../protocol/training.js';"],
   ['src/server/x.ts', "import { RUN_CONFIG_KEYS } from '../core/config/schema.js';"],
+  ['src/extension/notebook/x.ts', "import { readRegularFile } from '../../core/io/safe_read.js';"],
+  ['src/server/x.ts', "import { READ_LIMITS } from '../core/io/safe_read.js';"],
   ['src/core/config/x.ts', "import { readSafetensorsHeader } from '../io/safetensors.js';"],
   ['src/training/x.ts', "import { ops } from '../core/engine/ops.js';"],
   ['src/cli/x.ts', "import { train } from '../training/loop.js';"],

@@ -10,6 +10,7 @@ import { dashboardHtml } from '../../src/extension/dashboard_html.js';
 import { readMetricsPoints, readPngParameters, readRunHistory, stepFromName } from '../../src/extension/run_history.js';
 import { datasetFacts, modelResolution, renderRunConfig } from '../../src/extension/run_config_template.js';
 import { backendOverride, trainerLaunch } from '../../src/extension/trainer_launch.js';
+import { acceptedAnswer } from '../../src/extension/model_choice.js';
 import { isInside } from '../../src/core/config/paths.js';
 import { loadRunConfig } from '../../src/core/config/load.js';
 import { validateRunConfigText } from '../../src/core/config/validate.js';
@@ -109,6 +110,19 @@ describe('run history from the output folder', () => {
   });
 });
 
+describe('pick-or-type quick picks (base model, dataset folder)', () => {
+  const BROWSE = ['Browse…', 'Browse for a file…'];
+  const model = { label: 'models/tiny' };
+  it('Enter takes the highlighted row; typed text when the only row left is Browse… or none; nothing on an empty box', () => {
+    assert.deepEqual(acceptedAnswer(model, '', BROWSE), { pick: model });
+    assert.deepEqual(acceptedAnswer(model, 'tiny', BROWSE), { pick: model }, 'typed text that filters to a real row picks it');
+    assert.deepEqual(acceptedAnswer({ label: 'Browse…' }, '', BROWSE), { pick: { label: 'Browse…' } }, 'Browse… picked with nothing typed opens the dialog');
+    assert.deepEqual(acceptedAnswer({ label: 'Browse for a file…' }, ' org/name ', BROWSE), { typed: 'org/name' }, 'a typed Hub id is the answer, not a dialog');
+    assert.deepEqual(acceptedAnswer(undefined, '/data/cats', BROWSE), { typed: '/data/cats' });
+    assert.equal(acceptedAnswer(undefined, '  ', BROWSE), undefined);
+  });
+});
+
 describe('New Run Config template', () => {
   let dir: string;
   before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-template-'))));
@@ -121,6 +135,24 @@ describe('New Run Config template', () => {
     const facts = datasetFacts(path.join(TINY, 'dataset-corner'));
     assert.equal(facts.numImages, 16);
     assert.equal(facts.firstCaption, 'a red circle');
+  });
+
+  it("refuses what is not a regular file, naming it, without reading it (a cloned repository's /dev/zero)", () => {
+    const model = path.join(dir, 'hostile-model');
+    for (const c of ['unet', 'vae']) fs.mkdirSync(path.join(model, c), { recursive: true });
+    fs.writeFileSync(path.join(model, 'model_index.json'), '{}');
+    fs.symlinkSync('/dev/zero', path.join(model, 'unet', 'config.json'));
+    assert.throws(() => modelResolution(model), { message: `${path.join(model, 'unet', 'config.json')}: unet/config.json must be a regular file, but this is a character device` });
+    // The dataset: the trainer's reader refuses the index, so no image counts and the wizard shows this refusal.
+    const data = path.join(dir, 'hostile-data');
+    fs.mkdirSync(data);
+    fs.copyFileSync(path.join(TINY, 'dataset-corner', fs.readdirSync(path.join(TINY, 'dataset-corner')).find((f) => f.endsWith('.png'))!), path.join(data, 'a.png'));
+    fs.symlinkSync('/dev/zero', path.join(data, 'metadata.jsonl'));
+    const facts = datasetFacts(data);
+    assert.equal(facts.numImages, 0);
+    assert.equal(facts.firstCaption, undefined);
+    assert.equal(facts.problems[0], `${path.join(data, 'metadata.jsonl')}: metadata.jsonl must be a regular file, but this is a character device`);
+    assert.deepEqual(datasetFacts(path.join(dir, 'no-such-folder')), { numImages: 0, problems: [] });
   });
 
   it('writes a commented config that the trainer loads without a problem, with the answers in it', () => {

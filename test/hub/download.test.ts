@@ -137,6 +137,15 @@ test('gated repositories (401 without a token, 403 without access) and a missing
     const viaFile = await downloadModel('org/gated', { env: { ...env(hub, cache), HF_HOME: home } });
     assert.ok(fs.existsSync(path.join(viaFile.dir, 'model_index.json')));
     assert.ok(hub.requests.some((r) => r.auth === 'Bearer hf_allowed'));
+    // A token file that is not a regular file is refused, naming it, before any request (/dev/zero is never read).
+    const hostile = path.join(tmp, 'hostile-home');
+    fs.mkdirSync(hostile, { recursive: true });
+    fs.symlinkSync('/dev/zero', path.join(hostile, 'token'));
+    const asked = hub.requests.length;
+    await assert.rejects(downloadModel('org/gated', { env: { ...env(hub, cache), HF_HOME: hostile } }), {
+      message: `${path.join(hostile, 'token')}: the Hugging Face token file must be a regular file, but this is a character device — remove it and run \`huggingface-cli login\` again, or set HF_TOKEN`,
+    });
+    assert.equal(hub.requests.length, asked);
     await assert.rejects(downloadModel('org/missing', { env: env(hub, cache) }), (e: HubError) => e.code === 'not_found' && e.message.includes(`${hub.url}/org/missing does not exist`));
     await assert.rejects(downloadModel('org/gated', { env: env(hub, cache), token: 'hf_allowed', revision: 'no-such-branch' }), (e: HubError) => e.code === 'not_found' && /revision "no-such-branch"/.test(e.message));
   } finally {

@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { FileRefusedError, READ_LIMITS, readRegularText } from '../io/safe_read.js';
 
 export type HubRepoType = 'model' | 'dataset';
 
@@ -57,19 +58,23 @@ export interface HubToken {
   source: string;
 }
 
-/** hub_token, else $HF_TOKEN (or the older $HUGGING_FACE_HUB_TOKEN), else the token file; undefined when none. */
+/**
+ * hub_token, else $HF_TOKEN (or the older $HUGGING_FACE_HUB_TOKEN), else the token file; undefined when none.
+ * A token file that is not a regular file (a folder, /dev/zero) or is over READ_LIMITS.hubText is refused, naming it.
+ */
 export function hubToken(explicit?: string | null, env: NodeJS.ProcessEnv = process.env): HubToken | undefined {
   if (explicit) return { token: explicit, source: 'hub_token' };
   if (env.HF_TOKEN) return { token: env.HF_TOKEN, source: '$HF_TOKEN' };
   if (env.HUGGING_FACE_HUB_TOKEN) return { token: env.HUGGING_FACE_HUB_TOKEN, source: '$HUGGING_FACE_HUB_TOKEN' };
   const file = hubTokenFile(env);
+  let token: string;
   try {
-    const token = fs.readFileSync(file, 'utf8').trim();
-    if (token) return { token, source: file };
-  } catch {
-    // no token file: anonymous
+    token = readRegularText(file, READ_LIMITS.hubText, 'the Hugging Face token file').trim();
+  } catch (e) {
+    if (e instanceof FileRefusedError) throw new FileRefusedError(file, `${e.message} — remove it and run \`huggingface-cli login\` again, or set HF_TOKEN`);
+    return undefined; // no token file (or none readable): anonymous
   }
-  return undefined;
+  return token ? { token, source: file } : undefined;
 }
 
 /** `models--org--name` (`datasets--org--name`). */
@@ -88,7 +93,8 @@ export const isCommitHash = (revision: string) => /^[0-9a-f]{40}$/.test(revision
 export function cachedCommit(repoDir: string, revision: string): string | undefined {
   if (isCommitHash(revision)) return revision;
   try {
-    const commit = fs.readFileSync(path.join(repoDir, 'refs', revision), 'utf8').trim();
+    // Only a regular file of a few bytes (a refs/ entry that is a FIFO or /dev/zero is no cached commit).
+    const commit = readRegularText(path.join(repoDir, 'refs', revision), READ_LIMITS.hubText, 'a Hub cache ref').trim();
     return isCommitHash(commit) ? commit : undefined;
   } catch {
     return undefined;

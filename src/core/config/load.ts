@@ -44,13 +44,18 @@ export function requireRunConfig(loaded: LoadedRunConfig): RunConfig {
   return loaded.config;
 }
 
+/** A run config's text: a regular file of at most READ_LIMITS.config (else a FileRefusedError naming it). */
+export function readRunConfigText(file: string): string {
+  return readRegularText(file, READ_LIMITS.config, 'a run config');
+}
+
 /** Reads, validates, checks against the disk and resolves a `*.lora.yaml`. Never throws for a bad config. */
 export function loadRunConfig(file: string, opts: LoadOptions = {}): LoadedRunConfig {
   const abs = path.resolve(file);
   const dir = path.dirname(abs);
   let text: string;
   try {
-    text = readRegularText(abs, READ_LIMITS.config, 'a run config');
+    text = readRunConfigText(abs);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EISDIR' || /a folder$/.test(err.message) ? 'is a folder, not a run config file' : err.message;
@@ -70,7 +75,7 @@ export function loadRunConfigWithOverrides(file: string, overrides: readonly str
   const abs = path.resolve(file);
   let source: string;
   try {
-    source = readRegularText(abs, READ_LIMITS.config, 'a run config');
+    source = readRunConfigText(abs);
   } catch {
     return loadRunConfig(file, opts); // reports why it can't be read
   }

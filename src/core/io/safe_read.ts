@@ -1,7 +1,8 @@
 // Reading files that come from someone else's repository (a cloned model, a dataset, a run folder): only
 // regular files (a symlink is followed, then what it points at must be a regular file — never /dev/zero,
 // a FIFO or a folder), and never more than a byte cap. Every refusal names the file and the limit.
-// The byte caps live here, one each.
+// The byte caps live here, one each. The extension and the language server may import this file (and no
+// other of core/io): it is the one safe read for everything they open too.
 import fs from 'node:fs';
 
 const MB = 1024 * 1024;
@@ -10,6 +11,8 @@ const MB = 1024 * 1024;
 export const READ_LIMITS = {
   /** metadata.jsonl: ~100 bytes a row, so a million rows. */
   metadata: 128 * MB,
+  /** A run's metrics.jsonl: ~200 bytes a step, so over half a million steps. */
+  metrics: 128 * MB,
   /** config.json, model_index.json, scheduler_config.json, *.index.json. */
   json: 16 * MB,
   /** tokenizer.json, vocab.json, merges.txt (CLIP's are 1–4 MB). */
@@ -18,6 +21,10 @@ export const READ_LIMITS = {
   caption: 1 * MB,
   /** A run config (*.lora.yaml). */
   config: 16 * MB,
+  /** The Hub's one-line files: the token file `huggingface-cli login` writes, a cache's refs/<revision> (~40 characters each). */
+  hubText: 64 * 1024,
+  /** A generated PNG handed to the notebook renderer (a 64×64 one is ~6 kB, a 2048² one a few MB). */
+  generatedImage: 64 * MB,
 } as const;
 
 export class FileRefusedError extends Error {

@@ -1,8 +1,8 @@
 // Running one generation cell: parse it, plan its images, send one request to the worker, and turn the
 // worker's messages into the cell's GenerationOutput as images arrive. No `vscode` import: the controller
 // maps what this reports onto a NotebookCellExecution, and tests drive it against the real worker.
-import fs from 'node:fs';
 import path from 'node:path';
+import { FileRefusedError, READ_LIMITS, readRegularFile } from '../../core/io/safe_read.js';
 import type { GenerateRequest, WorkerMessage } from '../../protocol/inference.js';
 import { parseCell, planCell, type CellProblem } from './cell_spec.js';
 import type { GenerationOutput } from '../../protocol/generation_output.js';
@@ -50,6 +50,17 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
   const plan = planCell(spec, resolve, o.randomSeed ?? (() => Math.floor(Math.random() * 2 ** 31)));
   const asWritten = new Map(spec.loras.map((l) => [resolve(l.file), l.file]));
   const forCell = (file: string) => asWritten.get(file) ?? file;
+  // A generated file that is not a regular file under the cap (the output folder is the notebook's, so someone
+  // else's repository may have put a link to /dev/zero there) is not read; the first such refusal fails the cell.
+  let refused: string | undefined;
+  const readBase64 = (file: string) => {
+    try {
+      return readRegularFile(file, READ_LIMITS.generatedImage, 'a generated image').toString('base64');
+    } catch (e) {
+      if (e instanceof FileRefusedError) refused ??= e.message;
+      return undefined;
+    }
+  };
   const relative = (file: string) => {
     const rel = path.relative(o.notebookDir, file);
     return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') : file;
@@ -142,6 +153,12 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
     .finally(() => o.signal?.removeEventListener('abort', onAbort));
 
   output.seconds = (Date.now() - started) / 1000;
+  if (final.type === 'done' && refused) {
+    output.status = 'failed';
+    output.error = refused;
+    o.onOutput?.(output);
+    return { kind: 'output', output, status: 'failed', error: refused };
+  }
   if (final.type === 'done') {
     output.status = 'done';
     o.onOutput?.(output);
@@ -157,12 +174,4 @@ export async function runCell(o: CellRunOptions): Promise<CellRunResult> {
   output.error = error;
   o.onOutput?.(output);
   return { kind: 'output', output, status: 'failed', error };
-}
-
-function readBase64(file: string): string | undefined {
-  try {
-    return fs.readFileSync(file).toString('base64');
-  } catch {
-    return undefined;
-  }
 }

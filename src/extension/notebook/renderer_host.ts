@@ -2,10 +2,10 @@
 // slider's "generate at this scale", copying an image's settings into a new cell, and saving an image.
 // The renderer names outputs by run id; everything it may touch is looked up from that output, never taken
 // from the message (a message cannot make the extension read an arbitrary file).
-import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
 import { showError } from '../ctx.js';
+import { READ_LIMITS, readRegularFile } from '../../core/io/safe_read.js';
 import type { GenerateRequest } from '../../protocol/inference.js';
 import { CELL_LANGUAGE_ID, cellText } from './cell_spec.js';
 import { notebookLocation } from './controller.js';
@@ -94,23 +94,18 @@ async function handle(editor: vscode.NotebookEditor, m: RendererToExtension, pos
       if (!image.data && !source) throw new Error(`${image.file} is not inside the notebook's folder or the workspace`);
       const target = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(dir, path.basename(image.file))), filters: { 'PNG image': ['png'] }, title: 'Save Image' });
       if (!target) return;
-      const bytes = image.data ? Buffer.from(image.data, 'base64') : await fs.promises.readFile(source!);
+      const bytes = image.data ? Buffer.from(image.data, 'base64') : readRegularFile(source!, READ_LIMITS.generatedImage, 'a generated image');
       await vscode.workspace.fs.writeFile(target, bytes);
       return;
     }
   }
 }
 
-/** The biggest image file handed to the renderer (a 64×64 PNG is ~6 kB; a 2048² one a few MB). */
-const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
-
-/** A PNG's bytes as base64, or null: only a regular `.png` file under the cap is read. */
+/** A PNG's bytes as base64, or null: only a regular `.png` file under READ_LIMITS.generatedImage is read. */
 async function readPng(file: string | undefined): Promise<string | null> {
   if (!file || path.extname(file).toLowerCase() !== '.png') return null;
   try {
-    const st = await fs.promises.stat(file);
-    if (!st.isFile() || st.size > MAX_IMAGE_BYTES) return null;
-    return (await fs.promises.readFile(file)).toString('base64');
+    return readRegularFile(file, READ_LIMITS.generatedImage, 'a generated image').toString('base64');
   } catch {
     return null;
   }
