@@ -12,7 +12,7 @@
 import { Random, streamSeed } from './random.js';
 import type { Bucket, BucketChoice } from '../core/config/buckets.js';
 // The bucket arithmetic lives in src/core/config/buckets.ts (one home, shared with the Dataset view).
-export { bucketResolutions, selectBucket, planBuckets, bucketInfoMetadata, type Bucket, type BucketSettings, type BucketChoice, type BucketPlan } from '../core/config/buckets.js';
+export { bucketRangeProblem, bucketResolutions, selectBucket, planBuckets, bucketInfoMetadata, type Bucket, type BucketSettings, type BucketChoice, type BucketPlan } from '../core/config/buckets.js';
 import { crop, resizeBilinear, type RgbImage } from './image_transforms.js';
 
 /** Resize to `choice.resized`, then crop to the bucket (centred, or randomly from `rng`: left, then top). */

@@ -39,7 +39,7 @@ import sharp from 'sharp';
 import { decodeRgb, pickCaption, DatasetError, type Dataset, type Example } from './dataset.js';
 import { resizeShortestSide, resizedSize, centerCrop, randomCrop, centerCropTopLeft, crop, flipHorizontal, toNormalizedPixels, type RgbImage } from './image_transforms.js';
 import { sdxlTimeIds } from '../core/models/unet_2d_condition.js';
-import { planBuckets, fitToBucket, epochBatches, bucketInfoMetadata, type BucketPlan } from './buckets.js';
+import { bucketRangeProblem, planBuckets, fitToBucket, epochBatches, bucketInfoMetadata, type BucketPlan } from './buckets.js';
 import { processCaption, captionsAreFixed, type CaptionOptions } from './captions.js';
 import { parseSamplePrompts, SamplePromptError, type SamplePrompt } from '../core/config/sample_prompts.js';
 import { Random, streamSeed, freshSeed } from './random.js';
@@ -492,9 +492,8 @@ class TrainingSession {
     if (c.bucket_reso_steps % multiple) {
       throw new TrainingError('config', `bucket_reso_steps ${c.bucket_reso_steps} is not a multiple of ${multiple}, which this model's UNet needs`, `set bucket_reso_steps: ${Math.max(multiple, Math.round(c.bucket_reso_steps / multiple) * multiple)}`);
     }
-    if (c.min_bucket_reso > c.resolution || c.max_bucket_reso < c.resolution) {
-      throw new TrainingError('config', `resolution ${c.resolution} is outside min_bucket_reso ${c.min_bucket_reso} … max_bucket_reso ${c.max_bucket_reso}`, 'set min_bucket_reso ≤ resolution ≤ max_bucket_reso (kohya: 256 ≤ 512 ≤ 1024)');
-    }
+    const outside = bucketRangeProblem(c);
+    if (outside) throw new TrainingError('config', outside.message, `set ${outside.key}: ${outside.fixedValue}`);
     const sizes = await Promise.all(dataset.examples.map(async (e) => imageSize(e.image ?? e.file)));
     const plan = planBuckets({ resolution: c.resolution, minReso: c.min_bucket_reso, maxReso: c.max_bucket_reso, step: c.bucket_reso_steps }, sizes);
     return { plan, bucketOf: plan.choices.map((ch) => ch.index) };

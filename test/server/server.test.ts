@@ -109,6 +109,43 @@ test('a sound config: only the dataset count; a missing required key is offered 
   await client.close(uri);
 });
 
+test("a resolution outside the bucket range (enable_bucket) is an error on resolution, as the trainer's, fixed by moving the bound", async () => {
+  const file = path.join(FIXTURES, 'buckets.lora.yaml'); // never written: relative paths resolve as for good.lora.yaml
+  const uri = uriOf(file);
+  const good = fs.readFileSync(path.join(FIXTURES, 'good.lora.yaml'), 'utf8'); // resolution: 64 on line 4
+  const errors = async (text: string) => (await client.replace(uri, text)).filter((d) => d.severity === 1);
+  const fixOf = async (d: Diagnostic) => {
+    const [a] = await client.codeActions(uri, d.range, [d]);
+    return { title: a.title, edits: (a.edit as WorkspaceEdit).changes![uri] };
+  };
+  await client.open(uri, good);
+
+  // A bound that is written: the fix changes it in place.
+  const written = `${good}enable_bucket: true\nmin_bucket_reso: 128\n`;
+  const [below] = await errors(written);
+  assert.deepEqual(rows([below]), [[3, 12, 3, 14, 1, "`resolution` 64 is below the bucket range `min_bucket_reso` 128 … `max_bucket_reso` 1024 — set `min_bucket_reso` to 64 or less (kohya's defaults: 256 ≤ 512 ≤ 1024)"]]);
+  const inPlace = await fixOf(below);
+  assert.deepEqual(inPlace, { title: 'Set min_bucket_reso to 64', edits: [{ range: { start: { line: 11, character: 17 }, end: { line: 11, character: 20 } }, newText: '64' }] });
+  assert.deepEqual(await errors(applyEdits(written, inPlace.edits)), []);
+
+  // The default bound (256): the fix adds the key after enable_bucket; the trainer's loader finds the same error.
+  const absent = `${good}enable_bucket: true\n`;
+  const [byDefault] = await errors(absent);
+  assert.equal(messageText(byDefault.message), "`resolution` 64 is below the bucket range `min_bucket_reso` 256 … `max_bucket_reso` 1024 — set `min_bucket_reso` to 64 or less (kohya's defaults: 256 ≤ 512 ≤ 1024)");
+  const added = await fixOf(byDefault);
+  assert.equal(applyEdits(absent, added.edits), `${good}enable_bucket: true\nmin_bucket_reso: 64\n`);
+  fs.writeFileSync(path.join(TMP, 'buckets.lora.yaml'), absent.replace(/: (\.\.\/\S+)/g, (_, rel: string) => `: ${path.resolve(FIXTURES, rel)}`));
+  assert.deepEqual(loadRunConfig(path.join(TMP, 'buckets.lora.yaml')).problems.filter((p) => p.severity === 'error').map((p) => p.message), [byDefault.message]);
+
+  // Above the range.
+  const [above] = await errors(absent.replace('resolution: 64', 'resolution: 2048'));
+  assert.equal(messageText(above.message), "`resolution` 2048 is above the bucket range `min_bucket_reso` 256 … `max_bucket_reso` 1024 — set `max_bucket_reso` to 2048 or more (kohya's defaults: 256 ≤ 512 ≤ 1024)");
+  assert.equal((await fixOf(above)).title, 'Set max_bucket_reso to 2048');
+  // Without enable_bucket the bucket keys do nothing: no error.
+  assert.deepEqual(await errors(`${good}min_bucket_reso: 128\n`), []);
+  await client.close(uri);
+});
+
 test('completion: keys not yet present, with documentation and defaults; enum, boolean, list and folder values', async () => {
   const file = path.join(FIXTURES, 'good.lora.yaml');
   const uri = uriOf(file);

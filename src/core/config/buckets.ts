@@ -22,6 +22,33 @@ export interface BucketSettings {
   readonly step: number;
 }
 
+/** The bound of the bucket range that `resolution` lies outside of, and the value that fixes it. */
+export interface BucketRangeProblem {
+  readonly key: 'min_bucket_reso' | 'max_bucket_reso';
+  /** The bound's value that takes `resolution` in: resolution itself. */
+  readonly fixedValue: number;
+  readonly message: string;
+}
+
+/**
+ * sd-scripts' check (train_util.py: "min_bucket_reso must be equal or less than resolution", "max_bucket_reso must be
+ * equal or greater than resolution"): the training resolution must lie inside min_bucket_reso … max_bucket_reso, or
+ * the square bucket the resolution stands for is not among the buckets. `name` spells a key as the config does.
+ */
+export function bucketRangeProblem(
+  c: { readonly resolution: number; readonly min_bucket_reso: number; readonly max_bucket_reso: number },
+  name: (key: string) => string = (k) => k,
+): BucketRangeProblem | undefined {
+  const key = c.resolution < c.min_bucket_reso ? 'min_bucket_reso' : c.resolution > c.max_bucket_reso ? 'max_bucket_reso' : undefined;
+  if (!key) return undefined;
+  const side = key === 'min_bucket_reso' ? 'below' : 'above';
+  return {
+    key,
+    fixedValue: c.resolution,
+    message: `${name('resolution')} ${c.resolution} is ${side} the bucket range ${name('min_bucket_reso')} ${c.min_bucket_reso} … ${name('max_bucket_reso')} ${c.max_bucket_reso} — set ${name(key)} to ${c.resolution} or ${key === 'min_bucket_reso' ? 'less' : 'more'} (kohya's defaults: 256 ≤ 512 ≤ 1024)`,
+  };
+}
+
 /** make_bucket_resolutions((res, res), min, max, step), sorted as Python sorts (width, height) tuples. */
 export function bucketResolutions(s: BucketSettings): Bucket[] {
   const maxArea = s.resolution * s.resolution;

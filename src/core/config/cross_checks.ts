@@ -6,6 +6,7 @@ import { problem, type Fix, type Problem, type Range, type TextEdit } from './pr
 import type { RunConfig } from './run_config.js';
 import { formatValue } from './schema.js';
 import { looksLikeLocalPath } from './check_entries.js';
+import { bucketRangeProblem } from './buckets.js';
 
 /** What the disk checks learnt that the run's length depends on. */
 export interface RunFacts {
@@ -222,6 +223,25 @@ export function crossChecks(input: CrossCheckInput): Problem[] {
         range: r,
         line: lineOf(input, r),
         message: `${n('gradient_checkpointing')} cannot be used with ${n('lora_dropout')} > 0 (the recomputed forward pass would draw other dropout masks) — turn one of them off`,
+      }),
+    );
+  }
+  // The trainer refuses this at start (loop.ts planLayout), in the same words: here on resolution when it is
+  // written, else on the bound at fault, else on enable_bucket; the fix moves the bound to the resolution.
+  const bucketKeys = ['enable_bucket', 'resolution', 'min_bucket_reso', 'max_bucket_reso'];
+  const outside = c.enable_bucket && !bucketKeys.some((k) => input.invalid.has(k)) ? bucketRangeProblem(c, n) : undefined;
+  if (outside) {
+    const onKey = present.has('resolution') ? 'resolution' : present.has(outside.key) ? outside.key : 'enable_bucket';
+    const r = at(input, onKey);
+    out.push(
+      problem({
+        key: onKey,
+        code: 'contradiction',
+        severity: 'error',
+        range: r,
+        line: lineOf(input, r),
+        message: outside.message,
+        fix: fixIf(input, `Set ${outside.key} to ${outside.fixedValue}`, setKey(input, outside.key, String(outside.fixedValue), 'enable_bucket')),
       }),
     );
   }

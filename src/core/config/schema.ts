@@ -248,7 +248,7 @@ export const RUN_CONFIG_KEYS: readonly KeySpec[] = [
     minimum: 8,
     multipleOf: 8,
     summary: 'Smallest bucket side in pixels.',
-    description: "kohya's `--min_bucket_reso`: minimum resolution for buckets. Only with `enable_bucket: true`.",
+    description: "kohya's `--min_bucket_reso`: minimum resolution for buckets. Only with `enable_bucket: true`; must be ≤ `resolution`.",
   },
   {
     key: 'max_bucket_reso',
