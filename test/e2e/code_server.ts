@@ -118,7 +118,7 @@ export async function openWorkbench(workspace: string): Promise<Workbench> {
         await b.close().catch(() => undefined);
         stopServer();
         await new Promise((r) => (server.exitCode !== null ? r(undefined) : server.once('exit', r)));
-        fs.rmSync(tmp, { recursive: true, force: true });
+        fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
       },
     };
   } catch (e) {

@@ -101,7 +101,7 @@ after(async () => {
     server.kill();
     await new Promise((r) => server!.once('exit', r));
   }
-  if (root) fs.rmSync(root, { recursive: true, force: true });
+  if (root) fs.rmSync(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
 });
 
 test('open examples/shapes.loranb, Run All: the images appear, as files next to the notebook; reopen, slider, copy, completion', { skip }, async () => {
