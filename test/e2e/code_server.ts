@@ -252,16 +252,23 @@ async function quickPick(page: Page, keys: string[], text: string, row: string |
     },
     { page, detail: () => `${tries} key presses; focus was on ${lastFocus}; ${seen}` },
   );
-  // Enter goes to the input, and again until the input closes or moves on (a command may open its own quick
-  // pick): a press that lands while the row is being drawn is lost, and a later search found the input still
-  // open, holding what was typed (seen under load: Quick Open stayed up after its file had opened).
+  // Enter goes to the input until it closes or moves on (a command may open its own quick pick): a later search
+  // found the input still open, holding what was typed (seen under load: Quick Open stayed up after its file had opened).
+  await enterUntil(page, `the quick input holding ${JSON.stringify(text)} to take Enter`, async () => !(await input.isVisible()) || (await input.inputValue().catch(() => '')) !== text, async () => {
+    await input.press('Enter', { timeout: 5000 }).catch(() => page.keyboard.press('Enter'));
+    return true;
+  });
+}
+
+/**
+ * Presses Enter (`press`, which says whether it pressed) until `done`: again only if not done 3 s after the
+ * last press, since a press that lands while a quick input is being drawn is lost and two could accept twice.
+ */
+async function enterUntil(page: Page, what: string, done: () => Promise<boolean>, press: () => Promise<boolean>): Promise<void> {
   let pressedAt = 0;
-  await waitUntil(`the quick input holding ${JSON.stringify(text)} to take Enter`, async () => {
-    if (!(await input.isVisible()) || (await input.inputValue().catch(() => '')) !== text) return true;
-    if (Date.now() - pressedAt > 3000) {
-      await input.press('Enter', { timeout: 5000 }).catch(() => page.keyboard.press('Enter'));
-      pressedAt = Date.now();
-    }
+  await waitUntil(what, async () => {
+    if (await done()) return true;
+    if (Date.now() - pressedAt > 3000 && (await press())) pressedAt = Date.now();
     return false;
   }, { page });
 }
@@ -280,16 +287,11 @@ export async function runCommand(page: Page, title: string): Promise<void> {
 export async function acceptQuickInput(page: Page, title: string): Promise<void> {
   const box = page.locator('.quick-input-widget .quick-input-title', { hasText: title });
   const input = quickInputBox(page);
-  let pressedAt = 0;
-  await waitUntil(`the "${title}" box to take Enter and close`, async () => {
-    if (!(await box.first().isVisible())) return true;
+  await enterUntil(page, `the "${title}" box to take Enter and close`, async () => !(await box.first().isVisible()), async () => {
     const focused = await input.first().evaluate((el) => el === document.activeElement).catch(() => false);
-    if (focused && Date.now() - pressedAt > 3000) {
-      await page.keyboard.press('Enter');
-      pressedAt = Date.now();
-    }
-    return false;
-  }, { page });
+    if (focused) await page.keyboard.press('Enter');
+    return focused;
+  });
 }
 
 /** Opens a workspace file with Quick Open and waits for its tab. */
@@ -298,7 +300,7 @@ export async function openFile(page: Page, name: string, tab = `.tabs-container 
   // for minutes on a loaded machine (seen under load 30), so it is only the way to files the Explorer hides.
   const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).first();
   // A file the test has just written shows in the Explorer once the file watcher reports it.
-  const shown = await waitUntil(`the Explorer to list ${name}`, () => row.isVisible().catch(() => false), { timeoutMs: 30_000 }).catch(() => false);
+  const shown = await row.waitFor({ state: 'visible', timeout: 30_000 }).then(() => true, () => false);
   if (shown) {
     await waitUntil(
       `the editor tab of ${name} (opened from the Explorer)`,
